@@ -1,0 +1,18 @@
+/* File helpers. */
+#pragma once
+
+#include <glib.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Write data to path atomically: a temp file in the same directory, fsync,
+ * rename, fsync of the directory. On failure path is unchanged and the temp
+ * file removed; -1 and an error naming path. */
+int ho_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Read a whole file of at most max bytes (NUL-terminated, g_free it);
+ * -1 and an error naming path when missing, unreadable or larger. */
+int ho_file_read_all(const char *path, size_t max, char **data, size_t *len);
+/* mkdir -p with mode for directories it creates; -1 and an error naming path. */
+int ho_file_ensure_dir(const char *path, mode_t mode);
+/* Remove a directory tree (does not follow symlinks); -1 and an error on failure. */
+int ho_file_remove_tree(const char *path);

@@ -1,0 +1,67 @@
+/*
+ * A mock QMP server that plays a transcript from tests/qemumonitorjsondata/.
+ *
+ * Transcript format: the flight recorder's JSON lines (see qemu_recorder.h),
+ * plus
+ *   - '#' comment lines, and blank lines, ignored; every transcript starts
+ *     with comments saying what it shows and how it was recorded;
+ *   - an optional first JSON line {"meta":{"schema":{"src":"qemu-7.2", ...}}}
+ *     naming, per side, the schema file schema/<name>.json (a saved
+ *     query-qmp-schema reply) that every command the client sends is
+ *     checked against;
+ *   - ${name} placeholders inside strings. In a "send" line (what the code
+ *     under test must send) a placeholder binds on first use to what the
+ *     client sent and must match on every later use; a string that is
+ *     exactly "${name}" matches any scalar. In a "recv" line (what the mock
+ *     answers) placeholders are replaced by their bound values, a whole
+ *     "${name}" by the value's own JSON type.
+ *
+ * Each side ("src", "dst", ...) gets its own UNIX socket. Per side, lines
+ * play in file order: "open" waits for the client to connect, "recv" lines
+ * are written (greeting, replies with the client's id substituted for the
+ * recorded one, events with a fresh timestamp), "send" lines wait for the
+ * client's next command and compare it (JSON equality ignoring "id" and key
+ * order, placeholders as above), "close" closes the connection as if QEMU
+ * had died. Across sides, a "recv" line is held until every "send" line
+ * above it in the file, on any side, has been matched: QEMU's output
+ * follows the input that caused it. A "recv" line also waits the recorded
+ * time since the previous line of its side, capped (default 200 ms).
+ *
+ * Any mismatch (unexpected command, wrong arguments, schema violation,
+ * commands after the transcript ended, early disconnect) records a failure
+ * with a diff of expected against actual, and the mock stops answering.
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+
+typedef struct _QemuMock QemuMock;
+
+/* Load a transcript (absolute, or relative to tests/qemumonitorjsondata/)
+ * and listen on one socket per side in a temporary directory. NULL and an
+ * error (file, line and reason) when the transcript is malformed. */
+QemuMock *qemu_mock_new(const char *transcript, GMainContext *ctx);
+void qemu_mock_free(QemuMock *mock);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuMock, qemu_mock_free)
+
+/* The socket path a client should connect to for side; NULL for an
+ * unknown side. */
+const char *qemu_mock_socket_path(QemuMock *mock, const char *side);
+/* The sides in the transcript, NULL-terminated (owned by mock). */
+const char *const *qemu_mock_sides(QemuMock *mock);
+/* Bind a placeholder in advance (a string value). */
+void qemu_mock_bind(QemuMock *mock, const char *name, const char *value);
+/* The text a placeholder is bound to, or NULL. */
+const char *qemu_mock_lookup(QemuMock *mock, const char *name);
+/* Cap on the recorded delay before a "recv" line (ms). */
+void qemu_mock_set_max_delay(QemuMock *mock, guint ms);
+
+/* Whether every line has been played and nothing went wrong. */
+bool qemu_mock_done(QemuMock *mock);
+/* The first failure (with a diff where it applies), or NULL. */
+const char *qemu_mock_failure(QemuMock *mock);
+/* Iterate the context until done, a failure, or timeout_ms; 0 when done
+ * without failure, else -1 (the failure or "timed out at <file>:<line>:
+ * waiting for ..." in the per-thread error). */
+int qemu_mock_run(QemuMock *mock, guint timeout_ms);
