@@ -409,27 +409,32 @@ test_testutils_compare(void)
     g_autofree char *text = NULL;
     const char *old_regen = g_getenv("HANDOVER_TEST_REGENERATE");
     g_autofree char *saved_regen = g_strdup(old_regen);
+    int rc;
 
     g_unsetenv("HANDOVER_TEST_REGENERATE");
     make_file(dir, "x.result", "one\ntwo\nthree\n");
-    g_assert_cmpint(compare_captured("one\ntwo\nthree\n", path, &err), ==, 0);
+    rc = compare_captured("one\ntwo\nthree\n", path, &err);
+    g_assert_cmpint(rc, ==, 0);
     g_assert_cmpstr(err, ==, "");
     g_clear_pointer(&err, g_free);
 
     /* A difference: -1 and a unified diff on stderr. */
-    g_assert_cmpint(compare_captured("one\nTWO\nthree\n", path, &err), ==, -1);
+    rc = compare_captured("one\nTWO\nthree\n", path, &err);
+    g_assert_cmpint(rc, ==, -1);
     g_assert_nonnull(strstr(err, "@@ -1,3 +1,3 @@"));
     g_assert_nonnull(strstr(err, "\n-two\n+TWO\n"));
     g_clear_pointer(&err, g_free);
 
-    g_assert_cmpint(compare_captured("x", missing, &err), ==, -1);
+    rc = compare_captured("x", missing, &err);
+    g_assert_cmpint(rc, ==, -1);
     g_assert_nonnull(strstr(err, "HANDOVER_TEST_REGENERATE=1"));
     g_clear_pointer(&err, g_free);
 
     /* Regeneration writes the expected file instead. */
     g_setenv("HANDOVER_TEST_REGENERATE", "1", TRUE);
     g_assert_true(test_regenerate());
-    g_assert_cmpint(compare_captured("new\n", path, &err), ==, 0);
+    rc = compare_captured("new\n", path, &err);
+    g_assert_cmpint(rc, ==, 0);
     if (saved_regen)
         g_setenv("HANDOVER_TEST_REGENERATE", saved_regen, TRUE);
     else

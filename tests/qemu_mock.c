@@ -501,6 +501,7 @@ mock_parse_record(QemuMock *mock, json_object *obj, guint line, GHashTable *open
         } else {
             ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: a %s record needs an object \"msg\"",
                             mock->file, line, dir);
+            mock_record_clear(&rec);
             return -1;
         }
     }

@@ -1569,7 +1569,7 @@ check_sync(GMainContext *ctx)
     g_assert_nonnull(ret);
 
     g_clear_pointer(&mon, qemu_monitor_unref);
-    g_thread_join(thread);
+    (void)g_thread_join(thread);
 }
 
 static void
@@ -1666,7 +1666,7 @@ test_open_unix(void)
     g_assert_cmpint(qemu_monitor_wait_ready(mon, WAIT_MS), ==, 0);
     g_assert_cmpint(qemu_monitor_send_sync(mon, "cont", NULL, -1, NULL, WAIT_MS), ==, 0);
     g_clear_pointer(&mon, qemu_monitor_unref);
-    g_thread_join(thread);
+    (void)g_thread_join(thread);
 }
 
 int
