@@ -25,6 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/fetch-qemu10.sh
+# The Linux test guest the real-QEMU migration tests boot (docs/test-guest.md).
+bash scripts/build-test-guest.sh >/dev/null
 
 if [ ! -f build/build.ninja ]; then
     meson setup build "$@" >/dev/null

@@ -485,6 +485,29 @@ dump_named_nodes(json_object *ret)
 }
 
 static char *
+dump_machines(json_object *ret)
+{
+    g_autoptr(GPtrArray) list = qemu_monitor_json_parse_machines(ret);
+    GString *out;
+    guint i;
+
+    if (!list)
+        return NULL;
+    out = g_string_new(NULL);
+    g_string_append_printf(out, "machines: %u\n", list->len);
+    for (i = 0; i < list->len; i++) {
+        const QemuMachineInfo *m = g_ptr_array_index(list, i);
+
+        g_string_append_printf(out,
+                               "[%u] name=%s alias=%s default=%s deprecated=%s cpu-max=%"
+                               G_GINT64_FORMAT "\n",
+                               i, m->name, m->alias ? m->alias : "-", yesno(m->is_default),
+                               yesno(m->deprecated), m->cpu_max);
+    }
+    return g_string_free(out, FALSE);
+}
+
+static char *
 dump_name_list(json_object *ret)
 {
     g_auto(GStrv) names = qemu_monitor_json_parse_name_list(ret);
@@ -515,6 +538,7 @@ static const struct {
     {"query-jobs", dump_jobs},
     {"query-named-block-nodes", dump_named_nodes},
     {"query-commands", dump_name_list},
+    {"query-machines", dump_machines},
 };
 
 static int
@@ -880,6 +904,27 @@ named_nodes_cb(QemuMonitor *mon, GPtrArray *list, const HoError *err, void *opaq
 }
 
 static void
+machines_cb(QemuMonitor *mon, GPtrArray *list, const HoError *err, void *opaque)
+{
+    g_autoptr(GString) text = g_string_new(NULL);
+    guint i;
+
+    if (err) {
+        g_assert_null(list);
+        call_finish(opaque, err, NULL);
+        return;
+    }
+    g_string_append_printf(text, "%u machine(s)", list->len);
+    for (i = 0; i < list->len; i++) {
+        const QemuMachineInfo *m = g_ptr_array_index(list, i);
+
+        g_string_append_printf(text, " %s:%s%s", m->name, m->alias ? m->alias : "-",
+                               m->is_default ? ":default" : "");
+    }
+    call_finish(opaque, NULL, "%s", text->str);
+}
+
+static void
 fixture_closed(QemuMonitor *mon, const HoError *err, void *opaque)
 {
     Fixture *f = opaque;
@@ -1057,6 +1102,9 @@ test_commands_7_2(void)
 
     fixture_setup(&f, "commands-7.2.jsonl");
     issue_common_commands(&f);
+    qemu_monitor_json_query_machine_list(f.mon, machines_cb,
+                                         call_new(&f, "query-machines list"));
+    qemu_monitor_json_system_powerdown(f.mon, done_cb, call_new(&f, "system_powerdown"));
     qemu_monitor_json_quit(f.mon, done_cb, call_new(&f, "quit"));
     fixture_finish(&f, "commands-7.2.jsonl", true);
 }

@@ -43,18 +43,6 @@ closed_cb(QemuMonitor *mon, const HoError *err, void *opaque)
     *closed = true;
 }
 
-static const TestQemuBinary *
-need_binary(const char *name)
-{
-    const TestQemuBinary *bin = test_qemu_binary(name);
-
-    g_assert_nonnull(bin);
-    if (!bin->binary) {
-        g_test_skip_printf("%s is not available: %s", name, bin->missing);
-        return NULL;
-    }
-    return bin;
-}
 
 static QemuMonitor *
 connect_monitor(TestQemu *q, const char *label, bool *closed)
@@ -85,7 +73,7 @@ static void
 test_probe(gconstpointer data)
 {
     const char *name = data;
-    const TestQemuBinary *bin = need_binary(name);
+    const TestQemuBinary *bin = test_qemu_need(name);
     const char *accel = test_qemu_accel(NULL);
     const char *args[] = {"-machine", "none", NULL};
     g_autoptr(TestQemu) q = NULL;
@@ -158,7 +146,7 @@ static void
 test_virtio_net(gconstpointer data)
 {
     const char *name = data;
-    const TestQemuBinary *bin = need_binary(name);
+    const TestQemuBinary *bin = test_qemu_need(name);
     const char *args[] = {"-machine", "pc", "-m", "128", "-S",
                           "-netdev", "user,id=n0",
                           "-device", "virtio-net-pci,netdev=n0,id=net0", NULL};

@@ -70,6 +70,38 @@ test_qemu_binary(const char *name)
     return NULL;
 }
 
+void
+test_qemu_missing(const char *fmt, ...)
+{
+    g_autofree char *why = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (g_strcmp0(g_getenv("HANDOVER_REQUIRE_QEMUS"), "1") == 0)
+        g_error("required (HANDOVER_REQUIRE_QEMUS=1) but missing: %s", why);
+    g_test_skip(why);
+}
+
+const TestQemuBinary *
+test_qemu_need_binary(const TestQemuBinary *bin)
+{
+    if (bin->binary)
+        return bin;
+    test_qemu_missing("%s is not available: %s", bin->name, bin->missing);
+    return NULL;
+}
+
+const TestQemuBinary *
+test_qemu_need(const char *name)
+{
+    const TestQemuBinary *bin = test_qemu_binary(name);
+
+    g_assert_nonnull(bin);
+    return test_qemu_need_binary(bin);
+}
+
 const char *
 test_qemu_accel(const char **why)
 {

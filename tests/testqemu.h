@@ -23,6 +23,16 @@ typedef struct {
 const TestQemuBinary *const *test_qemu_binaries(void);
 /* One of them by name, or NULL. */
 const TestQemuBinary *test_qemu_binary(const char *name);
+/* A resource a real-QEMU test needs is missing: skip the test saying
+ * why, or fail it when HANDOVER_REQUIRE_QEMUS=1 (set by CI, where every
+ * real-QEMU test must run). */
+void test_qemu_missing(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+/* The named QEMU for a test that needs it: when it is missing the test is
+ * skipped saying why, or fails if HANDOVER_REQUIRE_QEMUS=1 (set by CI,
+ * where both QEMUs must run). Returns NULL after a skip. */
+const TestQemuBinary *test_qemu_need(const char *name);
+/* The same for a binary already looked up. */
+const TestQemuBinary *test_qemu_need_binary(const TestQemuBinary *bin);
 /* "kvm" when /dev/kvm can create a VM, else "tcg"; *why (if non-NULL)
  * says why KVM is not used. Probed once. */
 const char *test_qemu_accel(const char **why);

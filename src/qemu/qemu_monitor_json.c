@@ -271,6 +271,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuBlockJobInfo, block_job_info_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuJobInfo, job_info_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuBlockNodeInfo, block_node_info_free)
 
+void
+qemu_machine_info_free(QemuMachineInfo *m)
+{
+    if (!m)
+        return;
+    g_free(m->name);
+    g_free(m->alias);
+    g_free(m);
+}
+
 /* ---- parsers ---- */
 
 static int
@@ -626,6 +636,28 @@ qemu_monitor_json_parse_named_nodes(json_object *ret)
 }
 
 static void *
+parse_machine(json_object *elem)
+{
+    g_autoptr(QemuMachineInfo) m = g_new0(QemuMachineInfo, 1);
+
+    /* "is-default" and "alias" are optional in QAPI; "deprecated" came in 4.1. */
+    if (get_strdup(elem, "name", &m->name) < 0 ||
+        opt_strdup(elem, "alias", &m->alias) < 0 ||
+        ho_json_opt_bool(elem, "is-default", &m->is_default) < 0 ||
+        ho_json_opt_bool(elem, "deprecated", &m->deprecated) < 0 ||
+        ho_json_get_int64(elem, "cpu-max", &m->cpu_max) < 0)
+        return NULL;
+    return g_steal_pointer(&m);
+}
+
+GPtrArray *
+qemu_monitor_json_parse_machines(json_object *ret)
+{
+    return parse_object_array(ret, "query-machines", parse_machine,
+                              (GDestroyNotify)qemu_machine_info_free);
+}
+
+static void *
 parse_name(json_object *elem)
 {
     char *name = NULL;
@@ -874,6 +906,12 @@ shape_parse_named_nodes(json_object *ret)
     return qemu_monitor_json_parse_named_nodes(ret);
 }
 
+static void *
+shape_parse_machines(json_object *ret)
+{
+    return qemu_monitor_json_parse_machines(ret);
+}
+
 static void
 free_strv(void *strv)
 {
@@ -904,6 +942,7 @@ static const ReplyShape shape_migration_caps = {shape_parse_migration_caps, deli
                                                 free_ptr_array};
 static const ReplyShape shape_block_jobs = {shape_parse_block_jobs, deliver_list,
                                             free_ptr_array};
+static const ReplyShape shape_machines = {shape_parse_machines, deliver_list, free_ptr_array};
 static const ReplyShape shape_jobs = {shape_parse_jobs, deliver_list, free_ptr_array};
 static const ReplyShape shape_named_nodes = {shape_parse_named_nodes, deliver_list,
                                              free_ptr_array};
@@ -949,6 +988,12 @@ qemu_monitor_json_query_machines(QemuMonitor *mon, QemuMonitorJsonFunc cb, void 
 }
 
 void
+qemu_monitor_json_query_machine_list(QemuMonitor *mon, QemuMonitorListFunc cb, void *opaque)
+{
+    json_send(mon, "query-machines", NULL, -1, &shape_machines, (AnyFunc)cb, opaque);
+}
+
+void
 qemu_monitor_json_query_status(QemuMonitor *mon, QemuMonitorStatusFunc cb, void *opaque)
 {
     json_send(mon, "query-status", NULL, -1, &shape_status, (AnyFunc)cb, opaque);
@@ -970,6 +1015,12 @@ void
 qemu_monitor_json_quit(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque)
 {
     send_done(mon, "quit", NULL, cb, opaque);
+}
+
+void
+qemu_monitor_json_system_powerdown(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque)
+{
+    send_done(mon, "system_powerdown", NULL, cb, opaque);
 }
 
 void

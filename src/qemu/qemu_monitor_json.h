@@ -168,8 +168,19 @@ typedef struct {
     bool ro;
 } QemuBlockNodeInfo;
 
+/* One machine type of query-machines. */
+typedef struct {
+    char *name;      /* "pc-i440fx-7.2" */
+    char *alias;     /* "pc", or NULL */
+    bool is_default; /* QEMU's default machine */
+    bool deprecated; /* false when QEMU does not say */
+    int64_t cpu_max;
+} QemuMachineInfo;
+
 /* Free functions accept NULL. */
 void qemu_monitor_version_free(QemuMonitorVersion *v);
+void qemu_machine_info_free(QemuMachineInfo *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuMachineInfo, qemu_machine_info_free)
 void qemu_migration_info_free(QemuMigrationInfo *info);
 void qemu_migration_params_free(QemuMigrationParams *p);
 
@@ -183,6 +194,7 @@ GPtrArray *qemu_monitor_json_parse_migration_caps(json_object *ret);
 GPtrArray *qemu_monitor_json_parse_block_jobs(json_object *ret);
 GPtrArray *qemu_monitor_json_parse_jobs(json_object *ret);
 GPtrArray *qemu_monitor_json_parse_named_nodes(json_object *ret);
+GPtrArray *qemu_monitor_json_parse_machines(json_object *ret);
 /* [{"name": ...}, ...] (query-commands, query-events) -> strv. */
 char **qemu_monitor_json_parse_name_list(json_object *ret);
 
@@ -218,12 +230,17 @@ void qemu_monitor_json_query_events(QemuMonitor *mon, QemuMonitorNamesFunc cb, v
 void qemu_monitor_json_query_qmp_schema(QemuMonitor *mon, QemuMonitorJsonFunc cb, void *opaque);
 /* query-machines -> the raw array */
 void qemu_monitor_json_query_machines(QemuMonitor *mon, QemuMonitorJsonFunc cb, void *opaque);
+/* query-machines -> GPtrArray of QemuMachineInfo */
+void qemu_monitor_json_query_machine_list(QemuMonitor *mon, QemuMonitorListFunc cb,
+                                          void *opaque);
 /* query-status */
 void qemu_monitor_json_query_status(QemuMonitor *mon, QemuMonitorStatusFunc cb, void *opaque);
 /* stop, cont, quit */
 void qemu_monitor_json_stop(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque);
 void qemu_monitor_json_cont(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque);
 void qemu_monitor_json_quit(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque);
+/* system_powerdown: ask the guest (ACPI) to power off; it may not answer */
+void qemu_monitor_json_system_powerdown(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque);
 
 /* query-migrate */
 void qemu_monitor_json_query_migrate(QemuMonitor *mon, QemuMonitorMigrationInfoFunc cb,

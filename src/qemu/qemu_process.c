@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ho_error.h"
@@ -101,7 +102,8 @@ qemu_process_spawn(const QemuProcessSpawn *opts, GPid *pid)
     qmpfd = ho_socket_unix_listen(opts->qmp_path, 0600, 4);
     if (qmpfd < 0)
         return -1;
-    logfd = open(opts->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    logfd = open(opts->log_path,
+                 O_WRONLY | O_CREAT | O_CLOEXEC | (opts->log_append ? O_APPEND : O_TRUNC), 0600);
     if (logfd < 0) {
         ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot create QEMU log '%1$s'"),
                               opts->log_path);
@@ -119,10 +121,12 @@ qemu_process_spawn(const QemuProcessSpawn *opts, GPid *pid)
         g_ptr_array_add(argv, g_strdup("-accel"));
         g_ptr_array_add(argv, g_strdup(opts->accel));
     }
-    g_ptr_array_add(argv, g_strdup("-nodefaults"));
-    g_ptr_array_add(argv, g_strdup("-no-user-config"));
-    g_ptr_array_add(argv, g_strdup("-display"));
-    g_ptr_array_add(argv, g_strdup("none"));
+    if (!opts->args_complete) {
+        g_ptr_array_add(argv, g_strdup("-nodefaults"));
+        g_ptr_array_add(argv, g_strdup("-no-user-config"));
+        g_ptr_array_add(argv, g_strdup("-display"));
+        g_ptr_array_add(argv, g_strdup("none"));
+    }
     g_ptr_array_add(argv, g_strdup("-chardev"));
     g_ptr_array_add(argv, g_strdup_printf("socket,id=qmp,fd=%d,server=on,wait=off",
                                           QMP_CHILD_FD));
@@ -152,5 +156,69 @@ qemu_process_spawn(const QemuProcessSpawn *opts, GPid *pid)
     close(qmpfd);
     HO_DEBUG("started %s as pid %d", opts->emulator, (int)child);
     *pid = child;
+    return 0;
+}
+
+int
+qemu_process_start_time(pid_t pid, unsigned long long *start_time)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree char *text = NULL;
+    g_autoptr(GError) gerr = NULL;
+    g_auto(GStrv) fields = NULL;
+    const char *rest;
+    char *end = NULL;
+    unsigned long long val;
+
+    if (pid <= 0) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("invalid process id %1$d"), (int)pid);
+        return -1;
+    }
+    if (!g_file_get_contents(path, &text, NULL, &gerr)) {
+        ho_error_report(HO_ERR_SYSTEM, _("no process %1$d: %2$s"), (int)pid, gerr->message);
+        return -1;
+    }
+    /* "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so the
+     * fields start after the last ')'; STATE is field 3, starttime 22. */
+    rest = strrchr(text, ')');
+    if (rest)
+        fields = g_strsplit_set(rest + 1, " \n", -1);
+    if (!fields || g_strv_length(fields) < 21 || !fields[20][0]) {
+        ho_error_report(HO_ERR_SYSTEM, _("cannot parse '%1$s'"), path);
+        return -1;
+    }
+    /* fields[0] is the empty text before the first space: field 3 is fields[1]. */
+    errno = 0;
+    val = g_ascii_strtoull(fields[20], &end, 10);
+    if (errno != 0 || !end || *end) {
+        ho_error_report(HO_ERR_SYSTEM, _("cannot parse '%1$s'"), path);
+        return -1;
+    }
+    *start_time = val;
+    return 0;
+}
+
+int
+qemu_process_pidfd_open(pid_t pid)
+{
+    /* pidfd_open(2) fds are always close-on-exec. */
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+
+    if (fd < 0) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot open a pidfd for process %1$d"),
+                              (int)pid);
+        return -1;
+    }
+    return (int)fd;
+}
+
+int
+qemu_process_pidfd_send_signal(int pidfd, int sig)
+{
+    if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot send signal %1$d through a pidfd"),
+                              sig);
+        return -1;
+    }
     return 0;
 }

@@ -26,9 +26,15 @@ typedef struct {
     const char *accel;             /* "kvm" or "tcg"; NULL: no -accel */
     const char *qmp_path;          /* where to create the QMP listening socket */
     const char *log_path;          /* QEMU's stdout and stderr (created, truncated) */
+    bool log_append;               /* append to log_path instead of truncating it */
     const char *workdir;           /* cwd of the child; NULL: inherit */
     const char *const *extra_args; /* more arguments, NULL-terminated, may be NULL */
     bool die_with_parent;          /* PR_SET_PDEATHSIG: tests and tools, not the daemon */
+    /* extra_args is a whole command line from qemu_command_build (without
+     * its argv[0] and without a QMP socket): add only the QMP monitor, not
+     * -nodefaults, -no-user-config, -display none; fw_dirs and accel must
+     * be NULL (the command line has them). */
+    bool args_complete;
 } QemuProcessSpawn;
 
 /* Create the QMP listening socket at opts->qmp_path, spawn the emulator
@@ -37,3 +43,15 @@ typedef struct {
  * caller adds a child watch). *pid set on success; -1 and an error naming
  * the binary otherwise (nothing left behind). */
 int qemu_process_spawn(const QemuProcessSpawn *opts, GPid *pid);
+
+/* The start time of a process (field 22 of /proc/PID/stat, clock ticks
+ * since boot): with the pid it names one process, never a later one that
+ * reuses the pid. -1 and an error when there is no such process. */
+int qemu_process_start_time(pid_t pid, unsigned long long *start_time);
+/* pidfd_open(2): a close-on-exec fd naming the process, readable once it
+ * has exited (reaped or not); works for processes that are not our
+ * children. -1 and an error. */
+int qemu_process_pidfd_open(pid_t pid);
+/* Send a signal through a pidfd, which cannot hit a later process with
+ * the same pid; -1 and an error (ESRCH included: it has exited). */
+int qemu_process_pidfd_send_signal(int pidfd, int sig);

@@ -1,0 +1,192 @@
+/*
+ * libhandover: the C client API of handover.
+ *
+ * A connection talks to one handoverd (docs/protocol.md). Calls are
+ * synchronous and bounded; each connection runs its own private main
+ * context, so the library can be used from programs with or without a
+ * GLib main loop, one connection per thread.
+ *
+ * Errors: functions return 0 / -1, a pointer / NULL. After a failure,
+ * handover_last_error() describes it (per thread) until the next call.
+ */
+#ifndef HANDOVER_H
+#define HANDOVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with hidden visibility; only what is marked here is
+ * exported. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+# define HANDOVER_API __attribute__((visibility("default")))
+#else
+# define HANDOVER_API
+#endif
+
+#define HANDOVER_VERSION_MAJOR 0
+#define HANDOVER_VERSION_MINOR 1
+
+typedef struct _HandoverConnect HandoverConnect;
+typedef struct _HandoverDomain HandoverDomain;
+
+/* Error codes; the same stable names as the protocol's error codes. */
+typedef enum {
+    HANDOVER_ERR_NONE = 0,
+    HANDOVER_ERR_INTERNAL,
+    HANDOVER_ERR_INVALID_ARG,
+    HANDOVER_ERR_SYSTEM,
+    HANDOVER_ERR_JSON,
+    HANDOVER_ERR_XML,
+    HANDOVER_ERR_URI,
+    HANDOVER_ERR_QMP,
+    HANDOVER_ERR_MONITOR,
+    HANDOVER_ERR_TIMEOUT,
+    HANDOVER_ERR_NO_SUPPORT,
+    HANDOVER_ERR_OPERATION_INVALID,
+    HANDOVER_ERR_LIMIT,
+    HANDOVER_ERR_RPC,
+    HANDOVER_ERR_NO_DOMAIN,
+} HandoverErrorCode;
+
+typedef struct {
+    HandoverErrorCode code;
+    const char *code_name; /* "no-domain", ... */
+    const char *message;   /* whole, translated */
+} HandoverError;
+
+/* The calling thread's last error, or NULL when the last call succeeded. */
+HANDOVER_API
+const HandoverError *handover_last_error(void);
+
+/* ---- connections ---- */
+
+/* Open a connection. uri: NULL or "handover:///system" (the default socket:
+ * /run/handover/handoverd.sock for root, $XDG_RUNTIME_DIR/handover/handoverd.sock
+ * otherwise), "handover+unix:///system?socket=PATH", or
+ * "handover+tcp://HOST:PORT/system" (peer methods only). The environment
+ * variable HANDOVER_DEFAULT_URI replaces the default. */
+HANDOVER_API
+HandoverConnect *handover_connect_open(const char *uri);
+/* Close and free; accepts NULL. Domains obtained from it stay valid
+ * objects but their calls fail. */
+HANDOVER_API
+void handover_connect_close(HandoverConnect *conn);
+/* Per-call timeout in ms for calls that wait on the daemon (default 120000). */
+HANDOVER_API
+void handover_connect_set_timeout(HandoverConnect *conn, unsigned int timeout_ms);
+/* The daemon's version string ("handoverd 0.1.0"); owned by conn. */
+HANDOVER_API
+const char *handover_connect_get_daemon_version(HandoverConnect *conn);
+/* The daemon's hostname and host UUID; owned by conn. */
+HANDOVER_API
+const char *handover_connect_get_hostname(HandoverConnect *conn);
+HANDOVER_API
+const char *handover_connect_get_host_uuid(HandoverConnect *conn);
+/* The host's QEMU capabilities as a JSON document (free() it); emulator may be NULL. */
+HANDOVER_API
+char *handover_connect_get_capabilities(HandoverConnect *conn, const char *emulator);
+/* Host information as a JSON document (free() it). */
+HANDOVER_API
+char *handover_connect_get_info(HandoverConnect *conn);
+
+/* ---- domains ---- */
+
+typedef enum {
+    HANDOVER_DOMAIN_NOSTATE = 0,
+    HANDOVER_DOMAIN_RUNNING,
+    HANDOVER_DOMAIN_PAUSED,
+    HANDOVER_DOMAIN_SHUTOFF,
+    HANDOVER_DOMAIN_CRASHED,
+    HANDOVER_DOMAIN_SHUTTING_DOWN,
+} HandoverDomainState;
+
+/* "running", "paused", ... */
+HANDOVER_API
+const char *handover_domain_state_name(HandoverDomainState state);
+
+typedef struct {
+    HandoverDomainState state;
+    uint64_t max_memory_kib;
+    uint64_t memory_kib;
+    unsigned int vcpus;
+    bool persistent;
+    int pid;              /* 0 when not running */
+} HandoverDomainInfo;
+
+enum {
+    HANDOVER_LIST_ACTIVE = 1 << 0,
+    HANDOVER_LIST_INACTIVE = 1 << 1,
+};
+
+/* All domains matching flags (0 means both); *domains is a malloc'ed array
+ * of n entries, each freed with handover_domain_free, the array with free().
+ * Returns n or -1. */
+HANDOVER_API
+int handover_connect_list_domains(HandoverConnect *conn, HandoverDomain ***domains,
+                                  unsigned int flags);
+/* Define (or update) a persistent domain from XML. */
+HANDOVER_API
+HandoverDomain *handover_domain_define_xml(HandoverConnect *conn, const char *xml);
+/* Look a domain up by name or UUID string. */
+HANDOVER_API
+HandoverDomain *handover_domain_lookup_by_name(HandoverConnect *conn, const char *name);
+/* Free a domain handle (not the domain); accepts NULL. */
+HANDOVER_API
+void handover_domain_free(HandoverDomain *dom);
+
+HANDOVER_API
+const char *handover_domain_get_name(const HandoverDomain *dom);
+HANDOVER_API
+const char *handover_domain_get_uuid(const HandoverDomain *dom);
+
+enum { HANDOVER_START_PAUSED = 1 << 0 };
+HANDOVER_API
+int handover_domain_start(HandoverDomain *dom, unsigned int flags);
+/* Ask the guest to power off; waits up to timeout_s (0: default 60) and
+ * then kills the QEMU. *forced (may be NULL) says whether it had to. */
+HANDOVER_API
+int handover_domain_shutdown(HandoverDomain *dom, unsigned int timeout_s, bool *forced);
+HANDOVER_API
+int handover_domain_destroy(HandoverDomain *dom);
+HANDOVER_API
+int handover_domain_suspend(HandoverDomain *dom);
+HANDOVER_API
+int handover_domain_resume(HandoverDomain *dom);
+HANDOVER_API
+int handover_domain_undefine(HandoverDomain *dom);
+HANDOVER_API
+int handover_domain_get_info(HandoverDomain *dom, HandoverDomainInfo *info);
+/* State and reason (reason may be NULL; *reason is malloc'ed, free() it). */
+HANDOVER_API
+int handover_domain_get_state(HandoverDomain *dom, HandoverDomainState *state, char **reason);
+enum { HANDOVER_XML_INACTIVE = 1 << 0 };
+/* The domain XML (free() it). */
+HANDOVER_API
+char *handover_domain_get_xml_desc(HandoverDomain *dom, unsigned int flags);
+
+/* ---- events ---- */
+
+/* A domain lifecycle event: the domain's name and UUID, the event
+ * ("started", "stopped", ...) and its detail (may be NULL). */
+typedef void (*HandoverLifecycleFunc)(HandoverConnect *conn, const char *name,
+                                      const char *uuid, const char *event,
+                                      const char *detail, void *opaque);
+/* Subscribe to lifecycle events; one callback per connection. */
+HANDOVER_API
+int handover_connect_register_lifecycle(HandoverConnect *conn, HandoverLifecycleFunc cb,
+                                        void *opaque);
+/* Wait up to timeout_ms for events and dispatch them: 1 when at least one
+ * was dispatched, 0 on timeout, -1 when the connection failed. */
+HANDOVER_API
+int handover_connect_run_events(HandoverConnect *conn, unsigned int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HANDOVER_H */

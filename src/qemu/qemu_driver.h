@@ -1,0 +1,142 @@
+/*
+ * The QEMU driver: the domains of this host and their QEMU processes.
+ *
+ * It keeps persistent definitions (state_dir/domains/NAME.xml) and the
+ * runtime status of every running domain (runtime_dir/domains/NAME.json,
+ * written atomically whenever it changes: pid and its start time, monitor
+ * socket, state and reason, the live definition with the concrete machine
+ * type, emulator, accelerator, active job). A driver opened on existing
+ * directories finds the QEMUs still running from the status files,
+ * reconnects to their monitors and watches them with a pidfd (they are no
+ * longer its children); a QEMU that died meanwhile is reported and
+ * cleaned up. QEMUs it starts stay its children, watched with a GLib child
+ * watch. Nothing polls and nothing blocks the loop: every operation that
+ * waits on QEMU completes through a callback.
+ *
+ * Names: a domain is looked up by name or by UUID string.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "ho_error.h"
+#include "qemu_capabilities.h"
+#include "qemu_domain.h"
+#include "qemu_monitor.h"
+
+typedef struct _QemuDriver QemuDriver;
+typedef struct _QemuDomainObj QemuDomainObj;
+
+typedef enum {
+    QEMU_DOMAIN_STATE_SHUTOFF = 0,
+    QEMU_DOMAIN_STATE_RUNNING,
+    QEMU_DOMAIN_STATE_PAUSED,
+    QEMU_DOMAIN_STATE_SHUTTING_DOWN,
+    QEMU_DOMAIN_STATE_CRASHED,
+    QEMU_DOMAIN_STATE_LAST
+} QemuDomainState;
+
+/* "running", "paused", "shutoff", "shutting-down", "crashed". */
+const char *qemu_domain_state_to_string(QemuDomainState state);
+
+typedef struct {
+    const char *state_dir;        /* persistent: definitions, host uuid, caps cache */
+    const char *runtime_dir;      /* volatile: status files, QMP sockets */
+    const char *log_dir;          /* one log per domain: QEMU's stderr and our lines */
+    const char *default_emulator; /* used when a definition names none */
+    unsigned int shutdown_timeout_s; /* default for qemu_driver_domain_shutdown */
+    const char *record_path;      /* flight recorder for every monitor, or NULL */
+} QemuDriverConfig;
+
+/* A lifecycle event: the domain, event ("defined", "undefined", "started",
+ * "suspended", "resumed", "stopped", "shutdown", "crashed") and detail
+ * (may be NULL: "destroyed", "shutdown", "qemu-exited", "reconnected",
+ * "failed", ...). */
+typedef void (*QemuDriverEventFunc)(QemuDriver *drv, QemuDomainObj *dom, const char *event,
+                                    const char *detail, void *opaque);
+
+/* Open the driver on its directories (created when missing), load the
+ * definitions and reconnect to running QEMUs. Reconnection completes on
+ * ctx; events say what it found. NULL and an error. */
+QemuDriver *qemu_driver_open(const QemuDriverConfig *cfg, GMainContext *ctx,
+                             QemuDriverEventFunc event_cb, void *opaque);
+/* Free the driver. Running QEMUs keep running (a restarted daemon finds
+ * them again); their monitors are closed. Accepts NULL. */
+void qemu_driver_free(QemuDriver *drv);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuDriver, qemu_driver_free)
+
+/* Host facts: the accelerator ("kvm"/"tcg") and why not KVM (may be NULL). */
+const char *qemu_driver_accel(QemuDriver *drv, const char **why);
+
+/* Lookup by name or UUID string; NULL and an HO_ERR_NO_DOMAIN error. The
+ * object belongs to the driver; it stays valid until undefined and shut
+ * off (take a ref to keep it across callbacks). */
+QemuDomainObj *qemu_driver_lookup(QemuDriver *drv, const char *name_or_uuid);
+/* Every domain, sorted by name (GPtrArray of QemuDomainObj, not owning). */
+GPtrArray *qemu_driver_list(QemuDriver *drv);
+QemuDomainObj *qemu_domain_obj_ref(QemuDomainObj *dom);
+void qemu_domain_obj_unref(QemuDomainObj *dom);
+
+/* Define a persistent domain from XML (parsed, validated, written
+ * atomically). An existing name with the same UUID updates the persistent
+ * definition (the running one is untouched); another UUID under that name,
+ * or that UUID under another name, is refused. NULL and an error; nothing
+ * changes on failure. */
+QemuDomainObj *qemu_driver_define(QemuDriver *drv, const char *xml);
+/* Remove the persistent definition; a running domain becomes transient. */
+int qemu_driver_undefine(QemuDriver *drv, QemuDomainObj *dom);
+
+/* Completion of an asynchronous operation: err NULL on success. */
+typedef void (*QemuDriverDoneFunc)(QemuDriver *drv, QemuDomainObj *dom, const HoError *err,
+                                   void *opaque);
+
+/* Start: resolve the machine alias to the concrete type of this emulator
+ * (query-machines, cached per emulator binary), build the command line,
+ * spawn with -S, connect the monitor, probe capabilities, persist the
+ * status, then cont unless paused. On failure the QEMU is killed and
+ * nothing is left. Refused (at once, HO_ERR_OPERATION_INVALID) when the
+ * domain is already running. */
+void qemu_driver_domain_start(QemuDriver *drv, QemuDomainObj *dom, bool paused,
+                              QemuDriverDoneFunc cb, void *opaque);
+/* Ask the guest to power off (system_powerdown); completes when QEMU has
+ * exited, or kills it after timeout_s (0: the config's default) and
+ * completes with *forced set (passed to cb through the forced getter). */
+void qemu_driver_domain_shutdown(QemuDriver *drv, QemuDomainObj *dom, unsigned int timeout_s,
+                                 QemuDriverDoneFunc cb, void *opaque);
+/* Kill the QEMU (SIGTERM, then SIGKILL after a short bound); completes
+ * when it has exited. */
+void qemu_driver_domain_destroy(QemuDriver *drv, QemuDomainObj *dom, QemuDriverDoneFunc cb,
+                                void *opaque);
+/* stop / cont. */
+void qemu_driver_domain_suspend(QemuDriver *drv, QemuDomainObj *dom, QemuDriverDoneFunc cb,
+                                void *opaque);
+void qemu_driver_domain_resume(QemuDriver *drv, QemuDomainObj *dom, QemuDriverDoneFunc cb,
+                               void *opaque);
+
+/* Getters. */
+const char *qemu_domain_obj_name(const QemuDomainObj *dom);
+const char *qemu_domain_obj_uuid(const QemuDomainObj *dom); /* "xxxxxxxx-..." */
+QemuDomainState qemu_domain_obj_state(const QemuDomainObj *dom);
+const char *qemu_domain_obj_state_reason(const QemuDomainObj *dom); /* may be NULL */
+bool qemu_domain_obj_is_persistent(const QemuDomainObj *dom);
+bool qemu_domain_obj_is_active(const QemuDomainObj *dom);
+/* Whether the last shutdown had to kill the QEMU. */
+bool qemu_domain_obj_shutdown_forced(const QemuDomainObj *dom);
+int qemu_domain_obj_pid(const QemuDomainObj *dom); /* 0 when not running */
+/* The persistent definition, or the live one while running (borrowed). */
+const QemuDomainDef *qemu_domain_obj_def(const QemuDomainObj *dom, bool inactive);
+/* The live QEMU's monitor and capabilities while running, else NULL. */
+QemuMonitor *qemu_domain_obj_monitor(const QemuDomainObj *dom);
+const QemuCaps *qemu_domain_obj_caps(const QemuDomainObj *dom);
+/* A JSON summary for domain.info (name, uuid, state, reason, max_memory_kib,
+ * memory_kib, vcpus, persistent, pid, emulator, machine, accel). */
+json_object *qemu_domain_obj_info_json(const QemuDomainObj *dom);
+
+/* Capabilities of an emulator (NULL: the default), probed once and cached
+ * per binary (path, size, mtime) in memory and in state_dir/caps/. */
+typedef void (*QemuDriverCapsFunc)(QemuDriver *drv, const QemuCaps *caps, const HoError *err,
+                                   void *opaque);
+void qemu_driver_get_caps(QemuDriver *drv, const char *emulator, QemuDriverCapsFunc cb,
+                          void *opaque);
