@@ -69,7 +69,13 @@
     X(handover_domain_get_state) \
     X(handover_domain_get_xml_desc) \
     X(handover_connect_register_lifecycle) \
-    X(handover_connect_run_events)
+    X(handover_connect_run_events) \
+    X(handover_migrate_params_init) \
+    X(handover_job_info_init) \
+    X(handover_domain_migrate) \
+    X(handover_domain_get_job_info) \
+    X(handover_domain_abort_job) \
+    X(handover_connect_register_job)
 
 static struct {
     void *lib;
@@ -499,7 +505,7 @@ assert_domstate(const TestDaemon *d, const char *name, const char *state)
 
 typedef struct {
     const char *name;
-    const char *options[4];
+    const char *options[20];
 } CommandOptions;
 
 /* Every command and each of its options. */
@@ -518,6 +524,13 @@ static const CommandOptions command_options[] = {
     {"event", {"--loop", "--timeout", NULL}},
     {"version", {NULL}},
     {"capabilities", {"--emulator", "--json", NULL}},
+    {"migrate",
+     {"--live", "--persistent", "--undefinesource", "--paused", "--dname", "--xml",
+      "--migrateuri", "--listen-address", "--bandwidth", "--max-downtime", "--auto-converge",
+      "--parallel", "--parallel-connections", "--timeout", "--timeout-abort", "--unsafe",
+      "--verbose", "--record", NULL}},
+    {"domjobinfo", {"--completed", "--json", NULL}},
+    {"domjobabort", {NULL}},
 };
 
 static void
@@ -586,6 +599,59 @@ test_cli_usage_errors(void)
     CLI(&r, NULL, NULL);
     g_assert_cmpint(r.status, ==, 1);
     assert_contains(r.err, "error: no command given");
+}
+
+/* migrate, domjobinfo and domjobabort refuse bad arguments before they
+ * connect anywhere: every message names the option and the value. */
+static void
+test_cli_migrate_usage(void)
+{
+    static const struct {
+        const char *needle;
+        const char *args[6];
+    } cases[] = {
+        {"migrate: missing DOMAIN and DEST-URI", {"migrate", NULL}},
+        {"migrate: missing DEST-URI", {"migrate", "vm1", NULL}},
+        {"migrate: unexpected argument 'x'", {"migrate", "vm1", "handover+tcp://h/system", "x"}},
+        {"invalid value 'fast' for --bandwidth: expected an integer from 1 to 1048576",
+         {"migrate", "--bandwidth", "fast", "vm1", "u"}},
+        {"invalid value '0' for --bandwidth", {"migrate", "--bandwidth=0", "vm1", "u"}},
+        {"invalid value '-5' for --bandwidth", {"migrate", "--bandwidth=-5", "vm1", "u"}},
+        {"invalid value '2000001' for --max-downtime: expected an integer from 1 to 2000000",
+         {"migrate", "--max-downtime=2000001", "vm1", "u"}},
+        {"invalid value '1.5' for --max-downtime", {"migrate", "--max-downtime=1.5", "vm1", "u"}},
+        {"migrate: --parallel-connections needs --parallel",
+         {"migrate", "--parallel-connections=4", "vm1", "u"}},
+        {"invalid value '256' for --parallel-connections: expected an integer from 1 to 255",
+         {"migrate", "--parallel", "--parallel-connections=256", "vm1", "u"}},
+        {"migrate: --timeout-abort needs --timeout", {"migrate", "--timeout-abort", "vm1", "u"}},
+        {"invalid value '0' for --timeout", {"migrate", "--timeout=0", "vm1", "u"}},
+        {"invalid value 'x' for --timeout", {"migrate", "--timeout=x", "--timeout-abort", "vm1", "u"}},
+        {"invalid value '' for --dname: it must not be empty", {"migrate", "--dname=", "vm1", "u"}},
+        {"cannot open '/nonexistent/d.xml'", {"migrate", "--xml", "/nonexistent/d.xml", "vm1", "u"}},
+        {"Unknown option --postcopy", {"migrate", "--postcopy", "vm1", "u"}},
+        {"domjobinfo: missing DOMAIN", {"domjobinfo", NULL}},
+        {"domjobinfo: unexpected argument 'b'", {"domjobinfo", "a", "b"}},
+        {"Unknown option --frob", {"domjobinfo", "--frob", "a"}},
+        {"domjobabort: missing DOMAIN", {"domjobabort", NULL}},
+        {"domjobabort: unexpected argument 'b'", {"domjobabort", "a", "b"}},
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        /* A daemon URI that does not exist: argument errors come first. */
+        const char *args[10] = {"-c", "handover+unix:///system?socket=/nonexistent/h.sock"};
+        size_t n = 2;
+        size_t j;
+        g_autofree char *err = NULL;
+
+        for (j = 0; j < G_N_ELEMENTS(cases[i].args) && cases[i].args[j]; j++)
+            args[n++] = cases[i].args[j];
+        args[n] = NULL;
+        err = cli_fail(NULL, cases[i].needle, args);
+        /* One line. */
+        g_assert_true(strchr(err, '\n') == err + strlen(err) - 1);
+    }
 }
 
 static void
@@ -1064,6 +1130,12 @@ test_api_symbols(void)
 }
 
 static void
+api_job_cb(HandoverConnect *conn, const char *name, const char *uuid, const char *event,
+           const HandoverJobInfo *info, void *opaque)
+{
+}
+
+static void
 test_api_errors(void)
 {
     g_autoptr(TestDaemon) d = daemon_start();
@@ -1106,6 +1178,40 @@ test_api_errors(void)
     g_assert_nonnull(doms);
     g_assert_null(doms[0]);
     free(doms);
+
+    /* Migration calls: argument checks here, refusals from the daemon. */
+    {
+        HandoverJobInfo ji;
+        HandoverMigrateParams mp;
+
+        memset(&ji, 0, sizeof(ji));
+        g_assert_cmpint(api.handover_domain_get_job_info(conn, "vm1", false, &ji), ==, -1);
+        assert_api_error(HANDOVER_ERR_INVALID_ARG, "invalid-arg", "handover_job_info_init");
+        memset(&mp, 0, sizeof(mp));
+        g_assert_cmpint(api.handover_domain_migrate(conn, "vm1", "handover+tcp://h/system", &mp,
+                                                    NULL),
+                        ==, -1);
+        assert_api_error(HANDOVER_ERR_INVALID_ARG, "invalid-arg", "handover_migrate_params_init");
+        g_assert_cmpint(api.handover_domain_migrate(conn, NULL, "x", NULL, NULL), ==, -1);
+        assert_api_error(HANDOVER_ERR_INVALID_ARG, "invalid-arg", "name");
+        api.handover_job_info_init(&ji);
+        g_assert_cmpint(ji.size, ==, sizeof(ji));
+        g_assert_cmpint(ji.downtime_ms, ==, -1);
+        api.handover_migrate_params_init(&mp);
+        mp.live = true;
+        g_assert_cmpint(api.handover_domain_migrate(conn, "nosuch", "handover+tcp://h/system",
+                                                    &mp, &ji),
+                        ==, -1);
+        assert_api_error(HANDOVER_ERR_NO_DOMAIN, "no-domain", "nosuch");
+        g_assert_cmpint(api.handover_domain_get_job_info(conn, "nosuch", true, &ji), ==, -1);
+        assert_api_error(HANDOVER_ERR_NO_DOMAIN, "no-domain", "nosuch");
+        g_assert_cmpint(api.handover_domain_abort_job(conn, "nosuch"), ==, -1);
+        assert_api_error(HANDOVER_ERR_NO_DOMAIN, "no-domain", "nosuch");
+        g_assert_cmpint(api.handover_connect_register_job(conn, api_job_cb, NULL), ==, 0);
+        assert_api_ok();
+        g_assert_cmpint(api.handover_connect_register_job(conn, api_job_cb, NULL), ==, -1);
+        assert_api_error(HANDOVER_ERR_OPERATION_INVALID, "operation-invalid", NULL);
+    }
 
     {
         g_autofree char *json = api.handover_connect_get_info(conn);
@@ -1367,6 +1473,7 @@ main(int argc, char **argv)
 
     g_test_add_func("/cli/help", test_cli_help);
     g_test_add_func("/cli/usage-errors", test_cli_usage_errors);
+    g_test_add_func("/cli/migrate-usage", test_cli_migrate_usage);
     g_test_add_func("/cli/no-daemon", test_cli_no_daemon);
     g_test_add_func("/cli/version", test_cli_version);
     add_qemu_test("/cli/define", test_cli_define);

@@ -1896,6 +1896,315 @@ test_real_sigterm(gconstpointer data)
     g_assert_true(guest_pid_exited(qemu, WAIT_MS));
 }
 
+/* ---- migration between daemons --------------------------------------- */
+
+/* A TCP port free right now on the loopback. */
+static int
+free_tcp_port(void)
+{
+    int port = 0;
+    int fd = ho_socket_tcp_listen("127.0.0.1", 0, 1, &port);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    return port;
+}
+
+/* The configuration of a daemon that peers listen to on 127.0.0.1:port. */
+static char *
+peer_conf(int port, const char *host_uuid)
+{
+    return g_strdup_printf("[handoverd]\nlisten_address = 127.0.0.1\nlisten_port = %d\n%s%s%s",
+                           port, host_uuid ? "host_uuid = " : "", host_uuid ? host_uuid : "",
+                           host_uuid ? "\n" : "");
+}
+
+static char *
+peer_uri(int port)
+{
+    return g_strdup_printf("handover+tcp://127.0.0.1:%d/system", port);
+}
+
+static void
+migrate_err(HoRpcConn *c, const char *name, const char *dest_uri, const char *params,
+            HoErrorCode code, const char *needle)
+{
+    json_object *p = json_object_new_object();
+
+    ho_json_add_string(p, "name", name);
+    ho_json_add_string(p, "dest_uri", dest_uri);
+    if (params)
+        ho_json_add(p, "params", params_parse(params));
+    call_err_obj(c, "domain.migrate", p, code, needle);
+}
+
+typedef struct {
+    bool done;
+    HoError *err;
+} PeerOpen;
+
+static void
+peer_open_cb(HoRpcConn *conn, const HoError *err, void *opaque)
+{
+    PeerOpen *po = opaque;
+
+    po->done = true;
+    po->err = ho_error_copy(err);
+}
+
+/* The TCP listener: hello (with keepalive when asked), the peer methods,
+ * nothing else; the UNIX socket keeps every method. */
+static void
+test_peer_listener(void)
+{
+    int port = free_tcp_port();
+    g_autofree char *conf = peer_conf(port, "6f1d2c3b-0000-4000-8000-00000000a001");
+    g_autoptr(TestDaemon) d = daemon_run("peer-listener", conf);
+    g_autoptr(HoRpcConn) tcp = NULL;
+    g_autoptr(HoRpcConn) ka = NULL;
+    g_autoptr(HoRpcConn) c = daemon_connect(d);
+    g_autoptr(GMainContext) ctx = g_main_context_new();
+    HoRpcConnOptions opts = {.client_name = "daemontest", .keepalive_interval_ms = 1000};
+    PeerOpen po = {0};
+    json_object *kobj = NULL;
+    static const char *const local_only[] = {
+        "host.info", "domain.list", "domain.define", "domain.start", "domain.destroy",
+        "domain.migrate", "domain.jobinfo", "domain.jobabort", NULL,
+    };
+    size_t i;
+
+    tcp = ho_rpc_conn_open_tcp("127.0.0.1", port, "daemontest", NULL, WAIT_MS);
+    if (!tcp)
+        g_error("cannot connect over TCP: %s", ho_error_last_message());
+    g_assert_cmpstr(res_string(ho_rpc_conn_get_hello(tcp), "host_uuid"), ==,
+                    "6f1d2c3b-0000-4000-8000-00000000a001");
+    /* Not asked for: no keepalive. */
+    g_assert_false(res_has(ho_rpc_conn_get_hello(tcp), "keepalive"));
+    for (i = 0; local_only[i]; i++) {
+        g_autofree char *msg = g_strdup_printf(
+            "method '%s' is served on the local socket only, not over TCP", local_only[i]);
+
+        call_err(tcp, local_only[i], "{\"name\":\"x\"}", HO_ERR_RPC, msg);
+    }
+    /* The peer methods are served (their arguments checked like any). */
+    call_err(tcp, "migration.prepare", "{}", HO_ERR_INVALID_ARG,
+             "missing argument 'cookie' of 'migration.prepare'");
+    call_err(tcp, "migration.finish", "{\"uuid\":\"x\"}", HO_ERR_INVALID_ARG,
+             "unknown argument 'uuid' of 'migration.finish'");
+    {
+        g_autoptr(json_object) r = call_ok(tcp, "events.subscribe", NULL);
+    }
+    g_assert_true(ho_rpc_conn_is_open(tcp));
+
+    /* A peer asking for keepalive is told the daemon's settings. */
+    ka = ho_rpc_conn_open_tcp_async("127.0.0.1", port, &opts, ctx, peer_open_cb, &po);
+    g_assert_nonnull(ka);
+    while (!po.done)
+        g_main_context_iteration(ctx, TRUE);
+    g_assert_null(po.err);
+    g_assert_cmpint(ho_json_get_object(ho_rpc_conn_get_hello(ka), "keepalive", &kobj), ==, 0);
+    g_assert_cmpint(res_int(kobj, "interval_ms"), ==, 5000);
+    g_assert_cmpint(res_int(kobj, "count"), ==, 5);
+
+    /* The UNIX socket serves both kinds. */
+    call_err(c, "migration.prepare", "{}", HO_ERR_INVALID_ARG,
+             "missing argument 'cookie' of 'migration.prepare'");
+    {
+        g_autoptr(json_object) r = call_ok(c, "domain.list", NULL);
+    }
+}
+
+/* domain.migrate, domain.jobinfo and domain.jobabort refuse what cannot
+ * work, naming it, and change nothing. */
+static void
+test_peer_migrate_errors(void)
+{
+    int port = free_tcp_port();
+    g_autofree char *conf = peer_conf(port, NULL);
+    g_autoptr(TestDaemon) d = daemon_run("peer-errors", conf);
+    g_autoptr(HoRpcConn) c = daemon_connect(d);
+    g_autofree char *dest = peer_uri(port);
+    g_autofree char *xml = guest_xml("vm1", NULL, NULL, NULL);
+
+    migrate_err(c, "nosuch", dest, NULL, HO_ERR_NO_DOMAIN, "nosuch");
+    call_err(c, "domain.jobinfo", "{\"name\":\"nosuch\"}", HO_ERR_NO_DOMAIN, "nosuch");
+    call_err(c, "domain.jobabort", "{\"name\":\"nosuch\"}", HO_ERR_NO_DOMAIN, "nosuch");
+    call_err(c, "domain.migrate", "{\"name\":\"vm1\"}", HO_ERR_INVALID_ARG,
+             "missing argument 'dest_uri' of 'domain.migrate'");
+    call_err(c, "domain.migrate", "{\"name\":\"vm1\",\"dest_uri\":\"x\",\"params\":[]}",
+             HO_ERR_INVALID_ARG, "argument 'params' of 'domain.migrate' must be an object");
+
+    g_free(define_guest(c, xml, "vm1"));
+    /* Bad destination URIs. */
+    migrate_err(c, "vm1", "handover+unix:///system", NULL, HO_ERR_URI,
+                "unsupported destination URI 'handover+unix:///system'");
+    migrate_err(c, "vm1", "handover+tcp:///system", NULL, HO_ERR_URI, "has no host");
+    migrate_err(c, "vm1", "handover+tcp://h/session", NULL, HO_ERR_URI,
+                "unsupported path '/session'");
+    migrate_err(c, "vm1", "handover+tcp://h/system?x=1", NULL, HO_ERR_URI, "query");
+    migrate_err(c, "vm1", "", NULL, HO_ERR_URI, "empty");
+    /* Not running. */
+    migrate_err(c, "vm1", dest, NULL, HO_ERR_OPERATION_INVALID,
+                "cannot migrate domain 'vm1': it is not running");
+    call_err(c, "domain.jobabort", "{\"name\":\"vm1\"}", HO_ERR_OPERATION_INVALID, "vm1");
+    call_err(c, "domain.jobinfo", "{\"name\":\"vm1\"}", HO_ERR_OPERATION_INVALID, "vm1");
+    assert_state(c, "vm1", "shutoff");
+}
+
+/* A running guest cannot be migrated to its own host, whether the URI
+ * names this daemon or another daemon with the same host UUID; and an
+ * unreachable destination is an error. Nothing changes. */
+static void
+test_real_migrate_refused(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need(data);
+    const char *uuid = "6f1d2c3b-0000-4000-8000-00000000b001";
+    int port_a = free_tcp_port();
+    int port_b = free_tcp_port();
+    int dead = free_tcp_port();
+    g_autofree char *conf_a = peer_conf(port_a, uuid);
+    g_autofree char *conf_b = peer_conf(port_b, uuid);
+    g_autofree char *uri_a = peer_uri(port_a);
+    g_autofree char *uri_b = peer_uri(port_b);
+    g_autofree char *uri_dead = peer_uri(dead);
+    g_autofree char *same = NULL;
+    g_autoptr(TestDaemon) a = NULL;
+    g_autoptr(TestDaemon) b = NULL;
+    g_autoptr(HoRpcConn) ca = NULL;
+    g_autoptr(HoRpcConn) cb = NULL;
+    g_autoptr(TestGuestPid) qemu = NULL;
+    g_autofree char *xml = NULL;
+
+    if (!bin)
+        return;
+    a = daemon_run("peer-same-a", conf_a);
+    b = daemon_run("peer-same-b", conf_b);
+    ca = daemon_connect(a);
+    cb = daemon_connect(b);
+    xml = guest_xml("vm1", NULL, bin->binary, NULL);
+    g_free(define_guest(ca, xml, "vm1"));
+    qemu = start_guest(ca, "vm1", false);
+
+    same = g_strdup_printf("cannot migrate domain 'vm1' to '%s': it is this host (host UUID %s)",
+                           uri_a, uuid);
+    migrate_err(ca, "vm1", uri_a, "{\"live\":true}", HO_ERR_OPERATION_INVALID, same);
+    g_free(same);
+    same = g_strdup_printf("cannot migrate domain 'vm1' to '%s': it is this host (host UUID %s)",
+                           uri_b, uuid);
+    migrate_err(ca, "vm1", uri_b, "{\"live\":true}", HO_ERR_OPERATION_INVALID, same);
+    migrate_err(ca, "vm1", uri_dead, NULL, HO_ERR_SYSTEM, "Connection refused");
+    migrate_err(ca, "vm1", "handover+tcp://nonexistent.invalid/system", NULL, HO_ERR_SYSTEM,
+                "nonexistent.invalid");
+    /* Unknown migration parameters are refused by name. */
+    migrate_err(ca, "vm1", uri_b, "{\"postcopy\":true}", HO_ERR_INVALID_ARG, "postcopy");
+
+    /* Nothing changed: still running, no job, nothing on the other side. */
+    assert_state(ca, "vm1", "running");
+    g_assert_false(guest_pid_exited(qemu, 0));
+    call_err(ca, "domain.jobinfo", "{\"name\":\"vm1\"}", HO_ERR_OPERATION_INVALID, "vm1");
+    {
+        g_autoptr(json_object) list = call_ok(cb, "domain.list", "{\"all\":true}");
+
+        g_assert_null(list_find(list, "vm1"));
+    }
+    {
+        g_autoptr(json_object) r = call_ok_timeout(
+            ca, "domain.destroy", params_parse("{\"name\":\"vm1\"}"), QEMU_WAIT_MS);
+    }
+}
+
+typedef struct {
+    GPtrArray *events; /* "event phase" of domain.job */
+} JobLog;
+
+static void
+job_event_cb(HoRpcConn *conn, const char *event, json_object *data, gint64 ts_us, void *opaque)
+{
+    JobLog *log = opaque;
+    json_object *d = NULL;
+    const char *phase = NULL;
+
+    if (strcmp(event, "domain.job") != 0)
+        return;
+    g_assert_cmpstr(res_string(data, "name"), ==, "vm1");
+    g_assert_true(res_has(data, "uuid"));
+    g_assert_cmpint(ho_json_get_object(data, "data", &d), ==, 0);
+    (void)ho_json_opt_string(d, "phase", &phase);
+    g_ptr_array_add(log->events,
+                    g_strdup_printf("%s %s", res_string(data, "event"), phase ? phase : "-"));
+}
+
+/* A paused guest (firmware only, no disk) between two daemons: the reply
+ * comes when the job ended, with its statistics; the source's subscribed
+ * clients saw "domain.job" events; the guest runs on the destination and
+ * is gone from the source. */
+static void
+test_real_migrate_two_daemons(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need(data);
+    int port_b = free_tcp_port();
+    g_autofree char *conf_a = peer_conf(free_tcp_port(), NULL);
+    g_autofree char *conf_b0 = peer_conf(port_b, NULL);
+    g_autofree char *conf_b = NULL;
+    g_autofree char *uri_b = peer_uri(port_b);
+    g_autoptr(TestDaemon) a = NULL;
+    g_autoptr(TestDaemon) b = NULL;
+    g_autoptr(HoRpcConn) ca = NULL;
+    g_autoptr(HoRpcConn) cb = NULL;
+    g_autoptr(HoRpcConn) w = NULL;
+    g_autoptr(TestGuestPid) qemu = NULL;
+    g_autoptr(json_object) res = NULL;
+    g_autoptr(json_object) info = NULL;
+    g_autofree char *xml = NULL;
+    g_autofree char *events = NULL;
+    JobLog log = {g_ptr_array_new_with_free_func(g_free)};
+    json_object *p;
+
+    if (!bin)
+        return;
+    /* The destination uses its own emulator: the same version here. */
+    conf_b = g_strdup_printf("%sdefault_emulator = %s\n", conf_b0, bin->binary);
+    a = daemon_run("peer-mig-a", conf_a);
+    b = daemon_run("peer-mig-b", conf_b);
+    ca = daemon_connect(a);
+    cb = daemon_connect(b);
+    w = daemon_connect(a);
+    ho_rpc_conn_set_callbacks(w, job_event_cb, NULL, &log);
+    {
+        g_autoptr(json_object) r = call_ok(w, "events.subscribe", NULL);
+    }
+    xml = guest_xml("vm1", NULL, bin->binary, NULL);
+    g_free(define_guest(ca, xml, "vm1"));
+    qemu = start_guest(ca, "vm1", false);
+
+    p = json_object_new_object();
+    ho_json_add_string(p, "name", "vm1");
+    ho_json_add_string(p, "dest_uri", uri_b);
+    ho_json_add(p, "params", params_parse("{\"live\":true}"));
+    res = call_ok_timeout(ca, "domain.migrate", p, QEMU_WAIT_MS);
+    g_assert_cmpstr(res_string(res, "phase"), ==, "completed");
+
+    /* The source QEMU is gone, the destination runs the guest. */
+    g_assert_true(guest_pid_exited(qemu, QEMU_WAIT_MS));
+    assert_state(cb, "vm1", "running");
+    info = call_ok(ca, "domain.jobinfo", "{\"name\":\"vm1\",\"completed\":true}");
+    g_assert_cmpstr(res_string(info, "phase"), ==, "completed");
+
+    /* Events: phases in order, ending completed. */
+    while (ho_rpc_conn_wait_event(w, 200) > 0)
+        ;
+    g_ptr_array_add(log.events, NULL);
+    events = g_strjoinv(", ", (char **)log.events->pdata);
+    if (!strstr(events, "phase begin") || !strstr(events, "phase prepare") ||
+        !strstr(events, "completed"))
+        g_error("unexpected job events: %s", events);
+    g_ptr_array_unref(log.events);
+    {
+        g_autoptr(json_object) r = call_ok_timeout(
+            cb, "domain.destroy", params_parse("{\"name\":\"vm1\"}"), QEMU_WAIT_MS);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1917,6 +2226,8 @@ main(int argc, char **argv)
     g_test_add_func("/daemon/events-subscription", test_events_subscription);
     g_test_add_func("/daemon/violations", test_violations);
     g_test_add_func("/daemon/client-flood", test_client_flood);
+    g_test_add_func("/daemon/peer/listener", test_peer_listener);
+    g_test_add_func("/daemon/peer/migrate-errors", test_peer_migrate_errors);
 
     bins = test_qemu_binaries();
     for (i = 0; bins[i]; i++) {
@@ -1929,6 +2240,15 @@ main(int argc, char **argv)
         g_test_add_data_func(t2, bins[i]->name, test_real_restart);
         g_test_add_data_func(t3, bins[i]->name, test_real_qemu_killed);
         g_test_add_data_func(t4, bins[i]->name, test_real_sigterm);
+        {
+            g_autofree char *t5 =
+                g_strdup_printf("/daemon/real/%s/migrate-refused", bins[i]->name);
+            g_autofree char *t6 =
+                g_strdup_printf("/daemon/real/%s/migrate-two-daemons", bins[i]->name);
+
+            g_test_add_data_func(t5, bins[i]->name, test_real_migrate_refused);
+            g_test_add_data_func(t6, bins[i]->name, test_real_migrate_two_daemons);
+        }
     }
     return g_test_run();
 }

@@ -111,6 +111,10 @@ test_defaults(void)
     g_assert_cmpuint(conf->socket_mode, ==, 0600);
     g_assert_null(conf->listen_address);
     g_assert_cmpuint(conf->listen_port, ==, 16514);
+    g_assert_cmpuint(conf->keepalive_interval, ==, 5);
+    g_assert_cmpuint(conf->keepalive_count, ==, 5);
+    g_assert_null(conf->migration_record_dir);
+    g_assert_cmpuint(conf->migration_progress_interval, ==, 500);
     g_assert_cmpstr(conf->migration_address, ==, "127.0.0.1");
     g_assert_cmpuint(conf->migration_port_min, ==, 49152);
     g_assert_cmpuint(conf->migration_port_max, ==, 49215);
@@ -377,7 +381,7 @@ test_example(void)
         g_string_append_printf(all, "%s\n", line);
     }
     /* Every key of the configuration is shown. */
-    g_assert_cmpuint(keys, ==, 20);
+    g_assert_cmpuint(keys, ==, 24);
     if (handoverd_conf_load_data(uncommented, all->str, all->len, path) < 0)
         g_error("%s", ho_error_last_message());
 }
@@ -401,7 +405,7 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 20);
+    g_assert_cmpuint(i, ==, 24);
 }
 
 static gint

@@ -59,6 +59,7 @@ typedef struct {
     gint64 ts;        /* recorded µs, -1 when absent */
     json_object *msg; /* send and recv; NULL for a raw recv */
     char *raw;        /* recv of text that was not JSON, written verbatim */
+    bool by_client;   /* close: wait for the client to drop the connection */
     bool done;
 } MockRecord;
 
@@ -88,6 +89,11 @@ struct _QemuMock {
     char *failure;
     bool pumping;
     bool again;
+    QemuMockCloseFunc close_cb;
+    void *close_opaque;
+    QemuMockHistoryFunc history_cb;
+    void *history_opaque;
+    GPtrArray *history; /* char *: what was played, in order */
 };
 
 struct _MockSide {
@@ -113,6 +119,10 @@ struct _MockSide {
 };
 
 static void mock_pump(QemuMock *mock);
+static void side_drop_source(GSource **src);
+static void mock_history_add(QemuMock *mock, char *line);
+static const char *mock_cmd_name(json_object *msg);
+static int mock_load_schemas(QemuMock *mock, GHashTable *schema_of);
 static void mock_advance_floor(QemuMock *mock);
 static void mock_fail(QemuMock *mock, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
@@ -489,6 +499,15 @@ mock_parse_record(QemuMock *mock, json_object *obj, guint line, GHashTable *open
         rec.ts = json_object_get_int64(val);
     }
 
+    if (rec.kind == MOCK_CLOSE && json_object_object_get_ex(obj, "by", &val)) {
+        if (!json_object_is_type(val, json_type_string) ||
+            strcmp(json_object_get_string(val), "client") != 0) {
+            ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: \"by\" of a close can only be \"client\"",
+                            mock->file, line);
+            return -1;
+        }
+        rec.by_client = true;
+    }
     if (rec.kind == MOCK_SEND || rec.kind == MOCK_RECV) {
         json_object *raw = NULL;
 
@@ -560,13 +579,155 @@ mock_parse_record(QemuMock *mock, json_object *obj, guint line, GHashTable *open
     return 0;
 }
 
+/* An "include" line being expanded: the included file's only side
+ * becomes side; its records stop before the first command named stop_at;
+ * the return of a command named in replace_return is replaced. */
+typedef struct {
+    const char *side;
+    const char *from_side; /* the included file's side, once seen */
+    const char *stop_at;
+    json_object *replace_return;
+    char *last_cmd; /* the last command of the included side */
+    bool stopped;
+    guint line; /* of the include line in the outer transcript */
+} MockInclude;
+
+static int mock_parse_lines(QemuMock *mock, char *data, const char *dir, GHashTable *open_sides,
+                            GHashTable *schema_of, MockInclude *inc);
+
+/* {"include": FILE, "side": SIDE, "stop_at": CMD, "replace_return": {CMD: VALUE}}:
+ * the records of FILE (relative to the including transcript's directory,
+ * one side only, no nested include) as side SIDE. */
 static int
-mock_parse(QemuMock *mock, char *data)
+mock_parse_include(QemuMock *mock, json_object *obj, guint line, const char *dir,
+                   GHashTable *open_sides, GHashTable *schema_of)
+{
+    MockInclude inc = {.line = line};
+    g_autofree char *path = NULL;
+    g_autofree char *data = NULL;
+    json_object *val;
+    const char *file;
+    size_t len = 0;
+    int ret;
+
+    if (!json_object_object_get_ex(obj, "include", &val) ||
+        !json_object_is_type(val, json_type_string) || !*(file = json_object_get_string(val)) ||
+        !json_object_object_get_ex(obj, "side", &val) ||
+        !json_object_is_type(val, json_type_string) ||
+        !mock_side_name_valid(inc.side = json_object_get_string(val))) {
+        ho_error_report(HO_ERR_INVALID_ARG,
+                        "%s:%u: an include needs \"include\" (a file) and \"side\"", mock->file,
+                        line);
+        return -1;
+    }
+    if (json_object_object_get_ex(obj, "stop_at", &val)) {
+        if (!json_object_is_type(val, json_type_string)) {
+            ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: \"stop_at\" must name a command",
+                            mock->file, line);
+            return -1;
+        }
+        inc.stop_at = json_object_get_string(val);
+    }
+    if (json_object_object_get_ex(obj, "replace_return", &val)) {
+        if (!json_object_is_type(val, json_type_object)) {
+            ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: \"replace_return\" must be an object",
+                            mock->file, line);
+            return -1;
+        }
+        inc.replace_return = val;
+    }
+    path = g_path_is_absolute(file) ? g_strdup(file) : g_build_filename(dir, file, NULL);
+    if (ho_file_read_all(path, MOCK_MAX_TRANSCRIPT, &data, &len) < 0) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: include: %s", mock->file, line,
+                        ho_error_last_message());
+        return -1;
+    }
+    if (memchr(data, '\0', len)) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: the included file holds a NUL byte",
+                        mock->file, line);
+        return -1;
+    }
+    ret = mock_parse_lines(mock, data, NULL, open_sides, schema_of, &inc);
+    g_free(inc.last_cmd);
+    return ret;
+}
+
+/* A record of an included file: renamed to its side, cut at stop_at,
+ * replies replaced. 1 to add it (obj changed in place), 0 to skip it,
+ * -1 on error. */
+static int
+mock_include_record(QemuMock *mock, MockInclude *inc, json_object *obj)
+{
+    json_object *val;
+    json_object *msg;
+    const char *side;
+    const char *dir;
+
+    if (inc->stopped)
+        return 0;
+    if (!json_object_is_type(obj, json_type_object) ||
+        !json_object_object_get_ex(obj, "side", &val) ||
+        !json_object_is_type(val, json_type_string) ||
+        !json_object_object_get_ex(obj, "dir", &val) ||
+        !json_object_is_type(val, json_type_string)) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: an included record needs \"side\" and \"dir\"",
+                        mock->file, inc->line);
+        return -1;
+    }
+    dir = json_object_get_string(val);
+    json_object_object_get_ex(obj, "side", &val);
+    side = json_object_get_string(val);
+    if (!inc->from_side) {
+        inc->from_side = g_intern_string(side);
+    } else if (strcmp(inc->from_side, side) != 0) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: an included file must have one side only",
+                        mock->file, inc->line);
+        return -1;
+    }
+    json_object_object_add(obj, "side", json_object_new_string(inc->side));
+    if (!json_object_object_get_ex(obj, "msg", &msg) || !json_object_is_type(msg, json_type_object))
+        return 1;
+    if (strcmp(dir, "send") == 0) {
+        const char *cmd = mock_cmd_name(msg);
+
+        if (cmd && inc->stop_at && strcmp(cmd, inc->stop_at) == 0) {
+            inc->stopped = true;
+            return 0;
+        }
+        g_free(inc->last_cmd);
+        inc->last_cmd = g_strdup(cmd);
+    } else if (strcmp(dir, "recv") == 0 && inc->last_cmd && inc->replace_return &&
+               json_object_object_get_ex(msg, "return", NULL) &&
+               json_object_object_get_ex(inc->replace_return, inc->last_cmd, &val)) {
+        json_object *copy = NULL;
+
+        if (json_object_deep_copy(val, &copy, NULL) < 0) {
+            ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: cannot copy a replacement", mock->file,
+                            inc->line);
+            return -1;
+        }
+        json_object_object_add(msg, "return", copy);
+    }
+    return 1;
+}
+
+static int
+mock_parse(QemuMock *mock, char *data, const char *dir)
 {
     g_autoptr(GHashTable) open_sides =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_autoptr(GHashTable) schema_of =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+
+    if (mock_parse_lines(mock, data, dir, open_sides, schema_of, NULL) < 0)
+        return -1;
+    return mock_load_schemas(mock, schema_of);
+}
+
+static int
+mock_parse_lines(QemuMock *mock, char *data, const char *dir, GHashTable *open_sides,
+                 GHashTable *schema_of, MockInclude *inc)
+{
     g_auto(GStrv) lines = g_strsplit(data, "\n", -1);
     bool seen_json = false;
 
@@ -584,6 +745,26 @@ mock_parse(QemuMock *mock, char *data)
         }
         if (json_object_is_type(obj, json_type_object) &&
             json_object_object_get_ex(obj, "meta", &meta)) {
+            if (inc) {
+                json_object *schema;
+
+                /* The included side's schema, unless the outer file named one. */
+                if (json_object_is_type(meta, json_type_object) &&
+                    json_object_object_get_ex(meta, "schema", &schema) &&
+                    json_object_is_type(schema, json_type_object) &&
+                    !g_hash_table_contains(schema_of, inc->side)) {
+                    json_object_object_foreach(schema, from, name)
+                    {
+                        const char *s = json_object_get_string(name);
+
+                        (void)from;
+                        if (json_object_is_type(name, json_type_string) && *s && !strchr(s, '/'))
+                            g_hash_table_insert(schema_of, g_strdup(inc->side), g_strdup(s));
+                        break;
+                    }
+                }
+                continue;
+            }
             if (seen_json) {
                 ho_error_report(HO_ERR_INVALID_ARG,
                                 "%s:%u: the \"meta\" line must be the first JSON line", mock->file,
@@ -596,14 +777,36 @@ mock_parse(QemuMock *mock, char *data)
             continue;
         }
         seen_json = true;
+        if (inc) {
+            int r = mock_include_record(mock, inc, obj);
+
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                continue;
+            if (mock_parse_record(mock, obj, inc->line, open_sides) < 0)
+                return -1;
+            continue;
+        }
+        if (json_object_is_type(obj, json_type_object) &&
+            json_object_object_get_ex(obj, "include", NULL)) {
+            if (mock_parse_include(mock, obj, i + 1, dir, open_sides, schema_of) < 0)
+                return -1;
+            continue;
+        }
         if (mock_parse_record(mock, obj, i + 1, open_sides) < 0)
             return -1;
     }
-    if (mock->recs->len == 0) {
+    if (!inc && mock->recs->len == 0) {
         ho_error_report(HO_ERR_INVALID_ARG, "%s: the transcript has no records", mock->file);
         return -1;
     }
+    return 0;
+}
 
+static int
+mock_load_schemas(QemuMock *mock, GHashTable *schema_of)
+{
     for (guint i = 0; i < mock->sides->len; i++) {
         MockSide *side = mock->sides->pdata[i];
         const char *name = g_hash_table_lookup(schema_of, side->name);
@@ -663,6 +866,7 @@ qemu_mock_new(const char *transcript, GMainContext *ctx)
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)qemu_qapi_free);
     mock->bindings = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, mock_binding_free);
     mock->max_delay = MOCK_DEFAULT_MAX_DELAY;
+    mock->history = g_ptr_array_new_with_free_func(g_free);
 
     if (g_path_is_absolute(transcript)) {
         path = g_strdup(transcript);
@@ -676,8 +880,12 @@ qemu_mock_new(const char *transcript, GMainContext *ctx)
         ho_error_report(HO_ERR_INVALID_ARG, "%s: the transcript holds a NUL byte", mock->file);
         return NULL;
     }
-    if (mock_parse(mock, data) < 0)
-        return NULL;
+    {
+        g_autofree char *dir = g_path_get_dirname(path);
+
+        if (mock_parse(mock, data, dir) < 0)
+            return NULL;
+    }
 
     mock->side_names = g_new0(char *, mock->sides->len + 1);
     for (guint i = 0; i < mock->sides->len; i++)
@@ -707,6 +915,7 @@ qemu_mock_free(QemuMock *mock)
         g_array_unref(mock->recs);
     g_clear_pointer(&mock->schemas, g_hash_table_unref);
     g_clear_pointer(&mock->bindings, g_hash_table_unref);
+    g_clear_pointer(&mock->history, g_ptr_array_unref);
     g_main_context_unref(mock->ctx);
     g_free(mock->file);
     g_free(mock->dir);
@@ -748,6 +957,55 @@ void
 qemu_mock_set_max_delay(QemuMock *mock, guint ms)
 {
     mock->max_delay = ms;
+}
+
+int
+qemu_mock_side_listen_at(QemuMock *mock, const char *side_name, const char *path)
+{
+    MockSide *side = mock_find_side(mock, side_name);
+    int fd;
+
+    if (!side) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s: no side '%s'", mock->file, side_name);
+        return -1;
+    }
+    if ((fd = ho_socket_unix_listen(path, 0600, 4)) < 0)
+        return -1;
+    if (ho_socket_set_nonblock(fd, true) < 0) {
+        close(fd);
+        (void)g_unlink(path);
+        return -1;
+    }
+    side_drop_source(&side->listen_src);
+    if (side->listen_fd >= 0)
+        close(side->listen_fd);
+    if (side->path)
+        (void)g_unlink(side->path);
+    side->listen_fd = fd;
+    g_free(side->path);
+    side->path = g_strdup(path);
+    mock_pump(mock);
+    return 0;
+}
+
+void
+qemu_mock_set_close_func(QemuMock *mock, QemuMockCloseFunc fn, void *opaque)
+{
+    mock->close_cb = fn;
+    mock->close_opaque = opaque;
+}
+
+void
+qemu_mock_set_history_func(QemuMock *mock, QemuMockHistoryFunc fn, void *opaque)
+{
+    mock->history_cb = fn;
+    mock->history_opaque = opaque;
+}
+
+const GPtrArray *
+qemu_mock_history(QemuMock *mock)
+{
+    return mock->history;
 }
 
 const char *
@@ -1496,7 +1754,45 @@ side_compare(MockSide *side, MockRecord *rec, json_object *actual)
         (void)json_object_object_get_ex(actual, "id", &cid);
         g_hash_table_insert(side->ids, ho_json_to_string(rid), cid ? json_object_get(cid) : NULL);
     }
+    mock_history_add(mock,
+                    g_strdup_printf("%s send %s", side->name, mock_cmd_name(actual)));
     side_finish_record(side, rec);
+}
+
+/* Note a played line (line is consumed). */
+static void
+mock_history_add(QemuMock *mock, char *line)
+{
+    g_ptr_array_add(mock->history, line);
+    if (mock->history_cb)
+        mock->history_cb(mock, line, mock->history_opaque);
+}
+
+/* "SIDE recv EVENT [status]" or "SIDE recv return|error". */
+static void
+mock_history_recv(MockSide *side, json_object *msg)
+{
+    json_object *ev;
+    json_object *data;
+    json_object *status;
+
+    if (json_object_object_get_ex(msg, "event", &ev)) {
+        if (json_object_object_get_ex(msg, "data", &data) &&
+            json_object_is_type(data, json_type_object) &&
+            json_object_object_get_ex(data, "status", &status) &&
+            json_object_is_type(status, json_type_string))
+            mock_history_add(side->mock,
+                            g_strdup_printf("%s recv %s %s", side->name,
+                                            json_object_get_string(ev),
+                                            json_object_get_string(status)));
+        else
+            mock_history_add(side->mock, g_strdup_printf("%s recv %s", side->name,
+                                                                 json_object_get_string(ev)));
+    } else if (json_object_object_get_ex(msg, "error", NULL)) {
+        mock_history_add(side->mock, g_strdup_printf("%s recv error", side->name));
+    } else if (json_object_object_get_ex(msg, "return", NULL)) {
+        mock_history_add(side->mock, g_strdup_printf("%s recv return", side->name));
+    }
 }
 
 static void
@@ -1534,6 +1830,7 @@ side_write_recv(MockSide *side, MockRecord *rec)
                 json_object_object_del(msg, "id");
         }
     }
+    mock_history_recv(side, msg);
     if (json_object_object_get_ex(msg, "event", NULL)) {
         gint64 now = g_get_real_time();
         json_object *ts = json_object_new_object();
@@ -1545,6 +1842,15 @@ side_write_recv(MockSide *side, MockRecord *rec)
     g_string_append(side->out, json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN));
     g_string_append(side->out, "\r\n");
     side_flush(side);
+}
+
+/* A "close" was played: QEMU of that side is gone. */
+static void
+mock_closed(MockSide *side)
+{
+    mock_history_add(side->mock, g_strdup_printf("%s close", side->name));
+    if (side->mock->close_cb)
+        side->mock->close_cb(side->mock, side->name, side->mock->close_opaque);
 }
 
 /* Play the side's current record if it can be; true when it moved on. */
@@ -1590,9 +1896,13 @@ side_step(MockSide *side)
         /* QEMU's output follows the input that caused it. */
         if (side_current_index(side) > mock->floor)
             return false;
+        if (rec->kind == MOCK_CLOSE && rec->by_client && side->fd >= 0)
+            return false; /* side_disconnect pumps when the client leaves */
         if (side->fd < 0) {
             /* The client left: what QEMU would have said goes nowhere. */
             side_finish_record(side, rec);
+            if (rec->kind == MOCK_CLOSE)
+                mock_closed(side);
             return true;
         }
         if (!side->delay_over && !side->delay_src && (delay = side_delay_ms(side)) > 0) {
@@ -1618,6 +1928,8 @@ side_step(MockSide *side)
         if (mock->failure)
             return false;
         side_finish_record(side, rec);
+        if (rec->kind == MOCK_CLOSE)
+            mock_closed(side);
         return true;
     }
     return false;
@@ -1672,6 +1984,10 @@ side_waiting_for(MockSide *side)
     }
     case MOCK_RECV:
     case MOCK_CLOSE:
+        if (rec->kind == MOCK_CLOSE && rec->by_client && side_current_index(side) <= mock->floor)
+            return g_strdup_printf("%s:%u: side '%s' waiting for the client to close the "
+                                   "connection",
+                                   mock->file, rec->line, side->name);
         if (side_current_index(side) > mock->floor) {
             MockRecord *block = mock_rec(mock, mock->floor);
             MockSide *bside = mock->sides->pdata[block->side];

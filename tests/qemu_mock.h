@@ -27,6 +27,19 @@
  * follows the input that caused it. A "recv" line also waits the recorded
  * time since the previous line of its side, capped (default 200 ms).
  *
+ * A "close" line with "by": "client" does not close: it waits until the
+ * client drops the connection (the code under test killed QEMU or closed
+ * its monitor), then counts as QEMU gone like any "close".
+ *
+ * A line {"include": FILE, "side": SIDE} inserts the records of FILE (a
+ * path relative to the including transcript, one side only, no nested
+ * include) as side SIDE, with its meta schema unless the outer file named
+ * one for SIDE. Optional: "stop_at": CMD (the records before the first
+ * command CMD only, e.g. to drop a recording's final quit) and
+ * "replace_return": {CMD: VALUE} (the reply to CMD returns VALUE, e.g. a
+ * capability list with one removed). Errors in included records are
+ * reported at the include line.
+ *
  * Any mismatch (unexpected command, wrong arguments, schema violation,
  * commands after the transcript ended, early disconnect) records a failure
  * with a diff of expected against actual, and the mock stops answering.
@@ -56,6 +69,27 @@ void qemu_mock_bind(QemuMock *mock, const char *name, const char *value);
 const char *qemu_mock_lookup(QemuMock *mock, const char *name);
 /* Cap on the recorded delay before a "recv" line (ms). */
 void qemu_mock_set_max_delay(QemuMock *mock, guint ms);
+
+/* Serve side on a new listening socket at path (created here, removed
+ * when the mock is freed) instead of the one in the temporary directory:
+ * for code that connects to a path it chose. 0, or -1 and an error. */
+int qemu_mock_side_listen_at(QemuMock *mock, const char *side, const char *path);
+
+/* Called each time a "close" record of a side is played (also when the
+ * client had already left): that side's QEMU is gone, and a test that
+ * stands in a process for it ends that process here. */
+typedef void (*QemuMockCloseFunc)(QemuMock *mock, const char *side, void *opaque);
+void qemu_mock_set_close_func(QemuMock *mock, QemuMockCloseFunc fn, void *opaque);
+
+/* What was played so far, in order, one string per line: "SIDE send CMD"
+ * (a command matched), "SIDE recv EVENT", "SIDE recv MIGRATION STATUS"
+ * (events with a data.status), "SIDE recv return", "SIDE recv error",
+ * "SIDE close". For cross-side order checks. */
+const GPtrArray *qemu_mock_history(QemuMock *mock);
+/* Called with each new history line as it is played (from inside the
+ * mock: act on it from an idle). */
+typedef void (*QemuMockHistoryFunc)(QemuMock *mock, const char *line, void *opaque);
+void qemu_mock_set_history_func(QemuMock *mock, QemuMockHistoryFunc fn, void *opaque);
 
 /* Whether every line has been played and nothing went wrong. */
 bool qemu_mock_done(QemuMock *mock);

@@ -29,6 +29,8 @@
 #include "ho_log.h"
 #include "qemu_domain.h"
 #include "qemu_driver.h"
+#include "qemu_migration.h"
+#include "qemu_monitor_json.h"
 #include "qemu_monitor.h"
 #include "qemu_process.h"
 #include "testqemu.h"
@@ -128,6 +130,8 @@ typedef struct {
     GPtrArray *events; /* "name event detail" */
     const char *expect; /* an event to wait for */
     bool seen;
+    const char *default_emulator;
+    bool own_ctx;
 } Fx;
 
 static void
@@ -152,14 +156,16 @@ fx_open(Fx *f)
     cfg.state_dir = f->state_dir;
     cfg.runtime_dir = f->runtime_dir;
     cfg.log_dir = f->log_dir;
+    cfg.default_emulator = f->default_emulator;
     f->drv = NULL;
     f->drv = qemu_driver_open(&cfg, f->ctx, event_cb, f);
     if (!f->drv)
         g_error("cannot open the driver: %s", ho_error_last_message());
 }
 
+/* A driver on ctx (NULL: a new context of its own). */
 static void
-fx_init(Fx *f, const TestQemuBinary *bin)
+fx_init_full(Fx *f, const TestQemuBinary *bin, GMainContext *ctx, const char *default_emulator)
 {
     memset(f, 0, sizeof(*f));
     f->bin = bin;
@@ -167,9 +173,16 @@ fx_init(Fx *f, const TestQemuBinary *bin)
     f->state_dir = g_build_filename(f->dir, "state", NULL);
     f->runtime_dir = g_build_filename(f->dir, "run", NULL);
     f->log_dir = g_build_filename(f->dir, "log", NULL);
-    f->ctx = g_main_context_new();
+    f->ctx = ctx ? g_main_context_ref(ctx) : g_main_context_new();
+    f->default_emulator = default_emulator;
     f->events = g_ptr_array_new_with_free_func(g_free);
     fx_open(f);
+}
+
+static void
+fx_init(Fx *f, const TestQemuBinary *bin)
+{
+    fx_init_full(f, bin, NULL, NULL);
 }
 
 /* Let sources of closed connections go. */
@@ -1201,6 +1214,452 @@ test_stale_status(void)
         ho_log_set_level(HO_LOG_WARN);
 }
 
+/* ---- hooks of the migration orchestrator ---------------------------------------- */
+
+/* A job record set through the driver is in the status file before the
+ * call returns, and a new driver (a restarted daemon) finds it again. */
+static void
+test_job_persist(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need_binary(data);
+    g_autofree char *line = NULL;
+    g_autoptr(json_object) st = NULL;
+    json_object *job = NULL;
+    QemuDomainObj *dom;
+    Fx f;
+    Done d = {0};
+    int pid;
+
+    if (!bin)
+        return;
+    fx_init(&f, bin);
+    dom = define_guest(&f, "jobby", UUID1);
+    pid = start_ok(&f, dom, false);
+    g_assert_null(qemu_domain_obj_get_job(dom));
+    job = json_object_new_object();
+    ho_json_add_string(job, "phase", "perform");
+    g_assert_cmpint(qemu_driver_domain_set_job(f.drv, dom, job), ==, 0);
+    st = read_status(&f, "jobby");
+    g_assert_true(json_object_object_get_ex(st, "job", &job));
+    g_assert_cmpstr(status_string(job, "phase"), ==, "perform");
+
+    /* While a job is set, STOP changes the state in memory only. */
+    qemu_driver_domain_suspend(f.drv, dom, done_cb, &d);
+    wait_ok(&f, &d, OP_TIMEOUT_MS, "suspend");
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_PAUSED);
+    assert_status_state(&f, "jobby", "running", "booted");
+
+    fx_close(&f);
+    g_assert_true(pid_alive(pid));
+    fx_open(&f);
+    dom = qemu_driver_lookup(f.drv, "jobby");
+    g_assert_nonnull(dom);
+    fx_wait_event(&f, "jobby started reconnected", START_TIMEOUT_MS);
+    g_assert_nonnull(qemu_domain_obj_get_job(dom));
+    g_assert_cmpstr(status_string(qemu_domain_obj_get_job(dom), "phase"), ==, "perform");
+    /* query-status told the new driver the truth. */
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_PAUSED);
+
+    g_assert_cmpint(qemu_driver_domain_set_job(f.drv, dom, NULL), ==, 0);
+    g_clear_pointer(&st, json_object_put);
+    st = read_status(&f, "jobby");
+    g_assert_true(json_object_object_get_ex(st, "job", &job));
+    g_assert_null(job);
+    g_assert_cmpstr(status_string(st, "state"), ==, "paused");
+
+    qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
+    wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
+    forget_pid(pid);
+    fx_fini(&f);
+}
+
+static void
+status_cb(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError *err, void *opaque)
+{
+    QemuRunState *out = opaque;
+
+    g_assert_null(err);
+    *out = st->state;
+}
+
+/* Incoming start: the destination's own emulator, the source's concrete
+ * machine type, -S -incoming defer, never cont'ed, transient; a clash with
+ * an active domain is refused at once; destroying it leaves nothing. */
+static void
+test_incoming_start(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need_binary(data);
+    g_autofree char *xml = NULL;
+    g_autofree char *log = NULL;
+    g_autoptr(QemuDomainDef) def = NULL;
+    QemuRunState rs = QEMU_RUN_STATE_LAST;
+    QemuDomainObj *dom;
+    QemuDomainObj *other;
+    json_object *job;
+    Fx f;
+    Done d = {0};
+    int pid;
+
+    if (!bin)
+        return;
+    fx_init_full(&f, bin, NULL, bin->binary);
+    /* The source's XML names another emulator; the caller clears it. */
+    xml = guest_xml("incoming", UUID2, "/nonexistent/qemu", "pc-i440fx-7.2", NULL);
+    def = qemu_domain_def_parse_string(xml, NULL);
+    g_assert_nonnull(def);
+    g_clear_pointer(&def->emulator, g_free);
+    job = json_object_new_object();
+    ho_json_add_string(job, "side", "dst");
+    dom = qemu_driver_domain_start_incoming(f.drv, def, NULL, job, done_cb, &d);
+    g_assert_nonnull(dom);
+    g_assert_false(d.done);
+    /* The same name again while it starts: refused, nothing changed. */
+    other = qemu_driver_domain_start_incoming(f.drv, def, NULL, NULL, done_cb, &d);
+    g_assert_null(other);
+    g_assert_cmpint(ho_error_last()->code, ==, HO_ERR_OPERATION_INVALID);
+    ho_error_reset();
+    wait_ok(&f, &d, START_TIMEOUT_MS, "incoming start");
+    pid = qemu_domain_obj_pid(dom);
+    learn_pid(pid);
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_PAUSED);
+    g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "incoming-migration");
+    g_assert_false(qemu_domain_obj_is_persistent(dom));
+    g_assert_cmpstr(qemu_domain_obj_def(dom, false)->machine, ==, "pc-i440fx-7.2");
+    g_assert_cmpstr(qemu_domain_obj_emulator(dom), ==, bin->binary);
+    g_assert_nonnull(qemu_domain_obj_get_job(dom));
+    assert_status_state(&f, "incoming", "paused", "incoming-migration");
+    log = read_log(&f, "incoming");
+    g_assert_nonnull(strstr(log, "-incoming defer"));
+    g_assert_nonnull(strstr(log, "pc-i440fx-7.2"));
+    qemu_monitor_json_query_status(qemu_domain_obj_monitor(dom), status_cb, &rs);
+    while (rs == QEMU_RUN_STATE_LAST)
+        g_main_context_iteration(f.ctx, TRUE);
+    g_assert_cmpint(rs, ==, QEMU_RUN_STATE_INMIGRATE);
+
+    qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
+    wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
+    forget_pid(pid);
+    g_assert_null(qemu_driver_lookup(f.drv, "incoming"));
+    ho_error_reset();
+    assert_no_status(&f, "incoming");
+    fx_fini(&f);
+}
+
+/* ---- a migration through the orchestrator, two drivers in one process ---- */
+
+typedef struct {
+    QemuMigration *dst;
+    const char *host_uuid;
+} TestPeer;
+
+static void
+peer_prepare(void *peer, json_object *cookie, QemuMigrationReplyFunc cb, void *opaque)
+{
+    TestPeer *p = peer;
+
+    qemu_migration_dst_prepare(p->dst, cookie, cb, opaque);
+    json_object_put(cookie);
+}
+
+static void
+peer_finish(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    TestPeer *p = peer;
+
+    qemu_migration_dst_finish(p->dst, args, cb, opaque);
+    json_object_put(args);
+}
+
+static const char *
+peer_host_uuid(void *peer)
+{
+    return ((TestPeer *)peer)->host_uuid;
+}
+
+static const char *
+peer_hostname(void *peer)
+{
+    return "dst-host";
+}
+
+static const QemuMigrationPeerOps test_peer_ops = {
+    .prepare = peer_prepare,
+    .finish = peer_finish,
+    .host_uuid = peer_host_uuid,
+    .hostname = peer_hostname,
+    .free = g_free,
+};
+
+typedef struct {
+    bool done;
+    HoError *err;
+    json_object *stats;
+} MigDone;
+
+static void
+mig_done_cb(QemuMigration *mig, const char *uuid, const HoError *err, json_object *stats,
+            void *opaque)
+{
+    MigDone *m = opaque;
+
+    g_assert_false(m->done);
+    m->done = true;
+    m->err = ho_error_copy(err);
+    m->stats = stats ? json_object_get(stats) : NULL;
+}
+
+/* The monotonic receive times of events in a recording (-1: none). */
+static void
+record_event_times(const char *path, const char *event, gint64 *first, gint64 *last)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+
+    *first = *last = -1;
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        g_error("no recording '%s'", path);
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i]; i++) {
+        g_autoptr(json_object) obj = NULL;
+        json_object *msg = NULL;
+        const char *name = NULL;
+        const char *dir = NULL;
+        int64_t ts = 0;
+
+        if (!lines[i][0])
+            continue;
+        obj = ho_json_parse(lines[i], strlen(lines[i]));
+        g_assert_nonnull(obj);
+        if (ho_json_get_string(obj, "dir", &dir) < 0 || !g_str_equal(dir, "recv") ||
+            ho_json_get_object(obj, "msg", &msg) < 0 ||
+            ho_json_opt_string(msg, "event", &name) <= 0 || !g_str_equal(name, event)) {
+            ho_error_reset();
+            continue;
+        }
+        g_assert_cmpint(ho_json_get_int64(obj, "ts", &ts), ==, 0);
+        if (*first < 0)
+            *first = ts;
+        *last = ts;
+    }
+}
+
+static void
+test_migrate(gconstpointer data)
+{
+    const char *const *pair = data;
+    const TestQemuBinary *sbin = test_qemu_need(pair[0]);
+    const TestQemuBinary *dbin = sbin ? test_qemu_need(pair[1]) : NULL;
+    g_autoptr(GMainContext) ctx = NULL;
+    g_autofree char *xml = NULL;
+    g_autofree char *rec_src = NULL;
+    g_autofree char *rec_dst = NULL;
+    QemuMigrationConfig scfg = {0}, dcfg = {0};
+    QemuMigrationArgs args = {0};
+    QemuMigration *smig, *dmig;
+    QemuDomainObj *dom, *ddom;
+    TestPeer *peer, *same;
+    MigDone m = {0};
+    Fx fs, fd;
+    int spid, dpid;
+    gint64 src_stop, src_stop_last, src_resume, src_resume_last, dst_resume, dst_resume_last;
+    int64_t downtime = -1, orch = -1;
+
+    if (!sbin || !dbin)
+        return;
+    ctx = g_main_context_new();
+    fx_init_full(&fs, sbin, ctx, NULL);
+    fx_init_full(&fd, dbin, ctx, dbin->binary);
+    xml = guest_xml("mover", UUID3, sbin->binary, "pc", NULL);
+    dom = define_ok(&fs, xml);
+    spid = start_ok(&fs, dom, false);
+
+    scfg.host_uuid = "11111111-1111-1111-1111-111111111111";
+    scfg.hostname = "src-host";
+    dcfg.host_uuid = "22222222-2222-2222-2222-222222222222";
+    dcfg.hostname = "dst-host";
+    dcfg.migration_address = "127.0.0.1";
+    dcfg.migration_port_min = 49400;
+    dcfg.migration_port_max = 49420;
+    smig = qemu_migration_new(fs.drv, &scfg, NULL, NULL);
+    dmig = qemu_migration_new(fd.drv, &dcfg, NULL, NULL);
+
+    /* The same host is refused at once, nothing changed. */
+    same = g_new0(TestPeer, 1);
+    same->dst = dmig;
+    same->host_uuid = scfg.host_uuid;
+    args.live = true;
+    /* same is consumed (freed with test_peer_ops.free) */
+    g_assert_cmpint(qemu_migration_src_begin(smig, dom, &args, &test_peer_ops, same,
+                                             mig_done_cb, &m), ==, -1);
+    g_assert_nonnull(strstr(ho_error_last_message(), "host it runs on"));
+    ho_error_reset();
+    g_assert_false(qemu_migration_any_has_job(smig, dom));
+
+    rec_src = g_build_filename(fs.dir, "rec.jsonl", NULL);
+    rec_dst = g_build_filename(fs.dir, "rec-dst.jsonl", NULL);
+    args.record_path = g_strdup(rec_src);
+    args.persistent = true;
+    args.undefine_source = true;
+    peer = g_new0(TestPeer, 1);
+    peer->dst = dmig;
+    peer->host_uuid = dcfg.host_uuid;
+    if (qemu_migration_src_begin(smig, dom, &args, &test_peer_ops, peer, mig_done_cb, &m) < 0)
+        g_error("begin: %s", ho_error_last_message());
+    g_assert_true(qemu_migration_any_has_job(smig, dom));
+    /* A second job on the same domain is refused. */
+    g_assert_cmpint(qemu_migration_src_begin(smig, dom, &args, &test_peer_ops,
+                                             g_new0(TestPeer, 1), mig_done_cb, &m), ==, -1);
+    ho_error_reset();
+    if (!test_iterate_until(ctx, &m.done, START_TIMEOUT_MS))
+        g_error("the migration did not end");
+    if (m.err)
+        g_error("migration failed: %s", m.err->message);
+    /* The source is gone, the destination runs, persistent. */
+    fx_wait_event(&fs, "mover stopped migrated", OP_TIMEOUT_MS);
+    forget_pid(spid);
+    g_assert_false(pid_alive(spid) && qemu_domain_obj_is_active(dom));
+    g_assert_null(qemu_driver_lookup(fs.drv, "mover"));
+    ho_error_reset();
+    ddom = qemu_driver_lookup(fd.drv, "mover");
+    g_assert_nonnull(ddom);
+    dpid = qemu_domain_obj_pid(ddom);
+    learn_pid(dpid);
+    g_assert_cmpint(qemu_domain_obj_state(ddom), ==, QEMU_DOMAIN_STATE_RUNNING);
+    g_assert_cmpstr(qemu_domain_obj_state_reason(ddom), ==, "migrated");
+    g_assert_true(qemu_domain_obj_is_persistent(ddom));
+    g_assert_null(qemu_domain_obj_get_job(ddom));
+    g_assert_cmpstr(qemu_domain_obj_def(ddom, false)->machine, ==, expected_machine(sbin));
+    g_assert_cmpstr(qemu_domain_obj_emulator(ddom), ==, dbin->binary);
+    assert_status_state(&fd, "mover", "running", "migrated");
+    g_assert_nonnull(m.stats);
+    g_assert_cmpint(ho_json_get_int64(m.stats, "downtime_ms", &downtime), ==, 0);
+    g_assert_cmpint(ho_json_get_int64(m.stats, "orchestrator_ms", &orch), ==, 0);
+
+    /* Invariant 1 from both recordings (one clock): the source stopped
+     * before the destination resumed and never resumed afterwards. */
+    record_event_times(rec_src, "STOP", &src_stop, &src_stop_last);
+    record_event_times(rec_src, "RESUME", &src_resume, &src_resume_last);
+    record_event_times(rec_dst, "RESUME", &dst_resume, &dst_resume_last);
+    g_assert_cmpint(src_stop, >, 0);
+    g_assert_cmpint(dst_resume, >, 0);
+    g_assert_cmpint(src_stop, <, dst_resume);
+    g_assert_cmpint(src_resume_last, <, dst_resume);
+    g_test_message("%s -> %s: pause (source STOP -> destination RESUME) %.3f ms, "
+                   "QEMU downtime %" G_GINT64_FORMAT " ms, orchestrator %" G_GINT64_FORMAT " ms",
+                   pair[0], pair[1], (dst_resume - src_stop) / 1000.0, (gint64)downtime,
+                   (gint64)orch);
+
+    qemu_migration_free(smig);
+    qemu_migration_free(dmig);
+    qemu_migration_args_clear(&args);
+    ho_error_free(m.err);
+    json_object_put(m.stats);
+    {
+        Done d = {0};
+
+        qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
+        wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
+        forget_pid(dpid);
+    }
+    fx_fini(&fd);
+    fx_fini(&fs);
+}
+
+typedef struct {
+    QemuMigration *mig;
+    QemuDomainObj *dom;
+    bool aborted;
+} AbortAt;
+
+static void
+abort_at_perform(QemuMigration *mig, const char *name, const char *uuid, const char *event,
+                 json_object *data, void *opaque)
+{
+    AbortAt *a = opaque;
+    const char *phase = NULL;
+
+    if (a->aborted || !g_str_equal(event, "phase") ||
+        ho_json_get_string(data, "phase", &phase) < 0 || !g_str_equal(phase, "perform"))
+        return;
+    a->aborted = true;
+    if (qemu_migration_any_abort(a->mig, a->dom) < 0)
+        g_error("abort: %s", ho_error_last_message());
+}
+
+/* domjobabort while RAM moves (bandwidth throttled to 1 MiB/s): the job
+ * ends cancelled, the source runs on, nothing is left on the destination. */
+static void
+test_migrate_abort(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need_binary(data);
+    g_autoptr(GMainContext) ctx = NULL;
+    g_autofree char *xml = NULL;
+    QemuMigrationConfig scfg = {0}, dcfg = {0};
+    QemuMigrationArgs args = {0};
+    QemuMigration *dmig;
+    AbortAt a = {0};
+    TestPeer *peer;
+    MigDone m = {0};
+    Fx fs, fd;
+    int spid;
+
+    if (!bin)
+        return;
+    ctx = g_main_context_new();
+    fx_init_full(&fs, bin, ctx, NULL);
+    fx_init_full(&fd, bin, ctx, bin->binary);
+    xml = guest_xml("stayer", UUID3, bin->binary, "pc", NULL);
+    a.dom = define_ok(&fs, xml);
+    spid = start_ok(&fs, a.dom, false);
+    scfg.host_uuid = "11111111-1111-1111-1111-111111111111";
+    dcfg.host_uuid = "22222222-2222-2222-2222-222222222222";
+    dcfg.migration_address = "127.0.0.1";
+    dcfg.migration_port_min = 49430;
+    dcfg.migration_port_max = 49440;
+    a.mig = qemu_migration_new(fs.drv, &scfg, abort_at_perform, &a);
+    dmig = qemu_migration_new(fd.drv, &dcfg, NULL, NULL);
+    peer = g_new0(TestPeer, 1);
+    peer->dst = dmig;
+    peer->host_uuid = dcfg.host_uuid;
+    args.live = true;
+    args.has_bandwidth = true;
+    args.bandwidth_mib = 1;
+    if (qemu_migration_src_begin(a.mig, a.dom, &args, &test_peer_ops, peer, mig_done_cb, &m) < 0)
+        g_error("begin: %s", ho_error_last_message());
+    if (!test_iterate_until(ctx, &m.done, START_TIMEOUT_MS))
+        g_error("the migration did not end");
+    g_assert_true(a.aborted);
+    g_assert_nonnull(m.err);
+    g_assert_nonnull(strstr(m.err->message, "cancelled"));
+    g_assert_cmpint(qemu_domain_obj_state(a.dom), ==, QEMU_DOMAIN_STATE_RUNNING);
+    g_assert_cmpint(qemu_domain_obj_pid(a.dom), ==, spid);
+    g_assert_null(qemu_domain_obj_get_job(a.dom));
+    assert_status_state(&fs, "stayer", "running", "booted");
+    /* The destination's QEMU is killed and its transient domain gone. */
+    fx_wait_event(&fd, "stayer stopped destroyed", OP_TIMEOUT_MS);
+    g_assert_null(qemu_driver_lookup(fd.drv, "stayer"));
+    ho_error_reset();
+    g_assert_false(qemu_migration_any_has_job(dmig, a.dom));
+
+    qemu_migration_free(a.mig);
+    qemu_migration_free(dmig);
+    ho_error_free(m.err);
+    json_object_put(m.stats);
+    {
+        Done d = {0};
+
+        qemu_driver_domain_destroy(fs.drv, a.dom, done_cb, &d);
+        wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
+        forget_pid(spid);
+    }
+    fx_fini(&fd);
+    fx_fini(&fs);
+}
+
+static const char *const pair_72[] = {"qemu-7.2", "qemu-7.2"};
+static const char *const pair_10[] = {"qemu-10.0", "qemu-10.0"};
+static const char *const pair_72_10[] = {"qemu-7.2", "qemu-10.0"};
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 int
@@ -1227,6 +1686,19 @@ main(int argc, char **argv)
         g_test_add_data_func(restart, bin, test_restart);
         g_test_add_data_func(crash, bin, test_crash);
         g_test_add_data_func(nomon, bin, test_monitor_unavailable);
+        {
+            g_autofree char *jp = g_strdup_printf("/driver/%s/job-persist", bin->name);
+            g_autofree char *inc = g_strdup_printf("/driver/%s/incoming-start", bin->name);
+
+            g_test_add_data_func(jp, bin, test_job_persist);
+            g_autofree char *ab = g_strdup_printf("/driver/%s/migrate-abort", bin->name);
+
+            g_test_add_data_func(inc, bin, test_incoming_start);
+            g_test_add_data_func(ab, bin, test_migrate_abort);
+        }
     }
+    g_test_add_data_func("/driver/migrate/qemu-7.2", pair_72, test_migrate);
+    g_test_add_data_func("/driver/migrate/qemu-10.0", pair_10, test_migrate);
+    g_test_add_data_func("/driver/migrate/qemu-7.2-to-10.0", pair_72_10, test_migrate);
     return g_test_run();
 }

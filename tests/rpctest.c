@@ -47,6 +47,7 @@ typedef struct {
     bool nested_call; /* the event callback makes a synchronous call */
     int nested_rc;
     HoRpcConn *nested_conn;
+    int sessions_closed; /* test.session: sessions whose connection closed */
 } Fixture;
 
 /* ---- the server's methods ------------------------------------------------ */
@@ -98,6 +99,28 @@ static int
 method_ok(HoRpcCall *call, json_object *params, void *opaque)
 {
     ho_rpc_call_reply(call, ho_json_add_bool(json_object_new_object(), "ok", true));
+    return 0;
+}
+
+static void
+session_closed(gpointer data)
+{
+    Fixture *f = data;
+
+    f->sessions_closed++;
+}
+
+/* Attach a session to the caller's connection (once). */
+static int
+method_session(HoRpcCall *call, json_object *params, void *opaque)
+{
+    Fixture *f = opaque;
+    bool had = ho_rpc_call_get_session(call) != NULL;
+
+    if (!had)
+        ho_rpc_call_set_session(call, f, session_closed);
+    g_assert_true(ho_rpc_call_get_session(call) == f);
+    ho_rpc_call_reply(call, ho_json_add_bool(json_object_new_object(), "had", had));
     return 0;
 }
 
@@ -196,6 +219,7 @@ method_shutdown(HoRpcCall *call, json_object *params, void *opaque)
 }
 
 static const HoRpcMethod test_methods[] = {
+    {"test.session", method_session, no_args, HO_RPC_METHOD_LOCAL | HO_RPC_METHOD_PEER},
     {"test.echo", method_echo, echo_args, HO_RPC_METHOD_LOCAL | HO_RPC_METHOD_PEER},
     {"test.local", method_ok, no_args, HO_RPC_METHOD_LOCAL},
     {"test.peer", method_ok, no_args, HO_RPC_METHOD_PEER},
@@ -743,11 +767,61 @@ test_hello_version_mismatch(void)
     /* ...another version gets an error naming both, then the door. */
     msg = raw_call(f, r, "{\"id\":3,\"method\":\"hello\",\"params\":{\"protocol\":2}}");
     assert_error(msg, 3, "rpc",
-                 "protocol version 2 is not supported: this daemon speaks version 1", false);
+                 "the client speaks protocol version 2, but 'handoverd 0.1.0' speaks version 1",
+                 false);
     raw_expect_eof(f, r);
     raw_free(r);
     wait_clients(f, 0);
-    g_assert_true(fixture_log_contains(f, "dropped: protocol version 2 is not supported"));
+    g_assert_true(fixture_log_contains(
+        f, "dropped: the client speaks protocol version 2, but 'handoverd 0.1.0' speaks"));
+    fixture_free(f);
+}
+
+typedef struct {
+    int calls;
+    HoError *err;
+} Opened;
+
+static void
+opened_cb(HoRpcConn *conn, const HoError *err, void *opaque)
+{
+    Opened *o = opaque;
+
+    o->calls++;
+    ho_error_free(o->err);
+    o->err = ho_error_copy(err);
+}
+
+static bool
+pred_opened(Fixture *f, const void *data)
+{
+    return ((const Opened *)data)->calls > 0;
+}
+
+/* A client of another version, through the library: refused by name and
+ * version on both sides. */
+static void
+test_hello_version_named(void)
+{
+    Fixture *f = fixture_new(NULL);
+    HoRpcConnOptions opts = {.client_name = "handoverd 9.0 (host h9)", .protocol = 2};
+    Opened o = {0};
+    HoRpcConn *conn = ho_rpc_conn_open_unix_async(f->sock, &opts, f->ctx, opened_cb, &o);
+
+    g_assert_nonnull(conn);
+    g_assert_cmpint(o.calls, ==, 0);
+    g_assert_true(run_until(f, pred_opened, &o));
+    g_assert_cmpint(o.calls, ==, 1);
+    g_assert_nonnull(o.err);
+    g_assert_cmpint(o.err->code, ==, HO_ERR_RPC);
+    g_assert_cmpstr(o.err->message, ==,
+                    "'handoverd 9.0 (host h9)' speaks protocol version 2, but 'handoverd 0.1.0' "
+                    "speaks version 1");
+    g_assert_false(ho_rpc_conn_is_open(conn));
+    ho_rpc_conn_free(conn);
+    wait_clients(f, 0);
+    g_assert_cmpint(o.calls, ==, 1);
+    ho_error_free(o.err);
     fixture_free(f);
 }
 
@@ -1777,6 +1851,10 @@ test_client_bad_daemon(void)
                      "object");
     check_bad_daemon(f, "{\"id\":0,\"error\":{\"code\":\"timeout\",\"message\":\"busy\"}}\n",
                      HO_ERR_TIMEOUT, "busy");
+    check_bad_daemon(f, "{\"id\":0,\"result\":{\"protocol\":2,\"daemon\":\"handoverd 9.0\"}}\n",
+                     HO_ERR_RPC,
+                     "cannot connect to handoverd at '@': it is 'handoverd 9.0' and speaks "
+                     "protocol version 2, this client speaks version 1");
     check_bad_daemon(f, "", HO_ERR_RPC,
                      "cannot connect to handoverd at '@': handoverd at '@' closed the "
                      "connection");
@@ -1880,6 +1958,263 @@ test_client_private_context(void)
     fixture_free(f);
 }
 
+/* ---- tests: asynchronous TCP connect ------------------------------------ */
+
+static void
+test_async_tcp(void)
+{
+    Fixture *f = fixture_new(NULL);
+    HoRpcConnOptions opts = {.client_name = "peer"};
+    Opened o = {0};
+    Opened o2 = {0};
+    Opened o3 = {0};
+    Reply rep = {0};
+    HoRpcConn *conn;
+    HoRpcConn *refused;
+    HoRpcConn *cancelled;
+    g_autofree char *prefix = NULL;
+    int port = 0;
+    int dead_port = 0;
+    int fd;
+
+    g_assert_cmpint(ho_rpc_server_listen_tcp(f->srv, "127.0.0.1", 0, &port), ==, 0);
+
+    /* By name (resolved in a thread); nothing happens before the loop runs,
+     * and a call made meanwhile is queued behind the hello. */
+    conn = ho_rpc_conn_open_tcp_async("localhost", port, &opts, f->ctx, opened_cb, &o);
+    g_assert_nonnull(conn);
+    g_assert_cmpint(o.calls, ==, 0);
+    g_assert_null(ho_rpc_conn_get_hello(conn));
+    ho_rpc_conn_call(conn, "test.echo", params_s("early"), reply_cb, &rep);
+    g_assert_true(run_until(f, pred_opened, &o));
+    g_assert_null(o.err);
+    g_assert_nonnull(ho_rpc_conn_get_hello(conn));
+    g_assert_true(run_until(f, pred_reply, &rep));
+    g_assert_null(rep.err);
+    reply_clear(&rep);
+    g_assert_cmpuint(ho_rpc_server_client_count(f->srv), ==, 1);
+
+    /* A port nobody listens on: the callback says so. */
+    fd = ho_socket_tcp_listen("127.0.0.1", 0, 1, &dead_port);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    refused = ho_rpc_conn_open_tcp_async("127.0.0.1", dead_port, &opts, f->ctx, opened_cb, &o2);
+    g_assert_nonnull(refused);
+    g_assert_true(run_until(f, pred_opened, &o2));
+    g_assert_cmpint(o2.calls, ==, 1);
+    g_assert_nonnull(o2.err);
+    g_assert_cmpint(o2.err->code, ==, HO_ERR_SYSTEM);
+    prefix = g_strdup_printf("cannot connect to handoverd at '127.0.0.1:%d': ", dead_port);
+    g_assert_true(g_str_has_prefix(o2.err->message, prefix));
+    ho_rpc_conn_free(refused);
+
+    /* Freed before it opened: cancelled, the callback never runs. */
+    cancelled = ho_rpc_conn_open_tcp_async("localhost", port, &opts, f->ctx, opened_cb, &o3);
+    g_assert_nonnull(cancelled);
+    ho_rpc_conn_free(cancelled);
+    run_for(f, 50);
+    g_assert_cmpint(o3.calls, ==, 0);
+
+    /* Arguments that cannot work fail at once. */
+    ho_error_reset();
+    g_assert_null(ho_rpc_conn_open_tcp_async("", port, &opts, f->ctx, opened_cb, &o3));
+    g_assert_cmpint(ho_error_last()->code, ==, HO_ERR_INVALID_ARG);
+    g_assert_null(ho_rpc_conn_open_tcp_async("127.0.0.1", 0, &opts, f->ctx, opened_cb, &o3));
+    g_assert_cmpint(o3.calls, ==, 0);
+
+    g_assert_cmpint(o.calls, ==, 1);
+    ho_rpc_conn_free(conn);
+    wait_clients(f, 0);
+    ho_error_free(o.err);
+    ho_error_free(o2.err);
+    fixture_free(f);
+}
+
+/* ---- tests: keepalive and sessions --------------------------------------- */
+
+static bool
+pred_sessions_closed(Fixture *f, const void *data)
+{
+    return f->sessions_closed >= GPOINTER_TO_INT(data);
+}
+
+/* A client that asked for keepalive and then stops answering is dropped
+ * as dead after `count` pings; its session hears of it. */
+static void
+test_keepalive_server_drops_silent_client(void)
+{
+    Fixture *f = fixture_new(NULL);
+    Raw *r;
+    g_autoptr(json_object) hello = NULL;
+    g_autoptr(json_object) sess = NULL;
+    json_object *result;
+    json_object *ka = NULL;
+    int64_t interval = 0;
+    int pings = 0;
+    char *line;
+
+    ho_rpc_server_set_keepalive(f->srv, 20, 3);
+    r = raw_connect(f);
+    hello = raw_call(f, r,
+                     "{\"id\":0,\"method\":\"hello\",\"params\":{\"protocol\":1,"
+                     "\"keepalive\":true}}");
+    result = assert_result(hello, 0);
+    g_assert_cmpint(ho_json_get_object(result, "keepalive", &ka), ==, 0);
+    g_assert_cmpint(ho_json_get_int64(ka, "interval_ms", &interval), ==, 0);
+    g_assert_cmpint(interval, ==, 20);
+    sess = raw_call(f, r, "{\"id\":1,\"method\":\"test.session\"}");
+    assert_result(sess, 1);
+
+    /* Never answered: three pings, then the door. */
+    while ((line = raw_read_line(f, r))) {
+        g_assert_cmpstr(line, ==, "{\"keepalive\":\"ping\"}");
+        pings++;
+        g_free(line);
+    }
+    g_assert_cmpint(pings, ==, 3);
+    wait_clients(f, 0);
+    g_assert_true(run_until(f, pred_sessions_closed, GINT_TO_POINTER(1)));
+    g_assert_cmpint(f->sessions_closed, ==, 1);
+    g_assert_true(fixture_log_contains(f, "did not answer 3 keepalive pings sent 20 ms apart"));
+    raw_free(r);
+    fixture_free(f);
+}
+
+/* Clients that did not ask get no pings; pings from any client are answered;
+ * a bad keepalive message is a violation. */
+static void
+test_keepalive_server_answers(void)
+{
+    Fixture *f = fixture_new(NULL);
+    Raw *r = raw_connect(f);
+    g_autoptr(json_object) pong = NULL;
+    g_autoptr(json_object) bad = NULL;
+    g_autoptr(json_object) hello = NULL;
+
+    ho_rpc_server_set_keepalive(f->srv, 20, 3);
+    hello = raw_call(f, r, "{\"id\":0,\"method\":\"hello\",\"params\":{\"protocol\":1}}");
+    g_assert_false(json_object_object_get_ex(assert_result(hello, 0), "keepalive", NULL));
+    run_for(f, 150); /* 7 intervals: a client that asked would be gone */
+    pong = raw_call(f, r, "{\"keepalive\":\"ping\"}");
+    g_assert_cmpstr(json_object_to_json_string_ext(pong, JSON_C_TO_STRING_PLAIN), ==,
+                    "{\"keepalive\":\"pong\"}");
+    g_assert_cmpuint(ho_rpc_server_client_count(f->srv), ==, 1);
+    bad = raw_call(f, r, "{\"keepalive\":\"hello\"}");
+    assert_error(bad, -1, "rpc", "a keepalive message must be \"ping\" or \"pong\"", false);
+    raw_expect_eof(f, r);
+    raw_free(r);
+    wait_clients(f, 0);
+    fixture_free(f);
+}
+
+/* Two ends that both run keepalive and both answer stay connected for many
+ * intervals; a plain close runs the session's hook too. */
+static void
+test_keepalive_both_alive(void)
+{
+    Fixture *f = fixture_new(NULL);
+    HoRpcConnOptions opts = {.client_name = "peer", .keepalive_interval_ms = 20,
+                             .keepalive_count = 5};
+    Opened o = {0};
+    g_autoptr(json_object) res = NULL;
+    json_object *ka = NULL;
+    HoRpcConn *conn;
+
+    ho_rpc_server_set_keepalive(f->srv, 20, 5);
+    conn = ho_rpc_conn_open_unix_async(f->sock, &opts, f->ctx, opened_cb, &o);
+    ho_rpc_conn_set_callbacks(conn, conn_event_cb, conn_closed_cb, f);
+    g_assert_true(run_until(f, pred_opened, &o));
+    g_assert_null(o.err);
+    g_assert_cmpint(ho_json_get_object(ho_rpc_conn_get_hello(conn), "keepalive", &ka), ==, 0);
+    g_assert_cmpint(ho_rpc_conn_call_sync(conn, "test.session", NULL, &res, WAIT_MS), ==, 0);
+    run_for(f, 300); /* 15 intervals, silent but for the pings */
+    g_assert_true(ho_rpc_conn_is_open(conn));
+    g_assert_cmpint(f->closed_calls, ==, 0);
+    g_assert_cmpuint(ho_rpc_server_client_count(f->srv), ==, 1);
+    g_assert_cmpint(f->sessions_closed, ==, 0);
+    ho_rpc_conn_free(conn);
+    g_assert_true(run_until(f, pred_sessions_closed, GINT_TO_POINTER(1)));
+    wait_clients(f, 0);
+    fixture_free(f);
+}
+
+/* A daemon that answers hello and then goes silent (a peer behind a dead
+ * link): the client's keepalive closes the connection saying why. */
+typedef struct {
+    int lfd;
+    int fd;
+    GString *in;
+} SilentDaemon;
+
+static gboolean
+silent_daemon_accept(gint fd, GIOCondition cond, gpointer data)
+{
+    SilentDaemon *d = data;
+    static const char answer[] = "{\"id\":0,\"result\":{\"protocol\":1,\"daemon\":\"mute\"}}\n";
+
+    d->fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
+    g_assert_cmpint(d->fd, >=, 0);
+    g_assert_cmpint(write(d->fd, answer, strlen(answer)), ==, (ssize_t)strlen(answer));
+    return G_SOURCE_REMOVE;
+}
+
+static bool
+pred_closed(Fixture *f, const void *data)
+{
+    return f->closed_calls > 0;
+}
+
+static void
+test_keepalive_client_detects_dead_daemon(void)
+{
+    Fixture *f = fixture_new(NULL);
+    g_autofree char *path = g_build_filename(f->dir, "mute.sock", NULL);
+    g_autofree char *expected = NULL;
+    HoRpcConnOptions opts = {.keepalive_interval_ms = 20, .keepalive_count = 3};
+    SilentDaemon d = {.fd = -1};
+    Opened o = {0};
+    HoRpcConn *conn;
+    GSource *src;
+    char buf[4096];
+    ssize_t n;
+
+    d.lfd = ho_socket_unix_listen(path, 0600, 4);
+    g_assert_cmpint(d.lfd, >=, 0);
+    src = g_unix_fd_source_new(d.lfd, G_IO_IN);
+    g_source_set_callback(src, G_SOURCE_FUNC(silent_daemon_accept), &d, NULL);
+    g_source_attach(src, f->ctx);
+
+    conn = ho_rpc_conn_open_unix_async(path, &opts, f->ctx, opened_cb, &o);
+    ho_rpc_conn_set_callbacks(conn, NULL, conn_closed_cb, f);
+    g_assert_true(run_until(f, pred_opened, &o));
+    g_assert_null(o.err);
+    g_assert_true(run_until(f, pred_closed, NULL));
+    g_assert_cmpint(f->closed_calls, ==, 1);
+    expected = g_strdup_printf("handoverd at '%s' did not answer 3 keepalive pings sent 20 ms "
+                               "apart: the connection is dead",
+                               path);
+    g_assert_cmpstr(f->closed_err->message, ==, expected);
+    g_assert_false(ho_rpc_conn_is_open(conn));
+
+    /* What the mute daemon got: the hello (asking for pings) and 3 pings. */
+    n = read(d.fd, buf, sizeof(buf) - 1);
+    g_assert_cmpint(n, >, 0);
+    buf[n] = '\0';
+    g_assert_nonnull(strstr(buf, "\"keepalive\":true"));
+    g_assert_nonnull(strstr(buf, "{\"keepalive\":\"ping\"}\n{\"keepalive\":\"ping\"}\n"
+                                 "{\"keepalive\":\"ping\"}\n"));
+    g_assert_null(strstr(buf, "{\"keepalive\":\"ping\"}\n{\"keepalive\":\"ping\"}\n"
+                              "{\"keepalive\":\"ping\"}\n{\"keepalive\":\"ping\"}"));
+
+    ho_rpc_conn_free(conn);
+    g_source_destroy(src);
+    g_source_unref(src);
+    close(d.fd);
+    close(d.lfd);
+    ho_error_free(o.err);
+    fixture_free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1890,6 +2225,14 @@ main(int argc, char **argv)
 
     g_test_add_func("/rpc/hello/ok", test_hello_ok);
     g_test_add_func("/rpc/hello/version-mismatch", test_hello_version_mismatch);
+    g_test_add_func("/rpc/hello/version-named", test_hello_version_named);
+    g_test_add_func("/rpc/async/tcp-connect", test_async_tcp);
+    g_test_add_func("/rpc/keepalive/server-drops-silent-client",
+                    test_keepalive_server_drops_silent_client);
+    g_test_add_func("/rpc/keepalive/server-answers", test_keepalive_server_answers);
+    g_test_add_func("/rpc/keepalive/both-alive", test_keepalive_both_alive);
+    g_test_add_func("/rpc/keepalive/client-detects-dead-daemon",
+                    test_keepalive_client_detects_dead_daemon);
     g_test_add_func("/rpc/hello/first", test_hello_first);
     g_test_add_func("/rpc/args", test_args);
     g_test_add_func("/rpc/unknown-method", test_unknown_method);

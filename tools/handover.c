@@ -11,8 +11,12 @@
  * Errors: "error: <message>" on standard error and exit status 1.
  */
 #include <errno.h>
+#include <glib-unix.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <signal.h>
+#include <stddef.h>
+#include <unistd.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +65,9 @@ static int cmd_dumpxml(int argc, char **argv);
 static int cmd_event(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_capabilities(int argc, char **argv);
+static int cmd_migrate(int argc, char **argv);
+static int cmd_domjobinfo(int argc, char **argv);
+static int cmd_domjobabort(int argc, char **argv);
 
 static const HandoverCommand commands[] = {
     {"define", N_("FILE"), N_("define (or update) a domain from an XML file"), cmd_define},
@@ -79,6 +86,12 @@ static const HandoverCommand commands[] = {
     {"version", "", N_("print the versions of handover and of the daemon"), cmd_version},
     {"capabilities", "", N_("print what the host's QEMU can do for a migration"),
      cmd_capabilities},
+    {"migrate", N_("DOMAIN DEST-URI"),
+     N_("move a running domain to the daemon at DEST-URI (handover+tcp://HOST[:PORT]/system)"),
+     cmd_migrate},
+    {"domjobinfo", N_("DOMAIN"), N_("show the progress and statistics of a domain's job"),
+     cmd_domjobinfo},
+    {"domjobabort", N_("DOMAIN"), N_("abort a domain's migration job"), cmd_domjobabort},
 };
 
 /* ---- errors ---- */
@@ -1143,6 +1156,592 @@ cmd_capabilities(int argc, char **argv)
         return -1;
     }
     print_capabilities(doc);
+    return 0;
+}
+
+/* ---- migration ---- */
+
+/* Largest values the numeric options take. */
+#define BANDWIDTH_MAX_MIB (1024u * 1024u)       /* 1 TiB/s */
+#define MAX_DOWNTIME_MAX_MS 2000000u            /* QEMU's own limit */
+#define PARALLEL_CONNECTIONS_MAX 255u           /* QEMU's multifd-channels limit */
+#define MIGRATE_TIMEOUT_MAX_S (7u * 86400u)
+
+/* An option's value as an integer from min to max: 0, or -1 and an error
+ * naming the command, the option and the value. */
+static int
+parse_uint_option(const char *cmd, const char *option, const char *value, guint64 min,
+                  guint64 max, guint64 *out)
+{
+    guint64 v = 0;
+    g_autoptr(GError) gerr = NULL;
+
+    if (!g_ascii_string_to_unsigned(value, 10, min, max, &v, &gerr)) {
+        print_error(_("%1$s: invalid value '%2$s' for --%3$s: expected an integer from "
+                      "%4$" G_GUINT64_FORMAT " to %5$" G_GUINT64_FORMAT),
+                    cmd, value, option, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A byte count as virsh shows it: "1.234 GiB". */
+static char *
+format_bytes(int64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    size_t i = 0;
+
+    if (bytes < 0)
+        return g_strdup("?");
+    while (v >= 1024.0 && i + 1 < G_N_ELEMENTS(units)) {
+        v /= 1024.0;
+        i++;
+    }
+    return g_strdup_printf("%.3f %s", v, units[i]);
+}
+
+/* What the job moved so far, in per cent; -1 when unknown. */
+static int
+job_percent(const HandoverJobInfo *info)
+{
+    int64_t total = info->data_total >= 0 ? info->data_total : info->memory_total;
+    int64_t remaining = info->data_total >= 0 ? info->data_remaining : info->memory_remaining;
+
+    if (total <= 0 || remaining < 0)
+        return -1;
+    if (remaining > total)
+        return 0;
+    return (int)((total - remaining) * 100 / total);
+}
+
+typedef struct {
+    GMainLoop *loop;
+    HandoverConnect *conn;     /* the migrate connection: the worker's once it runs */
+    char *name;                /* as given */
+    char *uuid;
+    char *dest_uri;
+    HandoverMigrateParams params;
+    bool verbose;
+    bool tty;
+    bool line_open;            /* a progress line is on the terminal, not ended */
+    int interrupts;            /* Ctrl-C so far */
+    bool abort_sent;
+    bool abort_pending;        /* asked before the job existed: sent at its first event */
+    bool job_seen;
+    HandoverJobInfo last;      /* the latest statistics, shown again with a new phase */
+    bool shown_completed;      /* the completed line is out */
+    /* the worker's outcome */
+    int rc;
+    HandoverJobInfo completed;
+    char *error;
+} MigrateState;
+
+/* A job event, carried from the worker thread to the main loop. */
+typedef struct {
+    MigrateState *st;
+    char *event;
+    HandoverJobInfo info;
+} MigrateEvent;
+
+static void
+migrate_end_line(MigrateState *st)
+{
+    if (st->line_open) {
+        printf("\n");
+        st->line_open = false;
+    }
+}
+
+static void
+migrate_show_progress(MigrateState *st, const HandoverJobInfo *info, const char *event)
+{
+    int pct = job_percent(info);
+    g_autofree char *processed = format_bytes(
+        info->data_processed >= 0 ? info->data_processed : info->memory_processed);
+    g_autofree char *remaining = format_bytes(
+        info->data_remaining >= 0 ? info->data_remaining : info->memory_remaining);
+    g_autofree char *line = NULL;
+
+    if (g_str_equal(event, "completed")) {
+        pct = 100;
+        st->shown_completed = true;
+    }
+    if (pct < 0)
+        line = g_strdup_printf(_("Migration: [  ? %%] phase %1$s"), *info->phase ? info->phase
+                                                                            : event);
+    else
+        line = g_strdup_printf(_("Migration: [%1$3d %%] %2$s transferred, %3$s remaining, "
+                                 "phase %4$s"),
+                               pct, processed, remaining, *info->phase ? info->phase : event);
+    if (st->tty) {
+        /* One line, rewritten in place. */
+        printf("\r%s\033[K", line);
+        st->line_open = true;
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+}
+
+static void migrate_send_abort(MigrateState *st);
+
+static gboolean
+migrate_event_main(gpointer data)
+{
+    MigrateEvent *ev = data;
+    MigrateState *st = ev->st;
+
+    st->job_seen = true;
+    if (st->abort_pending && !st->abort_sent)
+        migrate_send_abort(st);
+    if (g_str_equal(ev->event, "phase")) {
+        /* A phase event says only the phase: keep the numbers known. */
+        g_strlcpy(st->last.phase, ev->info.phase, sizeof(st->last.phase));
+    } else if (g_str_equal(ev->event, "progress") || g_str_equal(ev->event, "completed")) {
+        st->last = ev->info;
+    }
+    if (st->verbose && (g_str_equal(ev->event, "progress") || g_str_equal(ev->event, "phase") ||
+                        g_str_equal(ev->event, "completed")))
+        migrate_show_progress(st, &st->last, ev->event);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+migrate_event_free(gpointer data)
+{
+    MigrateEvent *ev = data;
+
+    g_free(ev->event);
+    g_free(ev);
+}
+
+/* In the worker thread, during the migrate call. */
+static void
+on_migrate_job(HandoverConnect *conn, const char *name, const char *uuid, const char *event,
+               const HandoverJobInfo *info, void *opaque)
+{
+    MigrateState *st = opaque;
+    MigrateEvent *ev;
+
+    if (g_strcmp0(uuid, st->uuid) != 0)
+        return;
+    ev = g_new0(MigrateEvent, 1);
+    ev->st = st;
+    ev->event = g_strdup(event);
+    ev->info = *info;
+    /* The main loop owns it from here. */
+    g_idle_add_full(G_PRIORITY_DEFAULT_IDLE, migrate_event_main, ev, migrate_event_free);
+}
+
+static gboolean
+migrate_done_main(gpointer data)
+{
+    MigrateState *st = data;
+
+    g_main_loop_quit(st->loop);
+    return G_SOURCE_REMOVE;
+}
+
+static gpointer
+migrate_worker(gpointer data)
+{
+    MigrateState *st = data;
+
+    handover_job_info_init(&st->completed);
+    st->rc = handover_domain_migrate(st->conn, st->uuid, st->dest_uri, &st->params,
+                                     &st->completed);
+    if (st->rc < 0) {
+        const HandoverError *err = handover_last_error();
+
+        st->error = g_strdup(err && err->message ? err->message : _("unknown error"));
+    }
+    g_idle_add(migrate_done_main, st);
+    return NULL;
+}
+
+/* domain.jobabort on a connection of the main thread's own. */
+static void
+migrate_send_abort(MigrateState *st)
+{
+    g_autoptr(HandoverConnect) conn = handover_connect_open(connect_uri);
+
+    if (!conn || handover_domain_abort_job(conn, st->uuid) < 0) {
+        const HandoverError *err = handover_last_error();
+
+        /* Not started yet: abort as soon as it has. */
+        if (!st->job_seen && err && err->code == HANDOVER_ERR_OPERATION_INVALID) {
+            st->abort_pending = true;
+            return;
+        }
+        migrate_end_line(st);
+        print_api_error();
+        return;
+    }
+    st->abort_sent = true;
+}
+
+static gboolean
+migrate_on_sigint(gpointer data)
+{
+    MigrateState *st = data;
+
+    st->interrupts++;
+    migrate_end_line(st);
+    if (st->interrupts > 1) {
+        print_error(_("migrate: interrupted again: not waiting; the daemon finishes or "
+                      "unwinds the job on its own"));
+        fflush(stderr);
+        _exit(EXIT_FAILURE);
+    }
+    printf(_("Migration: aborting (Ctrl-C again to stop waiting)\n"));
+    fflush(stdout);
+    migrate_send_abort(st);
+    return G_SOURCE_CONTINUE;
+}
+
+static int
+cmd_migrate(int argc, char **argv)
+{
+    gboolean live = FALSE, persistent = FALSE, undefinesource = FALSE, paused = FALSE;
+    gboolean auto_converge = FALSE, parallel = FALSE, timeout_abort = FALSE, unsafe = FALSE;
+    gboolean verbose = FALSE;
+    g_autofree char *dname = NULL;
+    g_autofree char *xml_file = NULL;
+    g_autofree char *migrateuri = NULL;
+    g_autofree char *listen_address = NULL;
+    g_autofree char *bandwidth = NULL;
+    g_autofree char *max_downtime = NULL;
+    g_autofree char *parallel_connections = NULL;
+    g_autofree char *timeout = NULL;
+    g_autofree char *record = NULL;
+    GOptionEntry entries[] = {
+        {"live", 0, 0, G_OPTION_ARG_NONE, &live,
+         N_("keep the guest running while its memory moves"), NULL},
+        {"persistent", 0, 0, G_OPTION_ARG_NONE, &persistent,
+         N_("define the domain on the destination"), NULL},
+        {"undefinesource", 0, 0, G_OPTION_ARG_NONE, &undefinesource,
+         N_("undefine the domain on the source once it moved"), NULL},
+        {"paused", 0, 0, G_OPTION_ARG_NONE, &paused,
+         N_("leave the domain paused on the destination"), NULL},
+        {"dname", 0, 0, G_OPTION_ARG_STRING, &dname,
+         N_("the domain's name on the destination"), N_("NAME")},
+        {"xml", 0, 0, G_OPTION_ARG_FILENAME, &xml_file,
+         N_("the domain XML to use on the destination"), N_("FILE")},
+        {"migrateuri", 0, 0, G_OPTION_ARG_STRING, &migrateuri,
+         N_("where the migration stream goes (tcp://HOST[:PORT])"), N_("URI")},
+        {"listen-address", 0, 0, G_OPTION_ARG_STRING, &listen_address,
+         N_("the address the destination QEMU listens on"), N_("ADDR")},
+        {"bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
+         N_("limit the migration to this many MiB/s"), N_("MiB/s")},
+        {"max-downtime", 0, 0, G_OPTION_ARG_STRING, &max_downtime,
+         N_("the longest pause of the guest at the switchover"), N_("ms")},
+        {"auto-converge", 0, 0, G_OPTION_ARG_NONE, &auto_converge,
+         N_("slow the guest's vCPUs down when it dirties memory too fast"), NULL},
+        {"parallel", 0, 0, G_OPTION_ARG_NONE, &parallel,
+         N_("send memory over several connections at once"), NULL},
+        {"parallel-connections", 0, 0, G_OPTION_ARG_STRING, &parallel_connections,
+         N_("how many connections --parallel uses"), N_("N")},
+        {"timeout", 0, 0, G_OPTION_ARG_STRING, &timeout,
+         N_("after SECONDS, pause the guest so the migration can finish"), N_("SECONDS")},
+        {"timeout-abort", 0, 0, G_OPTION_ARG_NONE, &timeout_abort,
+         N_("abort instead of pausing the guest when --timeout expires"), NULL},
+        {"unsafe", 0, 0, G_OPTION_ARG_NONE, &unsafe,
+         N_("migrate even with a disk cache mode that is unsafe for shared storage"), NULL},
+        {"verbose", 0, 0, G_OPTION_ARG_NONE, &verbose, N_("show the migration's progress"),
+         NULL},
+        {"record", 0, 0, G_OPTION_ARG_FILENAME, &record,
+         N_("record the job's QMP exchanges into FILE (on the source host)"), N_("FILE")},
+        {NULL}};
+    g_autofree char *xml = NULL;
+    g_autofree char *record_path = NULL;
+    g_autoptr(HandoverDomain) dom = NULL;
+    g_autoptr(GThread) worker = NULL;
+    MigrateState st = {0};
+    guint64 v = 0;
+    guint sigint_id;
+    int rc;
+
+    if (parse_options("migrate", entries, &argc, &argv) < 0)
+        return -1;
+    if (argc < 3) {
+        print_error(_("%1$s: missing %2$s (see 'handover %1$s --help')"), "migrate",
+                    argc < 2 ? _("DOMAIN and DEST-URI") : _("DEST-URI"));
+        return -1;
+    }
+    if (argc > 3) {
+        print_error(_("%1$s: unexpected argument '%2$s'"), "migrate", argv[3]);
+        return -1;
+    }
+
+    handover_migrate_params_init(&st.params);
+    st.params.live = live;
+    st.params.persistent = persistent;
+    st.params.undefine_source = undefinesource;
+    st.params.paused = paused;
+    st.params.auto_converge = auto_converge;
+    st.params.parallel = parallel;
+    st.params.timeout_abort = timeout_abort;
+    st.params.unsafe = unsafe;
+    if (dname && !*dname) {
+        print_error(_("%1$s: invalid value '' for --%2$s: it must not be empty"), "migrate",
+                    "dname");
+        return -1;
+    }
+    st.params.dname = dname;
+    st.params.migrate_uri = migrateuri;
+    st.params.listen_address = listen_address;
+    if (bandwidth) {
+        if (parse_uint_option("migrate", "bandwidth", bandwidth, 1, BANDWIDTH_MAX_MIB, &v) < 0)
+            return -1;
+        st.params.has_bandwidth = true;
+        st.params.bandwidth_mib = v;
+    }
+    if (max_downtime) {
+        if (parse_uint_option("migrate", "max-downtime", max_downtime, 1, MAX_DOWNTIME_MAX_MS,
+                              &v) < 0)
+            return -1;
+        st.params.has_max_downtime = true;
+        st.params.max_downtime_ms = v;
+    }
+    if (parallel_connections) {
+        if (!parallel) {
+            print_error(_("%1$s: --parallel-connections needs --parallel"), "migrate");
+            return -1;
+        }
+        if (parse_uint_option("migrate", "parallel-connections", parallel_connections, 1,
+                              PARALLEL_CONNECTIONS_MAX, &v) < 0)
+            return -1;
+        st.params.parallel_connections = (unsigned int)v;
+    }
+    if (timeout) {
+        if (parse_uint_option("migrate", "timeout", timeout, 1, MIGRATE_TIMEOUT_MAX_S, &v) < 0)
+            return -1;
+        st.params.timeout_s = (unsigned int)v;
+    } else if (timeout_abort) {
+        print_error(_("%1$s: --timeout-abort needs --timeout"), "migrate");
+        return -1;
+    }
+    if (xml_file) {
+        if (!(xml = read_xml_file(xml_file)))
+            return -1;
+        st.params.xml = xml;
+    }
+    if (record) {
+        /* The daemon resolves paths from its own directory, not ours. */
+        record_path = g_canonicalize_filename(record, NULL);
+        st.params.record_path = record_path;
+    }
+
+    if (!(dom = open_domain(argv[1], &st.conn)))
+        return -1;
+    st.name = argv[1];
+    st.uuid = (char *)handover_domain_get_uuid(dom);
+    st.dest_uri = argv[2];
+    st.verbose = verbose;
+    st.tty = isatty(STDOUT_FILENO);
+    handover_job_info_init(&st.last);
+    if (handover_connect_register_job(st.conn, on_migrate_job, &st) < 0) {
+        print_api_error();
+        handover_connect_close(st.conn);
+        return -1;
+    }
+
+    /* The call blocks until the job ends: it runs in a thread of its own
+     * (with the connection, one connection per thread), and this one
+     * handles Ctrl-C and shows the progress. */
+    st.loop = g_main_loop_new(NULL, FALSE);
+    sigint_id = g_unix_signal_add(SIGINT, migrate_on_sigint, &st);
+    worker = g_thread_new("migrate", migrate_worker, &st);
+    g_main_loop_run(st.loop);
+    (void)g_thread_join(g_steal_pointer(&worker));
+    g_source_remove(sigint_id);
+    /* Events the worker queued before it ended. */
+    while (g_main_context_iteration(NULL, FALSE))
+        ;
+    g_main_loop_unref(st.loop);
+    handover_connect_close(st.conn);
+
+    if (st.rc == 0) {
+        if (st.verbose && !st.shown_completed) {
+            migrate_show_progress(&st, &st.completed, "completed");
+            migrate_end_line(&st);
+        }
+        rc = 0;
+    } else {
+        migrate_end_line(&st);
+        if (st.abort_sent || st.abort_pending) {
+            printf(_("Migration: cancelled\n"));
+            fflush(stdout);
+        }
+        print_error("%s", st.error);
+        rc = -1;
+    }
+    g_free(st.error);
+    return rc;
+}
+
+/* ---- job information ---- */
+
+static const char *
+job_type(const HandoverJobInfo *info)
+{
+    if (g_str_equal(info->phase, "completed"))
+        return _("Completed");
+    if (g_str_equal(info->phase, "failed"))
+        return _("Failed");
+    if (g_str_equal(info->phase, "cancelled"))
+        return _("Cancelled");
+    return _("Unbounded");
+}
+
+static void
+print_job_ms(const char *label, int64_t ms)
+{
+    if (ms >= 0)
+        printf("%-21s %-12" G_GINT64_FORMAT " %s\n", label, ms, "ms");
+}
+
+static void
+print_job_bytes(const char *label, int64_t bytes)
+{
+    g_autofree char *text = NULL;
+
+    if (bytes < 0)
+        return;
+    text = format_bytes(bytes);
+    printf("%-21s %s\n", label, text);
+}
+
+static void
+print_job_info(const HandoverJobInfo *info)
+{
+    printf("%-21s %s\n", _("Job type:"), job_type(info));
+    if (*info->side)
+        printf("%-21s %s\n", _("Operation:"),
+               g_str_equal(info->side, "dst") || g_str_equal(info->side, "destination")
+                   ? _("Incoming migration")
+                   : _("Outgoing migration"));
+    if (*info->phase)
+        printf("%-21s %s\n", _("Phase:"), info->phase);
+    print_job_ms(_("Time elapsed:"), info->elapsed_ms);
+    print_job_ms(_("Setup time:"), info->setup_ms);
+    print_job_bytes(_("Data processed:"), info->data_processed);
+    print_job_bytes(_("Data remaining:"), info->data_remaining);
+    print_job_bytes(_("Data total:"), info->data_total);
+    print_job_bytes(_("Memory processed:"), info->memory_processed);
+    print_job_bytes(_("Memory remaining:"), info->memory_remaining);
+    print_job_bytes(_("Memory total:"), info->memory_total);
+    if (info->bandwidth_bps >= 0) {
+        g_autofree char *bw = format_bytes(info->bandwidth_bps);
+
+        printf("%-21s %s/s\n", _("Memory bandwidth:"), bw);
+    }
+    if (info->dirty_rate_pps >= 0)
+        printf("%-21s %-12" G_GINT64_FORMAT " %s\n", _("Dirty rate:"), info->dirty_rate_pps,
+               _("pages/s"));
+    if (info->iteration >= 0)
+        printf("%-21s %" G_GINT64_FORMAT "\n", _("Iteration:"), info->iteration);
+    print_job_ms(_("Expected downtime:"), info->expected_downtime_ms);
+    print_job_ms(_("Downtime:"), info->downtime_ms);
+    print_job_ms(_("Total time:"), info->total_ms);
+    print_job_ms(_("Orchestrator time:"), info->orchestrator_ms);
+    if (*info->error)
+        printf("%-21s %s\n", _("Error:"), info->error);
+}
+
+static void
+print_job_json(const HandoverJobInfo *info)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+    } numbers[] = {
+        {"elapsed_ms", offsetof(HandoverJobInfo, elapsed_ms)},
+        {"setup_ms", offsetof(HandoverJobInfo, setup_ms)},
+        {"data_total", offsetof(HandoverJobInfo, data_total)},
+        {"data_processed", offsetof(HandoverJobInfo, data_processed)},
+        {"data_remaining", offsetof(HandoverJobInfo, data_remaining)},
+        {"memory_total", offsetof(HandoverJobInfo, memory_total)},
+        {"memory_processed", offsetof(HandoverJobInfo, memory_processed)},
+        {"memory_remaining", offsetof(HandoverJobInfo, memory_remaining)},
+        {"bandwidth_bps", offsetof(HandoverJobInfo, bandwidth_bps)},
+        {"dirty_rate_pps", offsetof(HandoverJobInfo, dirty_rate_pps)},
+        {"iteration", offsetof(HandoverJobInfo, iteration)},
+        {"expected_downtime_ms", offsetof(HandoverJobInfo, expected_downtime_ms)},
+        {"downtime_ms", offsetof(HandoverJobInfo, downtime_ms)},
+        {"total_ms", offsetof(HandoverJobInfo, total_ms)},
+        {"orchestrator_ms", offsetof(HandoverJobInfo, orchestrator_ms)},
+    };
+    g_autoptr(GString) out = g_string_new("{\n  \"phase\": ");
+    size_t i;
+
+    json_write_string(out, info->phase);
+    g_string_append(out, ",\n  \"side\": ");
+    json_write_string(out, info->side);
+    for (i = 0; i < G_N_ELEMENTS(numbers); i++) {
+        int64_t v = *(const int64_t *)((const char *)info + numbers[i].offset);
+
+        if (v >= 0)
+            g_string_append_printf(out, ",\n  \"%s\": %" G_GINT64_FORMAT, numbers[i].key, v);
+    }
+    if (*info->error) {
+        g_string_append(out, ",\n  \"error\": ");
+        json_write_string(out, info->error);
+    }
+    g_string_append(out, "\n}");
+    printf("%s\n", out->str);
+}
+
+static int
+cmd_domjobinfo(int argc, char **argv)
+{
+    gboolean completed = FALSE;
+    gboolean json = FALSE;
+    GOptionEntry entries[] = {
+        {"completed", 0, 0, G_OPTION_ARG_NONE, &completed,
+         N_("show the last job that ended instead of the running one"), NULL},
+        {"json", 0, 0, G_OPTION_ARG_NONE, &json, N_("print JSON"), NULL},
+        {NULL}};
+    g_autoptr(HandoverConnect) conn = NULL;
+    HandoverJobInfo info;
+    const char *name;
+
+    if (parse_options("domjobinfo", entries, &argc, &argv) < 0 ||
+        single_argument("domjobinfo", _("DOMAIN"), argc, argv, &name) < 0)
+        return -1;
+    if (!(conn = open_connection()))
+        return -1;
+    handover_job_info_init(&info);
+    if (handover_domain_get_job_info(conn, name, completed, &info) < 0) {
+        print_api_error();
+        return -1;
+    }
+    if (json)
+        print_job_json(&info);
+    else
+        print_job_info(&info);
+    return 0;
+}
+
+static int
+cmd_domjobabort(int argc, char **argv)
+{
+    GOptionEntry entries[] = {{NULL}};
+    g_autoptr(HandoverConnect) conn = NULL;
+    const char *name;
+
+    if (parse_options("domjobabort", entries, &argc, &argv) < 0 ||
+        single_argument("domjobabort", _("DOMAIN"), argc, argv, &name) < 0)
+        return -1;
+    if (!(conn = open_connection()))
+        return -1;
+    if (handover_domain_abort_job(conn, name) < 0) {
+        print_api_error();
+        return -1;
+    }
     return 0;
 }
 

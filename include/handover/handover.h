@@ -185,6 +185,105 @@ int handover_connect_register_lifecycle(HandoverConnect *conn, HandoverLifecycle
 HANDOVER_API
 int handover_connect_run_events(HandoverConnect *conn, unsigned int timeout_ms);
 
+/* ---- migration ---- */
+
+/* What handover_domain_migrate does, with virsh migrate's meanings.
+ * Initialise with handover_migrate_params_init(), which sets size: the
+ * structure may grow at its end, and the library reads only the first
+ * size bytes, so a program built against an older header keeps working.
+ * Strings are borrowed for the call. */
+typedef struct {
+    size_t size;                  /* sizeof(HandoverMigrateParams) of the caller */
+    bool live;                    /* --live: keep the guest running while RAM moves */
+    bool persistent;              /* --persistent: define the domain on the destination */
+    bool undefine_source;         /* --undefinesource: undefine it on the source after */
+    bool paused;                  /* --paused: leave the domain paused on the destination */
+    const char *dname;            /* --dname: its name on the destination, or NULL */
+    const char *xml;              /* --xml: the destination's domain XML (text), or NULL */
+    const char *migrate_uri;      /* --migrateuri tcp://HOST[:PORT], or NULL */
+    const char *listen_address;   /* --listen-address of the destination QEMU, or NULL */
+    bool has_bandwidth;
+    uint64_t bandwidth_mib;       /* --bandwidth, MiB/s */
+    bool has_max_downtime;
+    uint64_t max_downtime_ms;     /* --max-downtime */
+    bool auto_converge;           /* --auto-converge */
+    bool parallel;                /* --parallel (multifd) */
+    unsigned int parallel_connections; /* --parallel-connections; 0: QEMU's default */
+    unsigned int timeout_s;       /* --timeout: after it, pause the guest (or abort); 0: none */
+    bool timeout_abort;           /* --timeout-abort */
+    bool unsafe;                  /* --unsafe: skip the disk cache mode check */
+    const char *record_path;      /* --record: flight recording of this job (daemon's path) */
+} HandoverMigrateParams;
+
+/* Zero params and set its size. */
+HANDOVER_API
+void handover_migrate_params_init(HandoverMigrateParams *params);
+
+/* A job's statistics (domjobinfo). Numbers are -1 when the daemon did not
+ * give them (a phase without them, or before completion). Initialise with
+ * handover_job_info_init(); as with the parameters, only the first size
+ * bytes are written. */
+typedef struct {
+    size_t size;                  /* sizeof(HandoverJobInfo) of the caller */
+    char phase[32];               /* "begin", "prepare", "perform", "pre-switchover",
+                                   * "switchover", "finish", "confirm", "completed",
+                                   * "failed", "cancelled" */
+    char side[16];                /* "src" (outgoing) or "dst" (incoming) */
+    int64_t elapsed_ms;
+    int64_t setup_ms;
+    int64_t data_total;           /* bytes */
+    int64_t data_processed;
+    int64_t data_remaining;
+    int64_t memory_total;         /* bytes of guest RAM */
+    int64_t memory_processed;
+    int64_t memory_remaining;
+    int64_t bandwidth_bps;        /* bytes per second */
+    int64_t dirty_rate_pps;       /* pages per second */
+    int64_t iteration;
+    int64_t expected_downtime_ms;
+    int64_t downtime_ms;          /* after completion: the guest's real pause */
+    int64_t total_ms;             /* after completion: the whole job */
+    int64_t orchestrator_ms;      /* after completion: source completed -> destination running */
+    char error[1024];             /* why it failed ("" when it did not), maybe truncated */
+} HandoverJobInfo;
+
+/* Set every number to -1, the strings empty, and size. */
+HANDOVER_API
+void handover_job_info_init(HandoverJobInfo *info);
+
+/* Migrate the running domain name (or UUID) to the daemon at dest_uri
+ * ("handover+tcp://HOST[:PORT]/system"). The source daemon drives the
+ * whole job; this call returns when it has ended (at most 24 hours): 0
+ * and, when completed is non-NULL, the completed job's statistics; -1
+ * and an error (refused with nothing changed, or failed and unwound, or
+ * cancelled by handover_domain_abort_job). params may be NULL (all off).
+ * Closing the connection or ending the program does not abort the job. */
+HANDOVER_API
+int handover_domain_migrate(HandoverConnect *conn, const char *name, const char *dest_uri,
+                            const HandoverMigrateParams *params, HandoverJobInfo *completed);
+/* The running job's statistics, or with completed those of the last one
+ * that ended. */
+HANDOVER_API
+int handover_domain_get_job_info(HandoverConnect *conn, const char *name, bool completed,
+                                 HandoverJobInfo *info);
+/* Abort the domain's job (any phase before the switchover); the job then
+ * ends cancelled, which its migrate call reports. */
+HANDOVER_API
+int handover_domain_abort_job(HandoverConnect *conn, const char *name);
+
+/* A job event: the domain, the event ("phase", "progress", "completed",
+ * "failed", "cancelled") and what is known of the job (borrowed for the
+ * call: phase for every event, the statistics for progress and the ends,
+ * error for a failure). */
+typedef void (*HandoverJobEventFunc)(HandoverConnect *conn, const char *name, const char *uuid,
+                                     const char *event, const HandoverJobInfo *info,
+                                     void *opaque);
+/* Subscribe to job events; one callback per connection. They are
+ * dispatched by handover_connect_run_events and during any call on conn
+ * (handover_domain_migrate included). */
+HANDOVER_API
+int handover_connect_register_job(HandoverConnect *conn, HandoverJobEventFunc cb, void *opaque);
+
 #ifdef __cplusplus
 }
 #endif

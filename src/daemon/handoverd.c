@@ -30,6 +30,7 @@
 #include "ho_log.h"
 #include "ho_rpc_server.h"
 #include "qemu_driver.h"
+#include "qemu_migration.h"
 
 #ifndef HO_SYSCONFDIR
 #define HO_SYSCONFDIR "/etc"
@@ -47,6 +48,7 @@ typedef struct {
     HandoverdMethods *methods;
     HoRpcServer *server;
     QemuDriver *driver;
+    QemuMigration *migration;
     bool socket_created;
     int stop_signal; /* the signal that ended the loop */
     guint signal_ids[3];
@@ -324,6 +326,8 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     size_t nmethods;
     HoRpcLimits limits;
     QemuDriverConfig dcfg = {0};
+    QemuMigrationConfig mcfg = {0};
+    HandoverdPeerConfig pcfg = {0};
 
     if (handoverd_parse_options(argc, argv) < 0)
         return -1;
@@ -364,6 +368,9 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     if (!d->server)
         return -1;
     handoverd_methods_set_server(d->methods, d->server);
+    /* Peer daemons ask for pings in their hello; local clients do not. */
+    ho_rpc_server_set_keepalive(d->server, d->conf->keepalive_interval * 1000,
+                                d->conf->keepalive_count);
 
     dcfg.state_dir = d->conf->state_dir;
     dcfg.runtime_dir = d->conf->runtime_dir;
@@ -375,6 +382,21 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     if (!d->driver)
         return -1;
     handoverd_methods_set_driver(d->methods, d->driver);
+
+    mcfg.host_uuid = d->conf->host_uuid;
+    mcfg.hostname = g_get_host_name();
+    mcfg.migration_address = d->conf->migration_address;
+    mcfg.migration_port_min = (int)d->conf->migration_port_min;
+    mcfg.migration_port_max = (int)d->conf->migration_port_max;
+    mcfg.record_dir = d->conf->migration_record_dir;
+    mcfg.progress_interval_ms = d->conf->migration_progress_interval;
+    if (mcfg.record_dir && ho_file_ensure_dir(mcfg.record_dir, 0700) < 0)
+        return -1;
+    d->migration = qemu_migration_new(d->driver, &mcfg, handoverd_methods_migration_event,
+                                      d->methods);
+    pcfg.keepalive_interval_ms = d->conf->keepalive_interval * 1000;
+    pcfg.keepalive_count = d->conf->keepalive_count;
+    handoverd_methods_set_migration(d->methods, d->migration, &pcfg);
 
     d->signal_ids[0] = g_unix_signal_add(SIGTERM, handoverd_on_sigterm, d);
     d->signal_ids[1] = g_unix_signal_add(SIGINT, handoverd_on_sigint, d);
@@ -411,6 +433,10 @@ handoverd_stop(Handoverd *d)
     if (d->methods)
         handoverd_methods_set_server(d->methods, NULL);
     g_clear_pointer(&d->server, ho_rpc_server_free);
+    /* Jobs stay as persisted; a restarted daemon recovers them. */
+    if (d->methods)
+        handoverd_methods_set_migration(d->methods, NULL, NULL);
+    g_clear_pointer(&d->migration, qemu_migration_free);
     if (d->methods)
         handoverd_methods_set_driver(d->methods, NULL);
     g_clear_pointer(&d->driver, qemu_driver_free);

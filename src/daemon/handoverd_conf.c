@@ -59,9 +59,15 @@ static const ConfKey conf_keys[] = {
     {"socket_mode", CONF_MODE, CONF_OFF(socket_mode), 0, 0777},
     {"listen_address", CONF_ADDRESS, CONF_OFF(listen_address), 0, 0},
     {"listen_port", CONF_UINT, CONF_OFF(listen_port), 0, 65535},
+    /* 0 turns keepalive off; an hour of silence is as patient as it gets. */
+    {"keepalive_interval", CONF_UINT, CONF_OFF(keepalive_interval), 0, 3600},
+    {"keepalive_count", CONF_UINT, CONF_OFF(keepalive_count), 1, 100},
     {"migration_address", CONF_ADDRESS, CONF_OFF(migration_address), 0, 0},
     {"migration_port_min", CONF_UINT, CONF_OFF(migration_port_min), 1, 65535},
     {"migration_port_max", CONF_UINT, CONF_OFF(migration_port_max), 1, 65535},
+    {"migration_record_dir", CONF_PATH, CONF_OFF(migration_record_dir), 0, 0},
+    /* Milliseconds: from 20 progress events a second to one a minute. */
+    {"migration_progress_interval", CONF_UINT, CONF_OFF(migration_progress_interval), 50, 60000},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},
@@ -103,6 +109,9 @@ handoverd_conf_new(void)
     conf->migration_address = g_strdup("127.0.0.1");
     conf->migration_port_min = 49152;
     conf->migration_port_max = 49215;
+    conf->keepalive_interval = 5;
+    conf->keepalive_count = 5;
+    conf->migration_progress_interval = 500;
     conf->max_clients = 64;
     conf->max_message_size = 1024 * 1024;
     conf->max_requests_per_client = 32;

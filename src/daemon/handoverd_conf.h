@@ -25,9 +25,13 @@ typedef struct {
     mode_t socket_mode;                   /* default 0600 */
     char *listen_address;                 /* TCP for peer daemons; NULL: no TCP listener */
     unsigned int listen_port;             /* default 16514; 0 picks a free port */
+    unsigned int keepalive_interval;      /* seconds between peer pings, default 5; 0: off */
+    unsigned int keepalive_count;         /* unanswered pings before a peer is dead, default 5 */
     char *migration_address;              /* default 127.0.0.1 */
     unsigned int migration_port_min;      /* default 49152 */
     unsigned int migration_port_max;      /* default 49215 */
+    char *migration_record_dir;           /* a flight recording per job there; NULL: off */
+    unsigned int migration_progress_interval; /* ms between job progress events, default 500 */
     char *host_uuid;                      /* NULL: state_dir/host-uuid (generated once) */
     char *default_emulator;               /* NULL: qemu-system-x86_64 on PATH */
     unsigned int max_clients;             /* default 64 */

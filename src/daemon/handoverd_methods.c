@@ -19,6 +19,7 @@
 #include "ho_i18n.h"
 #include "ho_json.h"
 #include "ho_log.h"
+#include "handoverd_peer.h"
 
 /* Upper bound of a shutdown timeout a client may ask for (one day). */
 #define METHODS_SHUTDOWN_TIMEOUT_MAX 86400
@@ -40,7 +41,36 @@ struct _HandoverdMethods {
     guint reconnect_timer;
     GPtrArray *reconnected; /* UUIDs whose held calls run from release_idle */
     guint release_idle;
+
+    QemuMigration *mig;      /* not owned */
+    HandoverdPeerConfig peer_cfg;
+    char *peer_client_name;
+    GHashTable *migrations;  /* MethodsMigrate set: domain.migrate calls not answered */
+    bool recovered;          /* qemu_migration_any_recover ran */
+    guint recover_idle;
+    GPtrArray *lost;         /* UUIDs whose source daemon went away, for lost_idle */
+    guint lost_idle;
+    bool stopping;           /* the server is going: closing peers lose nothing */
 };
+
+/* A domain.migrate call: connecting to the destination, then the job. */
+typedef struct {
+    HandoverdMethods *m;
+    HoRpcCall *call;
+    char *name;
+    char *uuid;
+    char *dest_uri;
+    QemuMigrationArgs args;
+    HandoverdPeer *peer; /* until handed to the orchestrator */
+    bool in_job;
+} MethodsMigrate;
+
+/* The incoming migrations one source daemon's connection prepared and has
+ * not finished yet: if that connection closes, the orchestrator hears. */
+typedef struct {
+    HandoverdMethods *m;
+    GHashTable *uuids; /* set of UUID strings */
+} MethodsPeerSession;
 
 /* A lifecycle call held until its domain's reconnection is over. */
 typedef struct {
@@ -176,6 +206,28 @@ methods_hold(HandoverdMethods *m, HoRpcCall *call, json_object *params, QemuDoma
     return true;
 }
 
+/* Once every domain found at open is reconnected (or given up on), the
+ * orchestrator finishes or unwinds the jobs they were in. */
+static void
+methods_maybe_recover(HandoverdMethods *m)
+{
+    if (!m->mig || m->recovered || m->stopping || g_hash_table_size(m->reconnecting) > 0)
+        return;
+    m->recovered = true;
+    HO_DEBUG("every domain reconnected: recovering migration jobs");
+    qemu_migration_any_recover(m->mig);
+}
+
+static gboolean
+methods_recover_idle(gpointer opaque)
+{
+    HandoverdMethods *m = opaque;
+
+    m->recover_idle = 0;
+    methods_maybe_recover(m);
+    return G_SOURCE_REMOVE;
+}
+
 /* Run the calls held for one domain (uuid), now that its reconnection ended. */
 static void
 methods_release(HandoverdMethods *m, const char *uuid)
@@ -186,6 +238,7 @@ methods_release(HandoverdMethods *m, const char *uuid)
 
     if (!g_hash_table_steal_extended(m->reconnecting, uuid, (gpointer *)&key, (gpointer *)&held))
         return;
+    methods_maybe_recover(m);
     for (i = 0; i < held->len; i++) {
         MethodsHeld *h = g_ptr_array_index(held, i);
 
@@ -597,6 +650,355 @@ methods_domain_get_xml(HoRpcCall *call, json_object *params, void *opaque)
     return 0;
 }
 
+/* ---- migration ---- */
+
+static QemuMigration *
+methods_mig(HandoverdMethods *m)
+{
+    if (!m->mig)
+        ho_error_report(HO_ERR_INTERNAL, _("the migration orchestrator is not running"));
+    return m->mig;
+}
+
+static void
+methods_migrate_free(MethodsMigrate *op)
+{
+    handoverd_peer_free(op->peer);
+    qemu_migration_args_clear(&op->args);
+    g_free(op->name);
+    g_free(op->uuid);
+    g_free(op->dest_uri);
+    g_free(op);
+}
+
+/* Answer a domain.migrate call (result consumed, or err) and forget it. */
+static void
+methods_migrate_finish(MethodsMigrate *op, json_object *result, const HoError *err)
+{
+    g_hash_table_remove(op->m->migrations, op);
+    if (err) {
+        json_object_put(result);
+        ho_rpc_call_error(op->call, err);
+    } else {
+        ho_rpc_call_reply(op->call, result);
+    }
+    methods_migrate_free(op);
+}
+
+static void
+methods_migrate_done(QemuMigration *mig, const char *uuid, const HoError *err, json_object *stats,
+                     void *opaque)
+{
+    MethodsMigrate *op = opaque;
+
+    if (err)
+        HO_INFO("domain '%s': migration to '%s' failed: %s", op->name, op->dest_uri,
+                err->message);
+    else
+        HO_INFO("domain '%s': migration to '%s' completed", op->name, op->dest_uri);
+    methods_migrate_finish(op, err ? NULL : json_object_get(stats), err);
+}
+
+/* The connection to the destination broke while the job ran. */
+static void
+methods_migrate_peer_lost(HandoverdPeer *peer, const HoError *err, void *opaque)
+{
+    MethodsMigrate *op = opaque;
+    g_autofree char *uuid = g_strdup(op->uuid);
+    HandoverdMethods *m = op->m;
+
+    /* op may be answered and freed from inside: keep what we need. */
+    if (m->mig && !m->stopping)
+        qemu_migration_src_peer_lost(m->mig, uuid, err);
+}
+
+static void
+methods_migrate_opened(HandoverdPeer *peer, const HoError *err, void *opaque)
+{
+    MethodsMigrate *op = opaque;
+    HandoverdMethods *m = op->m;
+    QemuDomainObj *dom;
+
+    if (err) {
+        methods_migrate_finish(op, NULL, err);
+        return;
+    }
+    /* Before anything changes: the same host cannot take its own guest. */
+    if (m->host_uuid && g_str_equal(handoverd_peer_host_uuid(peer), m->host_uuid)) {
+        g_autoptr(HoError) same =
+            ho_error_new(HO_ERR_OPERATION_INVALID,
+                         _("cannot migrate domain '%1$s' to '%2$s': it is this host (host UUID "
+                           "%3$s)"),
+                         op->name, op->dest_uri, m->host_uuid);
+
+        methods_migrate_finish(op, NULL, same);
+        return;
+    }
+    if (!methods_mig(m) || !methods_driver(m) || !(dom = qemu_driver_lookup(m->driver, op->uuid))) {
+        g_autoptr(HoError) gone = ho_error_steal();
+
+        methods_migrate_finish(op, NULL, gone);
+        return;
+    }
+    handoverd_peer_set_lost(peer, methods_migrate_peer_lost, op);
+    op->in_job = true;
+    /* The orchestrator owns the peer from here, whatever it answers. */
+    if (qemu_migration_src_begin(m->mig, dom, &op->args, handoverd_peer_ops(),
+                                 g_steal_pointer(&op->peer), methods_migrate_done, op) < 0) {
+        g_autoptr(HoError) refused = ho_error_steal();
+
+        methods_migrate_finish(op, NULL, refused);
+    }
+}
+
+static int
+methods_domain_migrate(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    QemuDomainObj *dom = methods_lookup(m, params);
+    const char *dest_uri = methods_param_string(params, "dest_uri");
+    json_object *args_obj = NULL;
+    g_autoptr(json_object) empty = NULL;
+    g_autofree char *host = NULL;
+    MethodsMigrate *op;
+    int port;
+
+    if (!dom || !methods_mig(m))
+        return -1;
+    if (!json_object_object_get_ex(params, "params", &args_obj))
+        args_obj = empty = json_object_new_object();
+    if (handoverd_peer_parse_uri(dest_uri, &host, &port) < 0)
+        return -1;
+    if (!qemu_domain_obj_is_active(dom)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("cannot migrate domain '%1$s': it is not running"),
+                        qemu_domain_obj_name(dom));
+        return -1;
+    }
+    if (qemu_migration_any_has_job(m->mig, dom)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("cannot migrate domain '%1$s': it is already in a migration job"),
+                        qemu_domain_obj_name(dom));
+        return -1;
+    }
+
+    op = g_new0(MethodsMigrate, 1);
+    if (qemu_migration_args_from_json(args_obj, &op->args) < 0) {
+        g_free(op);
+        return -1;
+    }
+    op->m = m;
+    op->call = call;
+    op->name = g_strdup(qemu_domain_obj_name(dom));
+    op->uuid = g_strdup(qemu_domain_obj_uuid(dom));
+    op->dest_uri = g_strdup(dest_uri);
+    op->peer = handoverd_peer_connect(dest_uri, &m->peer_cfg, methods_migrate_opened, op);
+    if (!op->peer) {
+        methods_migrate_free(op);
+        return -1;
+    }
+    g_hash_table_add(m->migrations, op);
+    HO_INFO("domain '%s': migrating to '%s'", op->name, dest_uri);
+    return 0;
+}
+
+static void
+methods_jobinfo_done(json_object *info, const HoError *err, void *opaque)
+{
+    methods_op_finish(opaque, err ? NULL : json_object_get(info), err);
+}
+
+static int
+methods_domain_jobinfo(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    QemuDomainObj *dom = methods_lookup(m, params);
+
+    if (!dom || !methods_mig(m))
+        return -1;
+    qemu_migration_any_job_info(m->mig, dom, methods_param_bool(params, "completed", false),
+                                methods_jobinfo_done, methods_op_new(m, call));
+    return 0;
+}
+
+static int
+methods_domain_jobabort(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    QemuDomainObj *dom = methods_lookup(m, params);
+
+    if (!dom || !methods_mig(m) || qemu_migration_any_abort(m->mig, dom) < 0)
+        return -1;
+    ho_rpc_call_reply(call, NULL);
+    return 0;
+}
+
+/* ---- migration: the destination's side, called by the source daemon ---- */
+
+static gboolean
+methods_lost_idle(gpointer opaque)
+{
+    HandoverdMethods *m = opaque;
+    g_autoptr(GPtrArray) uuids = g_steal_pointer(&m->lost);
+    guint i;
+
+    m->lost_idle = 0;
+    m->lost = g_ptr_array_new_with_free_func(g_free);
+    for (i = 0; i < uuids->len; i++) {
+        const char *uuid = g_ptr_array_index(uuids, i);
+
+        HO_WARN("the source daemon of incoming domain %s went away", uuid);
+        if (m->mig)
+            qemu_migration_dst_peer_lost(m->mig, uuid);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* The source daemon's connection closed (a GDestroyNotify of the server). */
+static void
+methods_peer_session_closed(gpointer data)
+{
+    MethodsPeerSession *ps = data;
+    HandoverdMethods *m = ps->m;
+    GHashTableIter iter;
+    gpointer key;
+
+    if (!m->stopping) {
+        g_hash_table_iter_init(&iter, ps->uuids);
+        while (g_hash_table_iter_next(&iter, &key, NULL))
+            g_ptr_array_add(m->lost, g_strdup(key));
+        /* Not from inside the server's close: the orchestrator may answer
+         * calls of other clients from there. */
+        if (m->lost->len > 0 && !m->lost_idle)
+            m->lost_idle = g_idle_add(methods_lost_idle, m);
+    }
+    g_hash_table_unref(ps->uuids);
+    g_free(ps);
+}
+
+static MethodsPeerSession *
+methods_peer_session(HandoverdMethods *m, HoRpcCall *call)
+{
+    MethodsPeerSession *ps = ho_rpc_call_get_session(call);
+
+    if (ps)
+        return ps;
+    if (!ho_rpc_call_client_connected(call))
+        return NULL;
+    ps = g_new0(MethodsPeerSession, 1);
+    ps->m = m;
+    ps->uuids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    ho_rpc_call_set_session(call, ps, methods_peer_session_closed);
+    return ps;
+}
+
+/* The domain UUID a prepare is about: its reply's, else the cookie's. */
+static const char *
+methods_prepare_uuid(json_object *result, json_object *cookie)
+{
+    json_object *val;
+
+    if (result && json_object_object_get_ex(result, "uuid", &val) &&
+        json_object_is_type(val, json_type_string))
+        return json_object_get_string(val);
+    if (cookie && json_object_object_get_ex(cookie, "uuid", &val) &&
+        json_object_is_type(val, json_type_string))
+        return json_object_get_string(val);
+    return NULL;
+}
+
+typedef struct {
+    HandoverdMethods *m;
+    HoRpcCall *call;
+    json_object *cookie; /* prepare */
+    char *uuid;          /* finish */
+    MethodsOp *op;
+} MethodsPeerOp;
+
+static void
+methods_prepare_done(json_object *result, const HoError *err, void *opaque)
+{
+    MethodsPeerOp *pop = opaque;
+    HandoverdMethods *m = pop->m;
+
+    if (!err) {
+        const char *uuid = methods_prepare_uuid(result, pop->cookie);
+        MethodsPeerSession *ps = methods_peer_session(m, pop->call);
+
+        if (!uuid) {
+            HO_WARN("migration.prepare: no domain UUID in the cookie or the reply; a lost "
+                    "source daemon cannot be noticed");
+        } else if (ps) {
+            g_hash_table_add(ps->uuids, g_strdup(uuid));
+        } else if (!m->stopping) {
+            /* The source went away while we prepared. */
+            g_ptr_array_add(m->lost, g_strdup(uuid));
+            if (!m->lost_idle)
+                m->lost_idle = g_idle_add(methods_lost_idle, m);
+        }
+    }
+    methods_op_finish(pop->op, err ? NULL : json_object_get(result), err);
+    json_object_put(pop->cookie);
+    g_free(pop->uuid);
+    g_free(pop);
+}
+
+static int
+methods_migration_prepare(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    MethodsPeerOp *pop;
+    json_object *cookie = NULL;
+
+    if (!methods_mig(m))
+        return -1;
+    json_object_object_get_ex(params, "cookie", &cookie);
+    pop = g_new0(MethodsPeerOp, 1);
+    pop->m = m;
+    pop->call = call;
+    pop->cookie = json_object_get(cookie);
+    pop->op = methods_op_new(m, call);
+    HO_INFO("%s: migration.prepare", ho_rpc_call_client_label(call));
+    qemu_migration_dst_prepare(m->mig, cookie, methods_prepare_done, pop);
+    return 0;
+}
+
+static void
+methods_finish_done(json_object *result, const HoError *err, void *opaque)
+{
+    MethodsPeerOp *pop = opaque;
+    MethodsPeerSession *ps = ho_rpc_call_get_session(pop->call);
+
+    /* Answered: a close from now on loses nothing of this job. */
+    if (ps && pop->uuid)
+        g_hash_table_remove(ps->uuids, pop->uuid);
+    methods_op_finish(pop->op, err ? NULL : json_object_get(result), err);
+    g_free(pop->uuid);
+    g_free(pop);
+}
+
+static int
+methods_migration_finish(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    MethodsPeerOp *pop;
+    json_object *args = NULL;
+    json_object *val;
+
+    if (!methods_mig(m))
+        return -1;
+    json_object_object_get_ex(params, "args", &args);
+    pop = g_new0(MethodsPeerOp, 1);
+    pop->m = m;
+    pop->call = call;
+    if (json_object_object_get_ex(args, "uuid", &val) && json_object_is_type(val, json_type_string))
+        pop->uuid = g_strdup(json_object_get_string(val));
+    pop->op = methods_op_new(m, call);
+    HO_INFO("%s: migration.finish", ho_rpc_call_client_label(call));
+    qemu_migration_dst_finish(m->mig, args, methods_finish_done, pop);
+    return 0;
+}
+
 /* ---- the table ---- */
 
 static const HoRpcArgSpec args_none[] = {
@@ -628,6 +1030,25 @@ static const HoRpcArgSpec args_list[] = {
     {"all", HO_RPC_ARG_BOOL, false},
     {NULL, 0, false},
 };
+static const HoRpcArgSpec args_migrate[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"dest_uri", HO_RPC_ARG_STRING, true},
+    {"params", HO_RPC_ARG_OBJECT, false},
+    {NULL, 0, false},
+};
+static const HoRpcArgSpec args_jobinfo[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"completed", HO_RPC_ARG_BOOL, false},
+    {NULL, 0, false},
+};
+static const HoRpcArgSpec args_prepare[] = {
+    {"cookie", HO_RPC_ARG_OBJECT, true},
+    {NULL, 0, false},
+};
+static const HoRpcArgSpec args_finish[] = {
+    {"args", HO_RPC_ARG_OBJECT, true},
+    {NULL, 0, false},
+};
 static const HoRpcArgSpec args_get_xml[] = {
     {"name", HO_RPC_ARG_STRING, true},
     {"inactive", HO_RPC_ARG_BOOL, false},
@@ -648,6 +1069,12 @@ static const HoRpcMethod methods_table[] = {
     {"domain.info", methods_domain_info, args_name, HO_RPC_METHOD_LOCAL},
     {"domain.state", methods_domain_state, args_name, HO_RPC_METHOD_LOCAL},
     {"domain.get_xml", methods_domain_get_xml, args_get_xml, HO_RPC_METHOD_LOCAL},
+    {"domain.migrate", methods_domain_migrate, args_migrate, HO_RPC_METHOD_LOCAL},
+    {"domain.jobinfo", methods_domain_jobinfo, args_jobinfo, HO_RPC_METHOD_LOCAL},
+    {"domain.jobabort", methods_domain_jobabort, args_name, HO_RPC_METHOD_LOCAL},
+    /* Called by a source daemon over TCP (and served on the UNIX socket too). */
+    {"migration.prepare", methods_migration_prepare, args_prepare, HO_RPC_METHOD_PEER},
+    {"migration.finish", methods_migration_finish, args_finish, HO_RPC_METHOD_PEER},
 };
 
 const HoRpcMethod *
@@ -671,6 +1098,8 @@ handoverd_methods_new(const char *hostname, const char *host_uuid, const char *d
     m->reconnecting =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
     m->reconnected = g_ptr_array_new_with_free_func(g_free);
+    m->migrations = g_hash_table_new(NULL, NULL);
+    m->lost = g_ptr_array_new_with_free_func(g_free);
     return m;
 }
 
@@ -687,7 +1116,27 @@ handoverd_methods_free(HandoverdMethods *m)
         g_source_remove(m->reconnect_timer);
     if (m->release_idle)
         g_source_remove(m->release_idle);
+    if (m->recover_idle)
+        g_source_remove(m->recover_idle);
+    if (m->lost_idle)
+        g_source_remove(m->lost_idle);
+    g_ptr_array_unref(m->lost);
     g_ptr_array_unref(m->reconnected);
+    if (g_hash_table_size(m->migrations) > 0) {
+        GHashTableIter miter;
+        gpointer op;
+
+        if (!err)
+            err = ho_error_new(HO_ERR_OPERATION_INVALID,
+                               _("handoverd stopped before the operation completed"));
+        g_hash_table_iter_init(&miter, m->migrations);
+        while (g_hash_table_iter_next(&miter, &op, NULL)) {
+            g_hash_table_iter_remove(&miter);
+            ho_rpc_call_error(((MethodsMigrate *)op)->call, err);
+            methods_migrate_free(op);
+        }
+    }
+    g_hash_table_unref(m->migrations);
     if (g_hash_table_size(m->reconnecting) > 0) {
         GHashTableIter hiter;
         gpointer value;
@@ -724,6 +1173,7 @@ handoverd_methods_free(HandoverdMethods *m)
     g_free(m->hostname);
     g_free(m->host_uuid);
     g_free(m->default_emulator);
+    g_free(m->peer_client_name);
     g_free(m);
 }
 
@@ -757,6 +1207,43 @@ void
 handoverd_methods_set_server(HandoverdMethods *m, HoRpcServer *srv)
 {
     m->server = srv;
+    if (!srv)
+        m->stopping = true;
+}
+
+void
+handoverd_methods_set_migration(HandoverdMethods *m, QemuMigration *mig,
+                                const HandoverdPeerConfig *peer_cfg)
+{
+    m->mig = mig;
+    if (!mig)
+        return;
+    g_free(m->peer_client_name);
+    m->peer_client_name = g_strdup_printf("handoverd %s (host %s)", PACKAGE_VERSION_STRING,
+                                          m->hostname ? m->hostname : "?");
+    m->peer_cfg = *peer_cfg;
+    m->peer_cfg.client_name = m->peer_client_name;
+    if (!m->recover_idle)
+        m->recover_idle = g_idle_add(methods_recover_idle, m);
+}
+
+void
+handoverd_methods_migration_event(QemuMigration *mig, const char *name, const char *uuid,
+                                  const char *event, json_object *data, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    json_object *ev;
+
+    if (!g_str_equal(event, "progress"))
+        HO_INFO("domain '%s': job %s", name, event);
+    if (!m->server)
+        return;
+    ev = json_object_new_object();
+    ho_json_add_string(ev, "name", name);
+    ho_json_add_string(ev, "uuid", uuid);
+    ho_json_add_string(ev, "event", event);
+    ho_json_add(ev, "data", data ? json_object_get(data) : json_object_new_object());
+    ho_rpc_server_emit_event(m->server, "domain.job", ev);
 }
 
 json_object *

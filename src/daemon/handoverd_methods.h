@@ -15,8 +15,10 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
+#include "handoverd_peer.h"
 #include "ho_rpc_server.h"
 #include "qemu_driver.h"
+#include "qemu_migration.h"
 
 typedef struct _HandoverdMethods HandoverdMethods;
 
@@ -40,6 +42,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(HandoverdMethods, handoverd_methods_free)
  * reconnection (at most 60 s). */
 void handoverd_methods_set_driver(HandoverdMethods *m, QemuDriver *drv);
 void handoverd_methods_set_server(HandoverdMethods *m, HoRpcServer *srv);
+
+/* Attach (or detach with NULL) the migration orchestrator, and how the
+ * source side connects to destination daemons (copied; client_name is
+ * made here). Jobs found in status files are recovered once every domain
+ * found at open has been reconnected. */
+void handoverd_methods_set_migration(HandoverdMethods *m, QemuMigration *mig,
+                                     const HandoverdPeerConfig *peer_cfg);
+
+/* A QemuMigrationEventFunc (opaque: the HandoverdMethods): forwards the
+ * job event as "domain.job" {name, uuid, event, data}. */
+void handoverd_methods_migration_event(QemuMigration *mig, const char *name, const char *uuid,
+                                       const char *event, json_object *data, void *opaque);
 
 /* The daemon's part of the hello result: daemon, hostname, host_uuid. */
 json_object *handoverd_methods_hello_info(const HandoverdMethods *m);

@@ -17,6 +17,7 @@
 #include "handover/handover.h"
 
 #include <glib.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +42,8 @@
 #define SHUTDOWN_MARGIN_MS 30000
 #define SYSTEM_SOCKET "/run/handover/handoverd.sock"
 #define CLIENT_NAME "libhandover " PACKAGE_VERSION_STRING
+/* A migrate call returns when its job ends: bounded, but generously. */
+#define MIGRATE_MAX_WAIT_MS (24u * 3600u * 1000u)
 
 struct _HandoverConnect {
     gint refs;                 /* the caller's handle plus one per domain handle */
@@ -52,6 +55,9 @@ struct _HandoverConnect {
     guint timeout_ms;
     HandoverLifecycleFunc lifecycle_cb;
     void *lifecycle_opaque;
+    HandoverJobEventFunc job_cb;
+    void *job_opaque;
+    bool subscribed;
 };
 
 struct _HandoverDomain {
@@ -278,6 +284,7 @@ handover_connect_close(HandoverConnect *conn)
     }
     g_clear_pointer(&conn->ctx, g_main_context_unref);
     conn->lifecycle_cb = NULL;
+    conn->job_cb = NULL;
     connect_unref(conn);
 }
 
@@ -755,7 +762,300 @@ handover_domain_get_xml_desc(HandoverDomain *dom, unsigned int flags)
     return copy;
 }
 
+/* ---- migration ---- */
+
+void
+handover_migrate_params_init(HandoverMigrateParams *params)
+{
+    if (!params)
+        return;
+    memset(params, 0, sizeof(*params));
+    params->size = sizeof(*params);
+}
+
+void
+handover_job_info_init(HandoverJobInfo *info)
+{
+    if (!info)
+        return;
+    memset(info, 0, sizeof(*info));
+    info->size = sizeof(*info);
+    info->elapsed_ms = info->setup_ms = -1;
+    info->data_total = info->data_processed = info->data_remaining = -1;
+    info->memory_total = info->memory_processed = info->memory_remaining = -1;
+    info->bandwidth_bps = info->dirty_rate_pps = info->iteration = -1;
+    info->expected_downtime_ms = info->downtime_ms = info->total_ms = -1;
+    info->orchestrator_ms = -1;
+}
+
+/* The caller's structure may be older (smaller) than ours: write only its
+ * first size bytes, and never more than ours. */
+static int
+job_info_check(const HandoverJobInfo *info, const char *func)
+{
+    if (!check_arg(info, func, "info"))
+        return -1;
+    if (info->size < offsetof(HandoverJobInfo, elapsed_ms)) {
+        ho_error_report(HO_ERR_INVALID_ARG,
+                        _("%1$s: 'info' is not initialised (call handover_job_info_init)"),
+                        func);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+job_info_copy_out(HandoverJobInfo *out, const HandoverJobInfo *full)
+{
+    size_t size = MIN(out->size, sizeof(*full));
+
+    memcpy(out, full, size);
+    out->size = size;
+}
+
+static const struct {
+    const char *key;
+    size_t offset;
+} job_info_numbers[] = {
+    {"elapsed_ms", offsetof(HandoverJobInfo, elapsed_ms)},
+    {"setup_ms", offsetof(HandoverJobInfo, setup_ms)},
+    {"data_total", offsetof(HandoverJobInfo, data_total)},
+    {"data_processed", offsetof(HandoverJobInfo, data_processed)},
+    {"data_remaining", offsetof(HandoverJobInfo, data_remaining)},
+    {"memory_total", offsetof(HandoverJobInfo, memory_total)},
+    {"memory_processed", offsetof(HandoverJobInfo, memory_processed)},
+    {"memory_remaining", offsetof(HandoverJobInfo, memory_remaining)},
+    {"bandwidth_bps", offsetof(HandoverJobInfo, bandwidth_bps)},
+    {"dirty_rate_pps", offsetof(HandoverJobInfo, dirty_rate_pps)},
+    {"iteration", offsetof(HandoverJobInfo, iteration)},
+    {"expected_downtime_ms", offsetof(HandoverJobInfo, expected_downtime_ms)},
+    {"downtime_ms", offsetof(HandoverJobInfo, downtime_ms)},
+    {"total_ms", offsetof(HandoverJobInfo, total_ms)},
+    {"orchestrator_ms", offsetof(HandoverJobInfo, orchestrator_ms)},
+};
+
+/* The daemon's job info object into a full structure. Lenient: a field of
+ * the wrong type is left unknown (a newer daemon may say more). */
+static void
+job_info_from_json(json_object *obj, HandoverJobInfo *info)
+{
+    json_object *val;
+    size_t i;
+
+    handover_job_info_init(info);
+    if (!obj || !json_object_is_type(obj, json_type_object))
+        return;
+    if (json_object_object_get_ex(obj, "phase", &val) && json_object_is_type(val, json_type_string))
+        g_strlcpy(info->phase, json_object_get_string(val), sizeof(info->phase));
+    if (json_object_object_get_ex(obj, "side", &val) && json_object_is_type(val, json_type_string))
+        g_strlcpy(info->side, json_object_get_string(val), sizeof(info->side));
+    for (i = 0; i < G_N_ELEMENTS(job_info_numbers); i++) {
+        if (json_object_object_get_ex(obj, job_info_numbers[i].key, &val) &&
+            (json_object_is_type(val, json_type_int) ||
+             json_object_is_type(val, json_type_double)))
+            *(int64_t *)((char *)info + job_info_numbers[i].offset) = json_object_get_int64(val);
+    }
+    if (json_object_object_get_ex(obj, "error", &val)) {
+        json_object *msg;
+
+        if (json_object_is_type(val, json_type_string))
+            g_strlcpy(info->error, json_object_get_string(val), sizeof(info->error));
+        else if (json_object_object_get_ex(val, "message", &msg) &&
+                 json_object_is_type(msg, json_type_string))
+            g_strlcpy(info->error, json_object_get_string(msg), sizeof(info->error));
+    }
+}
+
+/* The parameters as the domain.migrate method names them; NULL and an
+ * error when they are not usable. */
+static json_object *
+migrate_params_to_json(const HandoverMigrateParams *params)
+{
+    HandoverMigrateParams p;
+    json_object *obj;
+
+    handover_migrate_params_init(&p);
+    if (params) {
+        if (params->size < offsetof(HandoverMigrateParams, live)) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("%1$s: 'params' is not initialised (call "
+                              "handover_migrate_params_init)"),
+                            "handover_domain_migrate");
+            return NULL;
+        }
+        memcpy(&p, params, MIN(params->size, sizeof(p)));
+    }
+    obj = json_object_new_object();
+    if (p.live)
+        ho_json_add_bool(obj, "live", true);
+    if (p.persistent)
+        ho_json_add_bool(obj, "persistent", true);
+    if (p.undefine_source)
+        ho_json_add_bool(obj, "undefine_source", true);
+    if (p.paused)
+        ho_json_add_bool(obj, "paused", true);
+    if (p.dname)
+        ho_json_add_string(obj, "dname", p.dname);
+    if (p.xml)
+        ho_json_add_string(obj, "xml", p.xml);
+    if (p.migrate_uri)
+        ho_json_add_string(obj, "migrate_uri", p.migrate_uri);
+    if (p.listen_address)
+        ho_json_add_string(obj, "listen_address", p.listen_address);
+    if (p.has_bandwidth)
+        ho_json_add(obj, "bandwidth_mib", json_object_new_uint64(p.bandwidth_mib));
+    if (p.has_max_downtime)
+        ho_json_add(obj, "max_downtime_ms", json_object_new_uint64(p.max_downtime_ms));
+    if (p.auto_converge)
+        ho_json_add_bool(obj, "auto_converge", true);
+    if (p.parallel)
+        ho_json_add_bool(obj, "parallel", true);
+    if (p.parallel_connections)
+        ho_json_add_int64(obj, "parallel_connections", p.parallel_connections);
+    if (p.timeout_s)
+        ho_json_add_int64(obj, "timeout_s", p.timeout_s);
+    if (p.timeout_abort)
+        ho_json_add_bool(obj, "timeout_abort", true);
+    if (p.unsafe)
+        ho_json_add_bool(obj, "unsafe", true);
+    if (p.record_path)
+        ho_json_add_string(obj, "record", p.record_path);
+    return obj;
+}
+
+int
+handover_domain_migrate(HandoverConnect *conn, const char *name, const char *dest_uri,
+                        const HandoverMigrateParams *params, HandoverJobInfo *completed)
+{
+    g_autoptr(json_object) req = NULL;
+    g_autoptr(json_object) result = NULL;
+    json_object *args;
+    HandoverJobInfo full;
+
+    api_enter();
+    if (!connect_check(conn, "handover_domain_migrate") ||
+        !check_arg(name, "handover_domain_migrate", "name") ||
+        !check_arg(dest_uri, "handover_domain_migrate", "dest_uri"))
+        return -1;
+    if (completed && job_info_check(completed, "handover_domain_migrate") < 0)
+        return -1;
+    if (!(args = migrate_params_to_json(params)))
+        return -1;
+    req = json_object_new_object();
+    ho_json_add_string(req, "name", name);
+    ho_json_add_string(req, "dest_uri", dest_uri);
+    ho_json_add(req, "params", args);
+    if (call(conn, "domain.migrate", g_steal_pointer(&req), &result,
+             MAX(MIGRATE_MAX_WAIT_MS, conn->timeout_ms)) < 0)
+        return -1;
+    if (completed) {
+        job_info_from_json(result, &full);
+        job_info_copy_out(completed, &full);
+    }
+    return 0;
+}
+
+int
+handover_domain_get_job_info(HandoverConnect *conn, const char *name, bool completed,
+                             HandoverJobInfo *info)
+{
+    g_autoptr(json_object) req = NULL;
+    g_autoptr(json_object) result = NULL;
+    HandoverJobInfo full;
+
+    api_enter();
+    if (!connect_check(conn, "handover_domain_get_job_info") ||
+        !check_arg(name, "handover_domain_get_job_info", "name") ||
+        job_info_check(info, "handover_domain_get_job_info") < 0)
+        return -1;
+    req = json_object_new_object();
+    ho_json_add_string(req, "name", name);
+    if (completed)
+        ho_json_add_bool(req, "completed", true);
+    if (call(conn, "domain.jobinfo", g_steal_pointer(&req), &result, 0) < 0)
+        return -1;
+    job_info_from_json(result, &full);
+    job_info_copy_out(info, &full);
+    return 0;
+}
+
+int
+handover_domain_abort_job(HandoverConnect *conn, const char *name)
+{
+    json_object *req;
+
+    api_enter();
+    if (!connect_check(conn, "handover_domain_abort_job") ||
+        !check_arg(name, "handover_domain_abort_job", "name"))
+        return -1;
+    req = json_object_new_object();
+    ho_json_add_string(req, "name", name);
+    return call(conn, "domain.jobabort", req, NULL, 0);
+}
+
 /* ---- events ---- */
+
+static void
+on_job_event(HandoverConnect *conn, json_object *data)
+{
+    const char *name = NULL;
+    const char *uuid = NULL;
+    const char *what = NULL;
+    json_object *info_obj = NULL;
+    HandoverJobInfo info;
+
+    if (!conn->job_cb)
+        return;
+    if (!data || ho_json_get_string(data, "name", &name) < 0 ||
+        ho_json_get_string(data, "uuid", &uuid) < 0 ||
+        ho_json_get_string(data, "event", &what) < 0 ||
+        ho_json_opt_object(data, "data", &info_obj) < 0) {
+        HO_WARN("malformed job event: %s", ho_error_last_message());
+        ho_error_reset();
+        return;
+    }
+    job_info_from_json(info_obj, &info);
+    conn->job_cb(conn, name, uuid, what, &info, conn->job_opaque);
+}
+
+static void on_event(HoRpcConn *rpc, const char *event, json_object *data, gint64 ts_us,
+                     void *opaque);
+
+/* Events are asked for once per connection, by the first registration. */
+static int
+events_subscribe(HandoverConnect *conn)
+{
+    if (conn->subscribed)
+        return 0;
+    ho_rpc_conn_set_callbacks(conn->rpc, on_event, NULL, conn);
+    if (call(conn, "events.subscribe", NULL, NULL, 0) < 0)
+        return -1;
+    conn->subscribed = true;
+    return 0;
+}
+
+int
+handover_connect_register_job(HandoverConnect *conn, HandoverJobEventFunc cb, void *opaque)
+{
+    api_enter();
+    if (!connect_check(conn, "handover_connect_register_job") ||
+        !check_arg(cb, "handover_connect_register_job", "cb"))
+        return -1;
+    if (conn->job_cb) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("a job event callback is already registered on this connection"));
+        return -1;
+    }
+    /* Installed before subscribing: the first event may come right behind the reply. */
+    conn->job_cb = cb;
+    conn->job_opaque = opaque;
+    if (events_subscribe(conn) < 0) {
+        conn->job_cb = NULL;
+        conn->job_opaque = NULL;
+        return -1;
+    }
+    return 0;
+}
 
 static void
 on_event(HoRpcConn *rpc, const char *event, json_object *data, gint64 ts_us, void *opaque)
@@ -766,6 +1066,10 @@ on_event(HoRpcConn *rpc, const char *event, json_object *data, gint64 ts_us, voi
     const char *what = NULL;
     const char *detail = NULL;
 
+    if (g_str_equal(event, "domain.job")) {
+        on_job_event(conn, data);
+        return;
+    }
     if (!g_str_equal(event, "domain.lifecycle") || !conn->lifecycle_cb)
         return;
     /* A malformed event is the daemon's bug; skip it, the caller can do nothing. */
@@ -796,8 +1100,7 @@ handover_connect_register_lifecycle(HandoverConnect *conn, HandoverLifecycleFunc
     /* Installed before subscribing: the first event may come right behind the reply. */
     conn->lifecycle_cb = cb;
     conn->lifecycle_opaque = opaque;
-    ho_rpc_conn_set_callbacks(conn->rpc, on_event, NULL, conn);
-    if (call(conn, "events.subscribe", NULL, NULL, 0) < 0) {
+    if (events_subscribe(conn) < 0) {
         conn->lifecycle_cb = NULL;
         conn->lifecycle_opaque = NULL;
         return -1;

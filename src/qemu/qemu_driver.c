@@ -117,7 +117,16 @@ struct _QemuDomainObj {
     GSource *kill_timer;
     StartOp *start;
     GPtrArray *stop_waiters; /* Waiter: shutdown and destroy, completed at exit */
+    bool migrated_out;       /* migrated away: QEMU quit on purpose, reason "migrated" */
+    GPtrArray *exit_watches; /* ExitWatch: the migration's interest in QEMU's exit */
+    guint exit_watch_serial;
 };
+
+typedef struct {
+    guint id;
+    QemuDomainExitFunc fn;
+    void *opaque;
+} ExitWatch;
 
 struct _QemuDriver {
     char *state_dir;
@@ -132,6 +141,8 @@ struct _QemuDriver {
     QemuDriverEventFunc event_cb;
     void *opaque;
     QemuRecorder *recorder;
+    int (*spawn_hook)(const QemuProcessSpawn *opts, GPid *pid, void *opaque);
+    void *spawn_hook_opaque;
     const char *accel;
     const char *accel_why;
     GHashTable *domains; /* name (the object's) -> QemuDomainObj (a reference) */
@@ -145,6 +156,15 @@ struct _QemuDriver {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
+
+/* qemu_process_spawn, or the tests' stand-in. */
+static int
+driver_spawn(QemuDriver *drv, const QemuProcessSpawn *opts, GPid *pid)
+{
+    if (drv->spawn_hook)
+        return drv->spawn_hook(opts, pid, drv->spawn_hook_opaque);
+    return qemu_process_spawn(opts, pid);
+}
 
 const char *
 qemu_domain_state_to_string(QemuDomainState state)
@@ -410,6 +430,7 @@ dom_new(QemuDriver *drv, const char *name, const uint8_t uuid[16])
     dom->state = QEMU_DOMAIN_STATE_SHUTOFF;
     dom->pidfd = -1;
     dom->stop_waiters = g_ptr_array_new_with_free_func(g_free);
+    dom->exit_watches = g_ptr_array_new_with_free_func(g_free);
     return dom;
 }
 
@@ -444,6 +465,7 @@ qemu_domain_obj_unref(QemuDomainObj *dom)
     qemu_caps_free(dom->caps);
     json_object_put(dom->job);
     g_ptr_array_unref(dom->stop_waiters);
+    g_ptr_array_unref(dom->exit_watches);
     g_free(dom->emulator);
     g_free(dom->accel);
     g_free(dom->monitor_path);
@@ -593,6 +615,21 @@ dom_set_state(QemuDomainObj *dom, QemuDomainState state, const char *reason, con
     return ret;
 }
 
+/* The setter for changes that must not touch the disk (see
+ * dom_monitor_event): log, change, emit. */
+static void
+dom_set_state_volatile(QemuDomainObj *dom, QemuDomainState state, const char *reason,
+                       const char *event, const char *detail)
+{
+    HO_INFO("domain '%s': %s (%s) -> %s (%s), not persisted", dom->name,
+            qemu_domain_state_to_string(dom->state), dom->reason ? dom->reason : "-",
+            qemu_domain_state_to_string(state), reason ? reason : "-");
+    dom->state = state;
+    dom_set_reason(dom, reason);
+    if (event)
+        emit_event(dom, event, detail);
+}
+
 static void
 dom_kill(QemuDomainObj *dom, int sig)
 {
@@ -664,6 +701,7 @@ dom_release_runtime(QemuDomainObj *dom, bool remove_files)
     dom->shutdown_event = false;
     dom->shutdown_requested = false;
     dom->destroy_requested = false;
+    dom->migrated_out = false;
     dom->pause_reason = NULL;
 }
 
@@ -1026,7 +1064,7 @@ caps_probe_start(QemuDriver *drv, CapsEntry *e)
     spawn.extra_args = args;
     /* A probe is ours alone: it must not outlive the daemon. */
     spawn.die_with_parent = true;
-    if (qemu_process_spawn(&spawn, &p->pid) < 0) {
+    if (driver_spawn(drv, &spawn, &p->pid) < 0) {
         (void)unlink(p->log_path);
         caps_probe_free(p);
         return -1;
@@ -1229,6 +1267,7 @@ struct _StartOp {
     HoError *err;       /* the first error */
     bool failing;       /* QEMU killed: completes when it has exited */
     off_t log_offset;   /* where QEMU's output starts in the log */
+    bool incoming;      /* -incoming defer: an incoming migration, never cont'ed here */
 };
 
 static void
@@ -1326,6 +1365,20 @@ start_fail_take(StartOp *op)
     start_fail(op, err);
 }
 
+/* Tell the exit watchers (the migration of this domain) that QEMU is gone. */
+static void
+dom_run_exit_watches(QemuDomainObj *dom, const char *how)
+{
+    g_autoptr(GPtrArray) watches = g_steal_pointer(&dom->exit_watches);
+
+    dom->exit_watches = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < watches->len; i++) {
+        ExitWatch *w = g_ptr_array_index(watches, i);
+
+        w->fn(dom, how, w->opaque);
+    }
+}
+
 /* QEMU has exited: the one place a running domain goes to shutoff. */
 static void
 dom_exited(QemuDomainObj *dom, bool have_status, int status)
@@ -1365,6 +1418,8 @@ dom_exited(QemuDomainObj *dom, bool have_status, int status)
     dom_log(dom, "QEMU %s", how);
     if (dom->abandon)
         reason = "failed";
+    else if (dom->migrated_out)
+        reason = "migrated";
     else if (dom->destroy_requested)
         reason = "destroyed";
     else if (dom->shutdown_event || dom->shutdown_requested)
@@ -1377,6 +1432,7 @@ dom_exited(QemuDomainObj *dom, bool have_status, int status)
     dom_release_runtime(dom, true);
     (void)dom_set_state(dom, QEMU_DOMAIN_STATE_SHUTOFF, reason, "stopped", reason);
     dom_complete_waiters(dom, drv, NULL);
+    dom_run_exit_watches(dom, how);
     dom_drop_if_gone(dom);
 }
 
@@ -1471,7 +1527,7 @@ dom_monitor_event(QemuMonitor *mon, const char *name, json_object *data, gint64 
         dom->shutdown_event = true;
         dom_log(dom, "QEMU reports a shutdown by the %s", guest ? "guest" : "host");
         /* A destroy's SIGTERM makes QEMU say SHUTDOWN too: not news. */
-        if (dom->start || dom->reconnecting || dom->destroy_requested)
+        if (dom->start || dom->reconnecting || dom->destroy_requested || dom->migrated_out)
             return;
         if (dom_set_state(dom, QEMU_DOMAIN_STATE_SHUTTING_DOWN, "shutdown", "shutdown",
                           guest ? "guest" : "host") < 0)
@@ -1481,7 +1537,24 @@ dom_monitor_event(QemuMonitor *mon, const char *name, json_object *data, gint64 
     /* Until the start or reconnection is done, its chain owns the state. */
     if (dom->start || dom->reconnecting || dom->state == QEMU_DOMAIN_STATE_SHUTTING_DOWN)
         return;
-    if (g_str_equal(name, "STOP") && dom->state == QEMU_DOMAIN_STATE_RUNNING) {
+    if (dom->job && (g_str_equal(name, "STOP") || g_str_equal(name, "RESUME"))) {
+        /* A migration is running: QEMU stops the guest for the switchover
+         * and a cancel may resume it. The state changes in memory only: a
+         * status write here would land inside the switchover window
+         * (DESIGN.md §2 invariant 5); the job's next persisted phase
+         * carries it, and a restarted driver asks QEMU anyway. */
+        bool stop = g_str_equal(name, "STOP");
+
+        if (stop && dom->state == QEMU_DOMAIN_STATE_RUNNING) {
+            const char *reason = dom->pause_reason ? dom->pause_reason : "migration";
+
+            dom->pause_reason = NULL;
+            dom_set_state_volatile(dom, QEMU_DOMAIN_STATE_PAUSED, reason, "suspended", reason);
+        } else if (!stop && dom->state != QEMU_DOMAIN_STATE_RUNNING) {
+            dom_set_state_volatile(dom, QEMU_DOMAIN_STATE_RUNNING, "unpaused", "resumed",
+                                   "unpaused");
+        }
+    } else if (g_str_equal(name, "STOP") && dom->state == QEMU_DOMAIN_STATE_RUNNING) {
         const char *reason = dom->pause_reason ? dom->pause_reason : "unknown";
 
         dom->pause_reason = NULL;
@@ -1547,10 +1620,15 @@ start_done(StartOp *op)
     g_autoptr(QemuDomainObj) hold = qemu_domain_obj_ref(dom);
 
     dom->start = NULL;
-    dom_log(dom, "started%s", op->paused ? " (paused)" : "");
-    emit_event(dom, "started", "booted");
-    if (op->paused)
-        emit_event(dom, "suspended", "paused");
+    if (op->incoming) {
+        dom_log(dom, "started for an incoming migration");
+        emit_event(dom, "started", "migrated");
+    } else {
+        dom_log(dom, "started%s", op->paused ? " (paused)" : "");
+        emit_event(dom, "started", "booted");
+        if (op->paused)
+            emit_event(dom, "suspended", "paused");
+    }
     if (op->cb)
         op->cb(op->drv, dom, NULL, op->opaque);
     start_op_free(op);
@@ -1588,7 +1666,8 @@ start_caps_probed(QemuMonitor *mon, QemuCaps *caps, const HoError *err, void *op
     dom->caps = caps;
     /* Persisted before QEMU is told to run. */
     if (dom_set_state(dom, op->paused ? QEMU_DOMAIN_STATE_PAUSED : QEMU_DOMAIN_STATE_RUNNING,
-                      op->paused ? "user" : "booted", NULL, NULL) < 0) {
+                      op->incoming ? "incoming-migration" : op->paused ? "user" : "booted",
+                      NULL, NULL) < 0) {
         start_fail_take(op);
         return;
     }
@@ -1652,6 +1731,7 @@ start_caps_ready(QemuDriver *drv, CapsEntry *e, const HoError *err, void *opaque
     copts.emulator = op->emulator;
     copts.qmp_socket_path = NULL; /* qemu_process_spawn() adds the passed socket */
     copts.start_paused = true;
+    copts.incoming = op->incoming ? "defer" : NULL;
     copts.accel = accel;
     copts.firmware_dirs = (const char *const *)fw_dirs;
     copts.machine_override = machine;
@@ -1677,7 +1757,7 @@ start_caps_ready(QemuDriver *drv, CapsEntry *e, const HoError *err, void *opaque
     spawn.args_complete = true;
     /* The guest outlives the daemon: a restarted one reconnects. */
     spawn.die_with_parent = false;
-    if (qemu_process_spawn(&spawn, &pid) < 0) {
+    if (driver_spawn(drv, &spawn, &pid) < 0) {
         start_fail_take(op);
         return;
     }
@@ -2332,6 +2412,8 @@ qemu_driver_open(const QemuDriverConfig *cfg, GMainContext *ctx, QemuDriverEvent
     drv->log_dir = g_strdup(cfg->log_dir);
     drv->default_emulator = g_strdup(cfg->default_emulator);
     drv->shutdown_timeout_s = cfg->shutdown_timeout_s;
+    drv->spawn_hook = cfg->spawn_hook;
+    drv->spawn_hook_opaque = cfg->spawn_hook_opaque;
     drv->defs_dir = g_build_filename(cfg->state_dir, "domains", NULL);
     drv->caps_dir = g_build_filename(cfg->state_dir, "caps", NULL);
     drv->status_dir = g_build_filename(cfg->runtime_dir, "domains", NULL);
@@ -2712,4 +2794,221 @@ qemu_domain_obj_info_json(const QemuDomainObj *dom)
             ho_json_add(obj, "job", json_object_get(dom->job));
     }
     return obj;
+}
+
+/* ---- hooks of the migration orchestrator ------------------------------------ */
+
+GMainContext *
+qemu_driver_context(QemuDriver *drv)
+{
+    return drv->ctx;
+}
+
+QemuRecorder *
+qemu_driver_recorder(QemuDriver *drv)
+{
+    return drv->recorder;
+}
+
+const char *
+qemu_driver_host_emulator(QemuDriver *drv)
+{
+    return drv->default_emulator;
+}
+
+json_object *
+qemu_domain_obj_get_job(const QemuDomainObj *dom)
+{
+    return dom->job;
+}
+
+bool
+qemu_domain_obj_is_reconnecting(const QemuDomainObj *dom)
+{
+    return dom->reconnecting;
+}
+
+const char *
+qemu_domain_obj_emulator(const QemuDomainObj *dom)
+{
+    return dom->emulator;
+}
+
+int
+qemu_driver_domain_set_job(QemuDriver *drv, QemuDomainObj *dom, json_object *job)
+{
+    json_object *old;
+
+    if (!dom_check_owner(drv, dom)) {
+        json_object_put(job);
+        return -1;
+    }
+    old = dom->job;
+    dom->job = job;
+    if (dom_save_status(dom) < 0) {
+        dom->job = old;
+        json_object_put(job);
+        return -1;
+    }
+    json_object_put(old);
+    return 0;
+}
+
+QemuDomainObj *
+qemu_driver_domain_start_incoming(QemuDriver *drv, const QemuDomainDef *def,
+                                  const char *emulator, json_object *job,
+                                  QemuDriverDoneFunc cb, void *opaque)
+{
+    g_autoptr(json_object) job_owned = job;
+    QemuDomainObj *dom;
+    StartOp *op;
+    GHashTableIter iter;
+    gpointer value;
+    char uuid[37];
+
+    if (drv->closing) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, "%s", _("the QEMU driver was closed"));
+        return NULL;
+    }
+    if (!def->machine) {
+        ho_error_report(HO_ERR_INVALID_ARG,
+                        _("an incoming migration of domain '%1$s' needs a concrete machine type"),
+                        def->name);
+        return NULL;
+    }
+    qemu_domain_uuid_format(def->uuid, uuid);
+    dom = g_hash_table_lookup(drv->domains, def->name);
+    if (dom && !g_str_equal(dom->uuid, uuid)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("domain '%1$s' already exists with UUID '%2$s'"), def->name,
+                        dom->uuid);
+        return NULL;
+    }
+    g_hash_table_iter_init(&iter, drv->domains);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        QemuDomainObj *other = value;
+
+        if (other != dom && g_str_equal(other->uuid, uuid)) {
+            ho_error_report(HO_ERR_OPERATION_INVALID,
+                            _("UUID '%1$s' is already used by domain '%2$s'"), uuid,
+                            other->name);
+            return NULL;
+        }
+    }
+    if (dom && (dom->pid > 0 || dom->start)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' is already active"),
+                        def->name);
+        return NULL;
+    }
+    if (!emulator)
+        emulator = drv->default_emulator;
+    if (!emulator) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s", _("no default emulator is configured"));
+        return NULL;
+    }
+    if (!dom) {
+        /* Transient until the migration finishes (and persistent only if asked). */
+        dom = dom_new(drv, def->name, def->uuid);
+        g_hash_table_insert(drv->domains, dom->name, dom);
+    }
+    op = g_new0(StartOp, 1);
+    op->drv = drv;
+    op->dom = qemu_domain_obj_ref(dom);
+    op->cb = cb;
+    op->opaque = opaque;
+    op->paused = true;
+    op->incoming = true;
+    op->emulator = g_strdup(emulator);
+    op->def = qemu_domain_def_copy(def);
+    /* In the first status file already: a restarted driver knows it. */
+    json_object_put(dom->job);
+    dom->job = g_steal_pointer(&job_owned);
+    dom->start = op;
+    HO_INFO("domain '%s': starting for an incoming migration (machine %s)", dom->name,
+            def->machine);
+    caps_request(drv, emulator, start_caps_ready, op);
+    return dom;
+}
+
+int
+qemu_driver_domain_incoming_finished(QemuDriver *drv, QemuDomainObj *dom, bool running)
+{
+    QemuDomainState state = running ? QEMU_DOMAIN_STATE_RUNNING : QEMU_DOMAIN_STATE_PAUSED;
+    bool changed;
+
+    if (!dom_check_owner(drv, dom))
+        return -1;
+    if (dom->pid <= 0) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' is not running"), dom->name);
+        return -1;
+    }
+    changed = dom->state != state;
+    g_clear_pointer(&dom->job, json_object_put);
+    dom_log(dom, "incoming migration finished, %s", qemu_domain_state_to_string(state));
+    return dom_set_state(dom, state, "migrated", changed ? (running ? "resumed" : "suspended")
+                                                         : NULL,
+                         "migrated");
+}
+
+static gboolean
+quit_kill(gpointer opaque)
+{
+    QemuDomainObj *dom = opaque;
+
+    g_clear_pointer(&dom->kill_timer, g_source_unref);
+    dom_log(dom, "QEMU did not exit within %u s of quit: sending SIGKILL",
+            (unsigned int)DESTROY_KILL_DELAY_S);
+    dom_kill(dom, SIGKILL);
+    return G_SOURCE_REMOVE;
+}
+
+void
+qemu_driver_domain_quit_migrated(QemuDriver *drv, QemuDomainObj *dom, QemuDriverDoneFunc cb,
+                                 void *opaque)
+{
+    if (!dom_check_owner(drv, dom))
+        return refuse(drv, dom, cb, opaque);
+    if (dom->pid <= 0 || dom->start) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' is not running"), dom->name);
+        return refuse(drv, dom, cb, opaque);
+    }
+    dom_add_waiter(dom, cb, opaque);
+    if (dom->migrated_out)
+        return;
+    dom->migrated_out = true;
+    clear_source(&dom->shutdown_timer);
+    dom_log(dom, "migrated: quitting QEMU");
+    /* The reply may never come (QEMU closes the socket as it exits): the
+     * exit is what completes this. */
+    if (dom->mon && !dom->reconnecting)
+        qemu_monitor_json_quit(dom->mon, NULL, NULL);
+    else
+        dom_kill(dom, SIGTERM);
+    if (!dom->kill_timer)
+        dom->kill_timer = attach_timeout(drv, DESTROY_KILL_DELAY_S, quit_kill, dom);
+}
+
+guint
+qemu_domain_obj_add_exit_watch(QemuDomainObj *dom, QemuDomainExitFunc fn, void *opaque)
+{
+    ExitWatch *w = g_new0(ExitWatch, 1);
+
+    w->id = ++dom->exit_watch_serial;
+    w->fn = fn;
+    w->opaque = opaque;
+    g_ptr_array_add(dom->exit_watches, w);
+    return w->id;
+}
+
+void
+qemu_domain_obj_remove_exit_watch(QemuDomainObj *dom, guint id)
+{
+    for (guint i = 0; i < dom->exit_watches->len; i++) {
+        ExitWatch *w = g_ptr_array_index(dom->exit_watches, i);
+
+        if (w->id == id) {
+            g_ptr_array_remove_index(dom->exit_watches, i);
+            return;
+        }
+    }
 }

@@ -25,9 +25,13 @@
 #include "qemu_capabilities.h"
 #include "qemu_domain.h"
 #include "qemu_monitor.h"
+#include "qemu_process.h"
 
 typedef struct _QemuDriver QemuDriver;
 typedef struct _QemuDomainObj QemuDomainObj;
+
+/* QEMU of a domain exited: how ("exited with status 1", ...). */
+typedef void (*QemuDomainExitFunc)(QemuDomainObj *dom, const char *how, void *opaque);
 
 typedef enum {
     QEMU_DOMAIN_STATE_SHUTOFF = 0,
@@ -48,6 +52,13 @@ typedef struct {
     const char *default_emulator; /* used when a definition names none */
     unsigned int shutdown_timeout_s; /* default for qemu_driver_domain_shutdown */
     const char *record_path;      /* flight recorder for every monitor, or NULL */
+    /* Tests: called instead of spawning the emulator (both for the
+     * capability probe and for domains); must create the QMP listening
+     * socket at opts->qmp_path (or serve it) and return in *pid a child of
+     * this process (not reaped) that exits when the fake QEMU "dies".
+     * 0, or -1 and an error. NULL: qemu_process_spawn. */
+    int (*spawn_hook)(const QemuProcessSpawn *opts, GPid *pid, void *opaque);
+    void *spawn_hook_opaque;
 } QemuDriverConfig;
 
 /* A lifecycle event: the domain, event ("defined", "undefined", "started",
@@ -140,3 +151,53 @@ typedef void (*QemuDriverCapsFunc)(QemuDriver *drv, const QemuCaps *caps, const 
                                    void *opaque);
 void qemu_driver_get_caps(QemuDriver *drv, const char *emulator, QemuDriverCapsFunc cb,
                           void *opaque);
+
+/* ---- hooks of the migration orchestrator (qemu_migration.c) ---- */
+
+/* The driver's context, its flight recorder (or NULL) and default emulator. */
+GMainContext *qemu_driver_context(QemuDriver *drv);
+QemuRecorder *qemu_driver_recorder(QemuDriver *drv);
+const char *qemu_driver_host_emulator(QemuDriver *drv);
+
+/* The migration job record in the status file (borrowed), or NULL. */
+json_object *qemu_domain_obj_get_job(const QemuDomainObj *dom);
+/* Set the job record (consumed; NULL clears) and persist the status file
+ * (atomically, fsync and rename) before returning 0; -1 and an error,
+ * with the previous record kept. While a job is set, STOP and RESUME
+ * events change the state in memory only (paused reason "migration"), so
+ * that nothing is written in the switchover window. */
+int qemu_driver_domain_set_job(QemuDriver *drv, QemuDomainObj *dom, json_object *job)
+    G_GNUC_WARN_UNUSED_RESULT;
+/* Whether the driver is still reconnecting to the domain's QEMU (after open). */
+bool qemu_domain_obj_is_reconnecting(const QemuDomainObj *dom);
+/* The emulator binary of the running QEMU, or NULL. */
+const char *qemu_domain_obj_emulator(const QemuDomainObj *dom);
+
+/* Destination: start def (copied; def->machine the source's concrete
+ * machine type, which this emulator must have) for an incoming migration
+ * with emulator (NULL: this host's default), -S and -incoming defer,
+ * monitor connected and capabilities probed, never cont'ed; job
+ * (consumed) is its status file's job record from the first write. The
+ * domain is transient unless a persistent definition of the same name and
+ * UUID exists (it is kept as it is). Returns the domain (the driver's) and
+ * cb runs later, exactly once: err NULL with the domain paused (reason
+ * "incoming-migration"), or the error with nothing left. NULL and an
+ * error at once (nothing changed) when a domain of that name or UUID is
+ * active, the name belongs to another UUID or the UUID to another name. */
+QemuDomainObj *qemu_driver_domain_start_incoming(QemuDriver *drv, const QemuDomainDef *def,
+                                                 const char *emulator, json_object *job,
+                                                 QemuDriverDoneFunc cb, void *opaque);
+/* Destination, after the incoming migration completed and cont was sent
+ * (running) or not (paused): state reason "migrated", job cleared,
+ * status persisted. */
+int qemu_driver_domain_incoming_finished(QemuDriver *drv, QemuDomainObj *dom, bool running);
+/* Source, after the destination runs: quit QEMU (SIGKILL after a short
+ * bound); completes when it has exited, state shutoff with reason
+ * "migrated" (event "stopped" "migrated"). The caller undefines the
+ * domain if asked. */
+void qemu_driver_domain_quit_migrated(QemuDriver *drv, QemuDomainObj *dom,
+                                      QemuDriverDoneFunc cb, void *opaque);
+/* Be told when the domain's QEMU exits (after the state went to shutoff);
+ * the watch is removed after it ran. Returns an id for removal. */
+guint qemu_domain_obj_add_exit_watch(QemuDomainObj *dom, QemuDomainExitFunc fn, void *opaque);
+void qemu_domain_obj_remove_exit_watch(QemuDomainObj *dom, guint id);

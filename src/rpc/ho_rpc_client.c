@@ -44,6 +44,10 @@
 #define HO_RPC_CLIENT_MAX_ID ((gint64)1 << 53)
 /* How much of an unexpected message goes into an error message. */
 #define HO_RPC_CLIENT_EXCERPT 200
+/* Connecting and the hello together, when the caller gives no bound. */
+#define HO_RPC_CLIENT_OPEN_TIMEOUT_MS 30000
+
+typedef struct _HoRpcResolve HoRpcResolve;
 
 typedef struct {
     gint64 id; /* key in HoRpcConn.pending */
@@ -61,7 +65,7 @@ typedef struct {
 
 struct _HoRpcConn {
     int refs; /* the owner's and the dispatchers'; one context, hence one thread */
-    int fd;
+    int fd;   /* -1 while resolving */
     char *where; /* the socket path or host:port, for messages */
     GMainContext *ctx;
     GSource *watch;
@@ -83,9 +87,42 @@ struct _HoRpcConn {
     HoRpcClosedFunc closed_cb;
     void *cb_opaque;
     guint64 events; /* events received so far */
+
+    /* Opening: resolving, connecting, then waiting for the hello's answer. */
+    bool opening;
+    bool connecting;        /* the non-blocking connect is in progress on fd */
+    int protocol;           /* the version asked for in hello */
+    HoRpcOpenFunc open_cb;
+    void *open_opaque;
+    HoError *open_error;    /* why the opening failed */
+    GSource *open_timer;
+    guint open_timeout_ms;
+    HoRpcResolve *resolve;  /* while the worker thread resolves */
+    struct addrinfo *addrs; /* resolved addresses, tried in order */
+    const struct addrinfo *next_addr;
+    int connect_errno;      /* why the last address failed */
+
+    /* Keepalive: a ping after each interval without any message from the
+     * daemon; the connection is dead after ka_count unanswered ones. */
+    guint ka_interval_ms;   /* 0: off */
+    guint ka_count;
+    guint ka_missed;
+    bool ka_heard;          /* a message came since the last tick */
+    GSource *ka_timer;
 };
 
 static void conn_fail(HoRpcConn *conn, HoError *err, bool notify);
+static void conn_io(GIOCondition cond, void *opaque);
+static void conn_connect_ready(HoRpcConn *conn);
+static void conn_set_fd(HoRpcConn *conn, int fd);
+static void conn_cancel_resolve(HoRpcConn *conn);
+
+static void
+server_source_free(GSource *source)
+{
+    g_source_destroy(source);
+    g_source_unref(source);
+}
 
 static HoRpcConn *
 conn_ref(HoRpcConn *conn)
@@ -124,6 +161,9 @@ conn_unref(HoRpcConn *conn)
     ho_rpc_writer_clear(&conn->out);
     json_object_put(conn->hello);
     ho_error_free(conn->close_error);
+    ho_error_free(conn->open_error);
+    if (conn->addrs)
+        freeaddrinfo(conn->addrs);
     g_main_context_unref(conn->ctx);
     g_free(conn->where);
     g_free(conn);
@@ -189,11 +229,26 @@ conn_update_watch(HoRpcConn *conn)
 {
     GIOCondition cond = G_IO_IN | G_IO_HUP | G_IO_ERR;
 
-    if (conn->closed)
+    if (conn->closed || !conn->watch || conn->connecting)
         return;
     if (ho_rpc_writer_queued(&conn->out) > 0)
         cond |= G_IO_OUT;
     ho_rpc_watch_set(conn->watch, cond);
+}
+
+/* A keepalive message: {"keepalive": "ping"} or {"keepalive": "pong"}. */
+static void
+conn_send_keepalive(HoRpcConn *conn, const char *what)
+{
+    g_autoptr(json_object) msg = json_object_new_object();
+    g_autofree char *line = NULL;
+    size_t len;
+
+    ho_json_add_string(msg, "keepalive", what);
+    line = ho_rpc_encode(msg, &len);
+    ho_rpc_log_message(HO_LOG_MODULE, conn->where, "send", line, len);
+    ho_rpc_writer_append(&conn->out, line, len);
+    conn_update_watch(conn);
 }
 
 static bool conn_read(HoRpcConn *conn);
@@ -238,6 +293,7 @@ conn_fail(HoRpcConn *conn, HoError *err, bool notify)
 {
     GList *calls;
     GList *l;
+    bool was_opening = conn->opening;
 
     if (conn->closed) {
         ho_error_free(err);
@@ -247,6 +303,9 @@ conn_fail(HoRpcConn *conn, HoError *err, bool notify)
     conn_ref(conn);
     conn->closed = true;
     conn->close_error = err;
+    conn_cancel_resolve(conn);
+    g_clear_pointer(&conn->open_timer, server_source_free);
+    g_clear_pointer(&conn->ka_timer, server_source_free);
     if (conn->freed)
         HO_DEBUG("connection to '%s' closed by its owner", conn->where);
     else
@@ -274,7 +333,9 @@ conn_fail(HoRpcConn *conn, HoError *err, bool notify)
     }
     g_list_free(calls);
 
-    if (notify && !conn->freed && conn->closed_cb)
+    /* While opening, the open callback (run by the hello's failure above)
+     * is the one that tells. */
+    if (notify && !was_opening && !conn->freed && conn->closed_cb)
         conn->closed_cb(conn, conn->close_error, conn->cb_opaque);
     conn_unref(conn);
 }
@@ -376,6 +437,7 @@ conn_handle_line(HoRpcConn *conn, const char *text, size_t len)
 {
     g_autoptr(json_object) msg = NULL;
     g_autoptr(HoError) perr = NULL;
+    json_object *ka;
 
     ho_rpc_log_message(HO_LOG_MODULE, conn->where, "recv", text, len);
     msg = ho_rpc_parse_line(text, len, &perr);
@@ -392,7 +454,14 @@ conn_handle_line(HoRpcConn *conn, const char *text, size_t len)
     }
     /* text points into the reader: not used from here on, since a callback
      * may read more (a nested call) and move the buffer. */
-    if (json_object_object_get_ex(msg, "event", NULL))
+    if (json_object_object_get_ex(msg, "keepalive", &ka)) {
+        if (json_object_is_type(ka, json_type_string) &&
+            g_str_equal(json_object_get_string(ka), "ping"))
+            conn_send_keepalive(conn, "pong");
+        else if (!json_object_is_type(ka, json_type_string) ||
+                 !g_str_equal(json_object_get_string(ka), "pong"))
+            conn_fail_unexpected(conn, text, len);
+    } else if (json_object_object_get_ex(msg, "event", NULL))
         conn_handle_event(conn, msg, text, len);
     else if (json_object_object_get_ex(msg, "id", NULL))
         conn_handle_reply(conn, msg, text, len);
@@ -422,6 +491,8 @@ conn_read(HoRpcConn *conn)
             true);
         return false;
     }
+    /* Any message, or part of one, shows the daemon is alive. */
+    conn->ka_heard = true;
 
     while (!conn->closed) {
         const char *line;
@@ -451,6 +522,11 @@ conn_io(GIOCondition cond, void *opaque)
     HoRpcConn *conn = opaque;
 
     conn_ref(conn);
+    if (conn->connecting) {
+        conn_connect_ready(conn);
+        conn_unref(conn);
+        return;
+    }
     /* Read even on HUP or ERR: what the daemon wrote before it went comes
      * first, and the read then says how the connection ended. */
     if (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR))
@@ -533,81 +609,340 @@ conn_sync_done(HoRpcConn *conn, void *data)
 
 /* ---- opening ------------------------------------------------------------ */
 
+/* A name resolution running in a worker thread (getaddrinfo blocks on
+ * DNS). Shared by the thread and the connection; the result comes back to
+ * the connection's context from an idle source. conn is only touched on
+ * that context's thread: the connection clears it to cancel. */
+struct _HoRpcResolve {
+    gint refs;
+    char *host;
+    char *service;
+    struct addrinfo *res;
+    int rc;
+    int errsv;
+    GMainContext *ctx;
+    HoRpcConn *conn;
+};
+
+static void
+resolve_unref(HoRpcResolve *r)
+{
+    if (!g_atomic_int_dec_and_test(&r->refs))
+        return;
+    if (r->res)
+        freeaddrinfo(r->res);
+    g_main_context_unref(r->ctx);
+    g_free(r->host);
+    g_free(r->service);
+    g_free(r);
+}
+
+static void conn_try_connect(HoRpcConn *conn);
+
+static gboolean
+resolve_done(gpointer data)
+{
+    HoRpcResolve *r = data;
+    HoRpcConn *conn = r->conn;
+
+    if (!conn)
+        return G_SOURCE_REMOVE; /* cancelled */
+    r->conn = NULL;
+    conn->resolve = NULL;
+    conn_ref(conn);
+    if (r->rc != 0) {
+        conn->open_error = ho_error_new(
+            HO_ERR_SYSTEM, _("cannot connect to handoverd at '%1$s': %2$s"), conn->where,
+            r->rc == EAI_SYSTEM ? g_strerror(r->errsv) : gai_strerror(r->rc));
+        conn_fail(conn, ho_error_copy(conn->open_error), true);
+    } else {
+        conn->addrs = g_steal_pointer(&r->res);
+        conn->next_addr = conn->addrs;
+        conn_try_connect(conn);
+    }
+    resolve_unref(r); /* the connection's reference */
+    conn_unref(conn);
+    return G_SOURCE_REMOVE;
+}
+
+static gpointer
+resolve_thread(gpointer data)
+{
+    HoRpcResolve *r = data;
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICSERV,
+    };
+    GSource *idle;
+
+    r->rc = getaddrinfo(r->host, r->service, &hints, &r->res);
+    r->errsv = errno;
+    idle = g_idle_source_new();
+    /* The idle source holds the thread's reference. */
+    g_source_set_callback(idle, resolve_done, r, (GDestroyNotify)resolve_unref);
+    g_source_set_static_name(idle, "ho-rpc-resolve");
+    g_source_attach(idle, r->ctx);
+    g_source_unref(idle);
+    return NULL;
+}
+
+static void
+conn_cancel_resolve(HoRpcConn *conn)
+{
+    if (!conn->resolve)
+        return;
+    conn->resolve->conn = NULL;
+    g_clear_pointer(&conn->resolve, resolve_unref);
+}
+
 static HoRpcConn *
 conn_new(int fd, const char *where, GMainContext *ctx)
 {
     HoRpcConn *conn = g_new0(HoRpcConn, 1);
 
     conn->refs = 1;
-    conn->fd = fd;
+    conn->fd = -1;
     conn->where = g_strdup(where);
     conn->ctx = g_main_context_ref(ctx);
+    conn->protocol = HO_RPC_PROTOCOL_VERSION;
     ho_rpc_reader_init(&conn->in, HO_RPC_CLIENT_MAX_MESSAGE);
     ho_rpc_writer_init(&conn->out);
     conn->pending = g_hash_table_new(g_int64_hash, g_int64_equal);
     g_queue_init(&conn->later);
-    conn->watch =
-        ho_rpc_watch_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR, conn_io, conn, "ho-rpc-conn", ctx);
-    /* A synchronous call from one of our callbacks iterates this context
-     * while the watch is dispatching: let the watch run again inside it. */
-    g_source_set_can_recurse(conn->watch, TRUE);
+    if (fd >= 0)
+        conn_set_fd(conn, fd);
     return conn;
 }
 
-/* Complete the hello exchange on a connected socket (consumed) within
- * timeout_ms. */
-static HoRpcConn *
-conn_open(int fd, const char *where, const char *client_name, GMainContext *ctx, guint timeout_ms)
+/* The socket is connected: serve it (fd consumed). */
+static void
+conn_set_fd(HoRpcConn *conn, int fd)
 {
-    g_autoptr(HoRpcConn) conn = NULL;
+    conn->fd = fd;
+    conn->connecting = false;
+    conn->watch =
+        ho_rpc_watch_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR, conn_io, conn, "ho-rpc-conn",
+                         conn->ctx);
+    /* A synchronous call from one of our callbacks iterates this context
+     * while the watch is dispatching: let the watch run again inside it. */
+    g_source_set_can_recurse(conn->watch, TRUE);
+    conn_update_watch(conn);
+}
+
+/* Try the next resolved address, or fail with the last error. */
+static void
+conn_try_connect(HoRpcConn *conn)
+{
+    while (conn->next_addr) {
+        const struct addrinfo *ai = conn->next_addr;
+        int on = 1;
+        int fd;
+
+        conn->next_addr = ai->ai_next;
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            conn->connect_errno = errno;
+            continue;
+        }
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            conn_set_fd(conn, fd);
+            return;
+        }
+        if (errno != EINPROGRESS) {
+            conn->connect_errno = errno;
+            close(fd);
+            continue;
+        }
+        /* Writable (or in error) once the connect is done either way. */
+        conn->fd = fd;
+        conn->connecting = true;
+        conn->watch = ho_rpc_watch_new(fd, G_IO_OUT | G_IO_ERR | G_IO_HUP, conn_io, conn,
+                                       "ho-rpc-connect", conn->ctx);
+        return;
+    }
+    conn->open_error =
+        ho_error_new(HO_ERR_SYSTEM, _("cannot connect to handoverd at '%1$s': %2$s"), conn->where,
+                     g_strerror(conn->connect_errno ? conn->connect_errno : ECONNREFUSED));
+    conn_fail(conn, ho_error_copy(conn->open_error), true);
+}
+
+/* The non-blocking connect ended one way or the other. */
+static void
+conn_connect_ready(HoRpcConn *conn)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    g_clear_pointer(&conn->watch, ho_rpc_watch_free);
+    if (soerr != 0) {
+        conn->connect_errno = soerr;
+        close(conn->fd);
+        conn->fd = -1;
+        conn_try_connect(conn);
+        return;
+    }
+    conn_set_fd(conn, conn->fd);
+}
+
+static gboolean
+conn_open_expired(gpointer data)
+{
+    HoRpcConn *conn = data;
+
+    g_clear_pointer(&conn->open_timer, g_source_unref);
+    if (conn->connecting || conn->resolve)
+        conn->open_error = ho_error_new(
+            HO_ERR_TIMEOUT, _("cannot connect to handoverd at '%1$s': no connection within %2$u ms"),
+            conn->where, conn->open_timeout_ms);
+    else
+        conn->open_error = ho_error_new(
+            HO_ERR_TIMEOUT, _("cannot connect to handoverd at '%1$s': no answer to 'hello' within "
+                              "%2$u ms"),
+            conn->where, conn->open_timeout_ms);
+    conn_fail(conn, ho_error_copy(conn->open_error), true);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
+conn_keepalive_tick(gpointer data)
+{
+    HoRpcConn *conn = data;
+
+    if (conn->closed)
+        return G_SOURCE_REMOVE;
+    if (conn->ka_heard) {
+        conn->ka_heard = false;
+        conn->ka_missed = 0;
+        return G_SOURCE_CONTINUE;
+    }
+    if (conn->ka_missed >= conn->ka_count) {
+        conn_fail(conn,
+                  ho_error_new(HO_ERR_RPC,
+                               _("handoverd at '%1$s' did not answer %2$u keepalive pings sent "
+                                 "%3$u ms apart: the connection is dead"),
+                               conn->where, conn->ka_missed, conn->ka_interval_ms),
+                  true);
+        return G_SOURCE_REMOVE;
+    }
+    conn->ka_missed++;
+    conn_send_keepalive(conn, "ping");
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+conn_keepalive_start(HoRpcConn *conn)
+{
+    if (conn->ka_interval_ms == 0 || conn->ka_timer || conn->closed)
+        return;
+    conn->ka_heard = false;
+    conn->ka_missed = 0;
+    conn->ka_timer = g_timeout_source_new(conn->ka_interval_ms);
+    g_source_set_callback(conn->ka_timer, conn_keepalive_tick, conn, NULL);
+    g_source_set_static_name(conn->ka_timer, "ho-rpc-keepalive");
+    g_source_attach(conn->ka_timer, conn->ctx);
+}
+
+/* The answer to hello ends the opening, one way or the other. */
+static void
+conn_hello_reply(HoRpcConn *conn, json_object *result, const HoError *err, void *opaque)
+{
+    int64_t protocol = -1;
+
+    if (!conn->opening)
+        return;
+    conn->opening = false;
+    g_clear_pointer(&conn->open_timer, server_source_free);
+    if (conn->freed)
+        return; /* cancelled by its owner: nobody to tell */
+
+    if (conn->open_error) {
+        /* Already said: a timeout, a failed connect. */
+    } else if (err && conn->closed) {
+        /* Keep the code: "limit" when the daemon has too many clients. */
+        conn->open_error =
+            ho_error_new(conn->close_error->code, _("cannot connect to handoverd at '%1$s': %2$s"),
+                         conn->where, conn->close_error->message);
+    } else if (err) {
+        /* The daemon's refusal (a protocol version it does not speak). */
+        conn->open_error = ho_error_copy(err);
+    } else if (!json_object_is_type(result, json_type_object)) {
+        conn->open_error =
+            ho_error_new(HO_ERR_RPC,
+                         _("cannot connect to handoverd at '%1$s': its answer to 'hello' is not "
+                           "an object"),
+                         conn->where);
+    } else if (ho_json_opt_int64(result, "protocol", &protocol) < 0 ||
+               protocol != conn->protocol) {
+        const char *daemon = NULL;
+
+        ho_error_reset();
+        (void)ho_json_opt_string(result, "daemon", &daemon);
+        conn->open_error =
+            ho_error_new(HO_ERR_RPC,
+                         _("cannot connect to handoverd at '%1$s': it is '%2$s' and speaks "
+                           "protocol version %3$lld, this client speaks version %4$d"),
+                         conn->where, daemon ? daemon : "?", (long long)protocol,
+                         conn->protocol);
+    } else {
+        conn->hello = json_object_get(result);
+        HO_DEBUG("connected to handoverd at '%s'", conn->where);
+        conn_keepalive_start(conn);
+    }
+
+    if (conn->open_error && !conn->closed)
+        conn_fail(conn, ho_error_copy(conn->open_error), false);
+    if (conn->open_cb)
+        conn->open_cb(conn, conn->open_error, conn->open_opaque);
+}
+
+/* Queue the hello as the very first message and arm the open timer. */
+static void
+conn_start_open(HoRpcConn *conn, const HoRpcConnOptions *opts, HoRpcOpenFunc cb, void *opaque)
+{
     json_object *params = json_object_new_object();
-    HoRpcSyncCall *sc = g_new0(HoRpcSyncCall, 1);
 
-    if (ho_socket_set_nonblock(fd, true) < 0) {
-        close(fd);
-        conn_sync_call_free(sc);
-        json_object_put(params);
-        return NULL;
+    conn->opening = true;
+    conn->open_cb = cb;
+    conn->open_opaque = opaque;
+    if (opts->protocol)
+        conn->protocol = opts->protocol;
+    conn->open_timeout_ms = opts->timeout_ms ? opts->timeout_ms : HO_RPC_CLIENT_OPEN_TIMEOUT_MS;
+    if (opts->keepalive_interval_ms) {
+        conn->ka_interval_ms = opts->keepalive_interval_ms;
+        conn->ka_count = opts->keepalive_count ? opts->keepalive_count : HO_RPC_KEEPALIVE_COUNT;
     }
-    conn = conn_new(fd, where, ctx);
 
-    ho_json_add_int64(params, "protocol", HO_RPC_PROTOCOL_VERSION);
-    if (client_name)
-        ho_json_add_string(params, "client", client_name);
-    ho_rpc_conn_call(conn, "hello", params, conn_sync_reply, sc);
+    ho_json_add_int64(params, "protocol", conn->protocol);
+    if (opts->client_name)
+        ho_json_add_string(params, "client", opts->client_name);
+    if (conn->ka_interval_ms)
+        ho_json_add_bool(params, "keepalive", true);
+    ho_rpc_conn_call(conn, "hello", params, conn_hello_reply, NULL);
 
-    if (!conn_run_until(conn->ctx, timeout_ms, conn_sync_done, conn, sc)) {
-        sc->abandoned = true; /* freed when the free below fails the call */
-        ho_error_report(HO_ERR_TIMEOUT,
-                        _("cannot connect to handoverd at '%1$s': no answer to 'hello' within "
-                          "%2$u ms"),
-                        where, timeout_ms);
+    conn->open_timer = g_timeout_source_new(conn->open_timeout_ms);
+    g_source_set_callback(conn->open_timer, conn_open_expired, conn, NULL);
+    g_source_set_static_name(conn->open_timer, "ho-rpc-open-timeout");
+    g_source_attach(conn->open_timer, conn->ctx);
+}
+
+/* Iterate the connection's context until its opening ended: the
+ * connection, or NULL and the error reported (conn freed). */
+static HoRpcConn *
+conn_open_wait(HoRpcConn *conn)
+{
+    while (conn->opening)
+        g_main_context_iteration(conn->ctx, TRUE);
+    if (conn->open_error) {
+        ho_error_set(ho_error_copy(conn->open_error));
+        ho_rpc_conn_free(conn);
         return NULL;
     }
-    if (sc->err) {
-        if (sc->closed)
-            /* Keep the code: "limit" when the daemon has too many clients. */
-            ho_error_report(conn->close_error->code,
-                            _("cannot connect to handoverd at '%1$s': %2$s"), where,
-                            conn->close_error->message);
-        else
-            /* The daemon's refusal (a protocol version it does not speak). */
-            ho_error_set(g_steal_pointer(&sc->err));
-        conn_sync_call_free(sc);
-        return NULL;
-    }
-    if (!json_object_is_type(sc->result, json_type_object)) {
-        ho_error_report(HO_ERR_RPC,
-                        _("cannot connect to handoverd at '%1$s': its answer to 'hello' is not "
-                          "an object"),
-                        where);
-        conn_sync_call_free(sc);
-        return NULL;
-    }
-    conn->hello = g_steal_pointer(&sc->result);
-    conn_sync_call_free(sc);
-    HO_DEBUG("connected to handoverd at '%s'", where);
-    return g_steal_pointer(&conn);
+    return conn;
 }
 
 /* The context a new connection runs on (a reference): the given one, or a
@@ -618,13 +953,14 @@ conn_context(GMainContext *ctx)
     return ctx ? g_main_context_ref(ctx) : g_main_context_new();
 }
 
-HoRpcConn *
-ho_rpc_conn_open_unix(const char *path, const char *client_name, GMainContext *ctx,
-                      guint timeout_ms)
+static HoRpcConn *
+conn_connect_unix(const char *path, const HoRpcConnOptions *opts, GMainContext *ctx,
+                  HoRpcOpenFunc cb, void *opaque)
 {
-    g_autoptr(GMainContext) own = conn_context(ctx);
+    g_autoptr(GMainContext) own = g_main_context_ref(ctx);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     size_t len = path ? strlen(path) : 0;
+    HoRpcConn *conn;
     int fd;
 
     if (len == 0 || len >= sizeof(addr.sun_path)) {
@@ -648,132 +984,89 @@ ho_rpc_conn_open_unix(const char *path, const char *client_name, GMainContext *c
         close(fd);
         return NULL;
     }
-    return conn_open(fd, path, client_name, own, timeout_ms);
+    if (ho_socket_set_nonblock(fd, true) < 0) {
+        close(fd);
+        return NULL;
+    }
+    conn = conn_new(-1, path, own);
+    conn_start_open(conn, opts, cb, opaque);
+    conn_set_fd(conn, fd);
+    return conn;
 }
 
-typedef struct {
-    GSource *source;
-    bool ready;
-} HoRpcConnectWait;
-
-static void
-conn_connect_ready(GIOCondition cond, void *data)
+HoRpcConn *
+ho_rpc_conn_open_unix(const char *path, const char *client_name, GMainContext *ctx,
+                      guint timeout_ms)
 {
-    ((HoRpcConnectWait *)data)->ready = true;
+    HoRpcConnOptions opts = {.client_name = client_name, .timeout_ms = timeout_ms};
+    g_autoptr(GMainContext) own = conn_context(ctx);
+    HoRpcConn *conn = conn_connect_unix(path, &opts, own, NULL, NULL);
+
+    return conn ? conn_open_wait(conn) : NULL;
 }
 
-static bool
-conn_connect_done(HoRpcConn *conn, void *data)
+HoRpcConn *
+ho_rpc_conn_open_unix_async(const char *path, const HoRpcConnOptions *opts, GMainContext *ctx,
+                            HoRpcOpenFunc cb, void *opaque)
 {
-    return ((HoRpcConnectWait *)data)->ready;
+    g_autoptr(GMainContext) own =
+        ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default();
+
+    return conn_connect_unix(path, opts, own, cb, opaque);
 }
 
-/* A non-blocking TCP connect, waited for on ctx until deadline (monotonic
- * µs): a peer behind a dead link must not hang the caller for minutes. */
-static int
-conn_tcp_connect(const char *host, int port, const char *where, GMainContext *ctx, gint64 deadline,
-                 guint timeout_ms)
+HoRpcConn *
+ho_rpc_conn_open_tcp_async(const char *host, int port, const HoRpcConnOptions *opts,
+                           GMainContext *ctx, HoRpcOpenFunc cb, void *opaque)
 {
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV,
-    };
-    struct addrinfo *res = NULL;
-    const struct addrinfo *ai;
-    g_autofree char *service = NULL;
-    int err = ECONNREFUSED;
-    bool timed_out = false;
-    int rc;
+    g_autoptr(GMainContext) own =
+        ctx ? g_main_context_ref(ctx) : g_main_context_ref_thread_default();
+    g_autofree char *where = ho_uri_format_hostport(host ? host : "", port);
+    HoRpcConn *conn;
+    g_autoptr(GError) gerr = NULL;
+    HoRpcResolve *r;
+    GThread *thread;
 
     if (!host || !*host || port <= 0 || port > 65535) {
         ho_error_report(HO_ERR_INVALID_ARG,
                         _("cannot connect to handoverd at '%1$s': invalid host or port"), where);
-        return -1;
+        return NULL;
     }
-    service = g_strdup_printf("%d", port);
-    rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        ho_error_report(HO_ERR_SYSTEM, _("cannot connect to handoverd at '%1$s': %2$s"), where,
-                        rc == EAI_SYSTEM ? g_strerror(errno) : gai_strerror(rc));
-        return -1;
+    conn = conn_new(-1, where, own);
+    conn_start_open(conn, opts, cb, opaque);
+
+    r = g_new0(HoRpcResolve, 1);
+    r->refs = 2; /* the connection's and the thread's */
+    r->host = g_strdup(host);
+    r->service = g_strdup_printf("%d", port);
+    r->ctx = g_main_context_ref(own);
+    r->conn = conn;
+    conn->resolve = r;
+    thread = g_thread_try_new("ho-rpc-resolve", resolve_thread, r, &gerr);
+    if (!thread) {
+        r->refs = 1; /* no thread */
+        conn->open_error = ho_error_new(HO_ERR_SYSTEM,
+                                        _("cannot connect to handoverd at '%1$s': %2$s"), where,
+                                        gerr->message);
+        conn_fail(conn, ho_error_copy(conn->open_error), true);
+        ho_error_set(ho_error_copy(conn->open_error));
+        conn->open_cb = NULL;
+        ho_rpc_conn_free(conn);
+        return NULL;
     }
-
-    for (ai = res; ai; ai = ai->ai_next) {
-        HoRpcConnectWait wait = {NULL, false};
-        gint64 now = g_get_monotonic_time();
-        int soerr = 0;
-        socklen_t len = sizeof(soerr);
-        int on = 1;
-        int fd;
-
-        if (now >= deadline) {
-            timed_out = true;
-            break;
-        }
-        fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            if (errno != EINPROGRESS) {
-                err = errno;
-                close(fd);
-                continue;
-            }
-            /* Writable (or in error) once the connect is done either way. */
-            wait.source = ho_rpc_watch_new(fd, G_IO_OUT | G_IO_ERR | G_IO_HUP, conn_connect_ready,
-                                           &wait, "ho-rpc-connect", ctx);
-            (void)conn_run_until(ctx, (guint)((deadline - now + 999) / 1000), conn_connect_done,
-                                 NULL, &wait);
-            ho_rpc_watch_free(wait.source);
-            if (!wait.ready) {
-                close(fd);
-                timed_out = true;
-                break;
-            }
-            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-                soerr = errno;
-            if (soerr != 0) {
-                err = soerr;
-                close(fd);
-                continue;
-            }
-        }
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-        freeaddrinfo(res);
-        return fd;
-    }
-    freeaddrinfo(res);
-
-    if (timed_out)
-        ho_error_report(HO_ERR_TIMEOUT,
-                        _("cannot connect to handoverd at '%1$s': no connection within %2$u ms"),
-                        where, timeout_ms);
-    else
-        ho_error_report_errno(HO_ERR_SYSTEM, err, _("cannot connect to handoverd at '%1$s'"),
-                              where);
-    return -1;
+    g_thread_unref(thread);
+    return conn;
 }
 
 HoRpcConn *
 ho_rpc_conn_open_tcp(const char *host, int port, const char *client_name, GMainContext *ctx,
                      guint timeout_ms)
 {
+    HoRpcConnOptions opts = {.client_name = client_name, .timeout_ms = timeout_ms};
     g_autoptr(GMainContext) own = conn_context(ctx);
-    g_autofree char *where = ho_uri_format_hostport(host ? host : "", port);
-    gint64 start = g_get_monotonic_time();
-    gint64 deadline = start + (gint64)timeout_ms * 1000;
-    gint64 left_ms;
-    int fd = conn_tcp_connect(host, port, where, own, deadline, timeout_ms);
+    HoRpcConn *conn = ho_rpc_conn_open_tcp_async(host, port, &opts, own, NULL, NULL);
 
-    if (fd < 0)
-        return NULL;
-    /* The hello gets what the connect left of the time, at least a little. */
-    left_ms = MAX((deadline - g_get_monotonic_time()) / 1000, 1);
-    return conn_open(fd, where, client_name, own, (guint)left_ms);
+    return conn ? conn_open_wait(conn) : NULL;
 }
 
 /* ---- public API --------------------------------------------------------- */

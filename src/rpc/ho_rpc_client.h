@@ -23,6 +23,35 @@ typedef void (*HoRpcReplyFunc)(HoRpcConn *conn, json_object *result, const HoErr
 /* The connection ended (err says why). */
 typedef void (*HoRpcClosedFunc)(HoRpcConn *conn, const HoError *err, void *opaque);
 
+/* How a connection opens. Zero fields take their defaults. */
+typedef struct {
+    const char *client_name;     /* goes into hello; may be NULL */
+    int protocol;                /* 0: HO_RPC_PROTOCOL_VERSION (tests speak others) */
+    guint timeout_ms;            /* resolving, connecting and hello together; 0: 30 s */
+    /* Keepalive (docs/protocol.md): 0 interval: off. Otherwise a ping
+     * after every interval in which nothing came from the daemon, the
+     * daemon is asked to ping this side too, and the connection closes as
+     * dead after keepalive_count (0: 5) pings without an answer. */
+    guint keepalive_interval_ms;
+    guint keepalive_count;
+} HoRpcConnOptions;
+
+/* The opening ended: err NULL and the connection open (hello done), or
+ * err and the connection closed (the caller still frees it). */
+typedef void (*HoRpcOpenFunc)(HoRpcConn *conn, const HoError *err, void *opaque);
+
+/* Open without blocking: resolve host in a worker thread, connect
+ * without blocking, send hello, all on ctx (NULL: the thread's default).
+ * The connection is returned at once (NULL and an error only for
+ * arguments that cannot work); cb runs exactly once later from ctx,
+ * unless the connection is freed first, which cancels the opening. Calls
+ * made before cb ran are queued behind the hello. */
+HoRpcConn *ho_rpc_conn_open_tcp_async(const char *host, int port, const HoRpcConnOptions *opts,
+                                      GMainContext *ctx, HoRpcOpenFunc cb, void *opaque);
+/* The same on a UNIX socket (its connect does not block). */
+HoRpcConn *ho_rpc_conn_open_unix_async(const char *path, const HoRpcConnOptions *opts,
+                                       GMainContext *ctx, HoRpcOpenFunc cb, void *opaque);
+
 /* Connect to a UNIX socket or TCP host:port and complete the hello
  * exchange, iterating ctx (bounded by timeout_ms); NULL and an error
  * ("cannot connect to handoverd at '%1$s': ...", or the daemon's refusal

@@ -91,6 +91,12 @@ struct _HoRpcServerClient {
     unsigned int max_requests;
     bool hello_done;
     bool subscribed;
+    bool keepalive;  /* asked for pings in its hello */
+    GSource *ka_timer;
+    guint ka_missed;
+    bool ka_heard;   /* a message came since the last tick */
+    void *session;   /* the application's, see ho_rpc_call_set_session */
+    GDestroyNotify session_closed;
     GHashTable *calls; /* &call->id -> HoRpcCall, the pending ones */
     int busy;          /* dispatches running on this client */
     GList link;        /* in srv->clients while not closed */
@@ -113,11 +119,15 @@ struct _HoRpcServer {
     GPtrArray *listeners;
     GQueue clients; /* of HoRpcServerClient, not closed ones */
     guint64 next_serial;
+    guint ka_interval_ms; /* 0: no pings to clients */
+    guint ka_count;
 };
 
 static void server_client_close(HoRpcServerClient *client);
 static void server_client_update_watch(HoRpcServerClient *client);
 static void server_client_start_closing(HoRpcServerClient *client);
+static void server_client_keepalive_start(HoRpcServerClient *client);
+static void server_client_send(HoRpcServerClient *client, json_object *msg);
 
 static void
 server_source_free(GSource *source)
@@ -135,6 +145,7 @@ server_hello(HoRpcCall *call, json_object *params, void *opaque)
     json_object *val;
     gint64 protocol;
     const char *name = NULL;
+    bool keepalive = false;
     json_object *result;
 
     if (client->hello_done) {
@@ -146,13 +157,29 @@ server_hello(HoRpcCall *call, json_object *params, void *opaque)
     protocol = json_object_get_int64(val);
     if (json_object_object_get_ex(params, "client", &val))
         name = json_object_get_string(val);
+    if (json_object_object_get_ex(params, "keepalive", &val))
+        keepalive = json_object_get_boolean(val);
 
     if (protocol != HO_RPC_PROTOCOL_VERSION) {
-        g_autoptr(HoError) err =
-            ho_error_new(HO_ERR_RPC,
-                         _("protocol version %1$lld is not supported: this daemon speaks "
-                           "version %2$d"),
-                         (long long)protocol, HO_RPC_PROTOCOL_VERSION);
+        const char *daemon = NULL;
+        g_autoptr(HoError) err = NULL;
+
+        if (client->srv->hello_info &&
+            json_object_object_get_ex(client->srv->hello_info, "daemon", &val) &&
+            json_object_is_type(val, json_type_string))
+            daemon = json_object_get_string(val);
+        if (name)
+            err = ho_error_new(HO_ERR_RPC,
+                               _("'%1$s' speaks protocol version %2$lld, but '%3$s' speaks "
+                                 "version %4$d"),
+                               name, (long long)protocol, daemon ? daemon : "handoverd",
+                               HO_RPC_PROTOCOL_VERSION);
+        else
+            err = ho_error_new(HO_ERR_RPC,
+                               _("the client speaks protocol version %1$lld, but '%2$s' speaks "
+                                 "version %3$d"),
+                               (long long)protocol, daemon ? daemon : "handoverd",
+                               HO_RPC_PROTOCOL_VERSION);
 
         ho_rpc_call_error(call, err);
         /* Queued after the reply, so the client still gets it. */
@@ -167,6 +194,14 @@ server_hello(HoRpcCall *call, json_object *params, void *opaque)
 
     result = json_object_new_object();
     ho_json_add_int64(result, "protocol", HO_RPC_PROTOCOL_VERSION);
+    if (keepalive && client->srv->ka_interval_ms > 0) {
+        json_object *ka = json_object_new_object();
+
+        ho_json_add_int64(ka, "interval_ms", client->srv->ka_interval_ms);
+        ho_json_add_int64(ka, "count", client->srv->ka_count);
+        ho_json_add(result, "keepalive", ka);
+        server_client_keepalive_start(client);
+    }
     if (client->srv->hello_info) {
         json_object_object_foreach(client->srv->hello_info, key, info)
         {
@@ -197,6 +232,7 @@ server_events_unsubscribe(HoRpcCall *call, json_object *params, void *opaque)
 static const HoRpcArgSpec server_hello_args[] = {
     {"protocol", HO_RPC_ARG_INT, true},
     {"client", HO_RPC_ARG_STRING, false},
+    {"keepalive", HO_RPC_ARG_BOOL, false},
     {NULL, 0, false},
 };
 
@@ -367,6 +403,7 @@ server_client_close(HoRpcServerClient *client)
     client->state = CLIENT_CLOSED;
     g_clear_pointer(&client->watch, ho_rpc_watch_free);
     g_clear_pointer(&client->linger, server_source_free);
+    g_clear_pointer(&client->ka_timer, server_source_free);
     close(client->fd);
     client->fd = -1;
     ho_rpc_reader_clear(&client->in);
@@ -382,6 +419,16 @@ server_client_close(HoRpcServerClient *client)
                  pending);
     else
         HO_DEBUG("%s closed", client->label);
+    if (client->session_closed) {
+        GDestroyNotify closed = client->session_closed;
+
+        /* The application may answer calls of this client from here. */
+        client->busy++;
+        client->session_closed = NULL;
+        closed(g_steal_pointer(&client->session));
+        server_client_release(client);
+        return;
+    }
     server_client_maybe_free(client);
 }
 
@@ -420,6 +467,58 @@ server_client_drain(HoRpcServerClient *client)
             return;
         }
     }
+}
+
+/* ---- clients: keepalive ------------------------------------------------- */
+
+static void
+server_client_send_keepalive(HoRpcServerClient *client, const char *what)
+{
+    g_autoptr(json_object) msg = json_object_new_object();
+
+    ho_json_add_string(msg, "keepalive", what);
+    server_client_send(client, msg);
+}
+
+static gboolean
+server_client_keepalive_tick(gpointer data)
+{
+    HoRpcServerClient *client = data;
+    HoRpcServer *srv = client->srv;
+
+    if (client->state != CLIENT_OPEN || !srv)
+        return G_SOURCE_CONTINUE; /* closing: the close removes this timer */
+    if (client->ka_heard) {
+        client->ka_heard = false;
+        client->ka_missed = 0;
+        return G_SOURCE_CONTINUE;
+    }
+    if (client->ka_missed >= srv->ka_count) {
+        HO_WARN("%s dropped: it did not answer %u keepalive pings sent %u ms apart: the "
+                "connection is dead",
+                client->label, client->ka_missed, srv->ka_interval_ms);
+        client->busy++;
+        server_client_close(client);
+        server_client_release(client);
+        return G_SOURCE_REMOVE;
+    }
+    client->ka_missed++;
+    server_client_send_keepalive(client, "ping");
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+server_client_keepalive_start(HoRpcServerClient *client)
+{
+    if (client->ka_timer || client->state != CLIENT_OPEN)
+        return;
+    client->keepalive = true;
+    client->ka_heard = false;
+    client->ka_missed = 0;
+    client->ka_timer = g_timeout_source_new(client->srv->ka_interval_ms);
+    g_source_set_callback(client->ka_timer, server_client_keepalive_tick, client, NULL);
+    g_source_set_static_name(client->ka_timer, "ho-rpc-keepalive");
+    g_source_attach(client->ka_timer, client->srv->ctx);
 }
 
 /* ---- clients: requests -------------------------------------------------- */
@@ -562,6 +661,7 @@ server_client_request(HoRpcServerClient *client, json_object *msg)
     HoRpcServer *srv = client->srv;
     json_object *id_obj;
     json_object *method_obj;
+    json_object *ka;
     json_object *params = NULL;
     g_autoptr(json_object) empty = NULL;
     g_autoptr(HoError) err = NULL;
@@ -572,6 +672,19 @@ server_client_request(HoRpcServerClient *client, json_object *msg)
     if (!json_object_is_type(msg, json_type_object)) {
         server_client_violation(client,
                                 ho_error_new(HO_ERR_RPC, _("the message is not a JSON object")));
+        return;
+    }
+    if (json_object_object_get_ex(msg, "keepalive", &ka)) {
+        const char *what = json_object_is_type(ka, json_type_string)
+                               ? json_object_get_string(ka)
+                               : "";
+
+        if (g_str_equal(what, "ping"))
+            server_client_send_keepalive(client, "pong");
+        else if (!g_str_equal(what, "pong"))
+            server_client_violation(
+                client, ho_error_new(HO_ERR_RPC, _("a keepalive message must be \"ping\" or "
+                                                   "\"pong\"")));
         return;
     }
     if (!json_object_object_get_ex(msg, "id", &id_obj) ||
@@ -645,6 +758,7 @@ server_client_read(HoRpcServerClient *client)
         server_client_close(client);
         return;
     }
+    client->ka_heard = true;
 
     /* Every handler may close this client or free the server: check. */
     while (client->state == CLIENT_OPEN) {
@@ -1014,6 +1128,13 @@ ho_rpc_server_add_client_fd(HoRpcServer *srv, int fd, bool local)
     return 0;
 }
 
+void
+ho_rpc_server_set_keepalive(HoRpcServer *srv, guint interval_ms, guint count)
+{
+    srv->ka_interval_ms = interval_ms;
+    srv->ka_count = count ? count : HO_RPC_KEEPALIVE_COUNT;
+}
+
 unsigned int
 ho_rpc_server_client_count(const HoRpcServer *srv)
 {
@@ -1099,4 +1220,31 @@ bool
 ho_rpc_call_is_local(const HoRpcCall *call)
 {
     return call->client->local;
+}
+
+const char *
+ho_rpc_call_client_label(const HoRpcCall *call)
+{
+    return call->client->label;
+}
+
+void *
+ho_rpc_call_get_session(const HoRpcCall *call)
+{
+    return call->client->session;
+}
+
+void
+ho_rpc_call_set_session(HoRpcCall *call, void *data, GDestroyNotify closed)
+{
+    HoRpcServerClient *client = call->client;
+
+    g_assert(!client->session_closed);
+    if (client->state == CLIENT_CLOSED) {
+        if (closed)
+            closed(data);
+        return;
+    }
+    client->session = data;
+    client->session_closed = closed;
 }

@@ -21,6 +21,11 @@
 
 #define HO_RPC_PROTOCOL_VERSION 1
 
+/* Keepalive defaults (docs/protocol.md): a ping after 5 s of silence, the
+ * peer dead after 5 pings without an answer. */
+#define HO_RPC_KEEPALIVE_INTERVAL_MS 5000
+#define HO_RPC_KEEPALIVE_COUNT 5
+
 typedef struct _HoRpcServer HoRpcServer;
 typedef struct _HoRpcServerClient HoRpcServerClient;
 typedef struct _HoRpcCall HoRpcCall;
@@ -90,6 +95,13 @@ int ho_rpc_server_listen_tcp(HoRpcServer *srv, const char *host, int port, int *
 /* Serve one already-connected socket (consumed) as a local or peer client. */
 int ho_rpc_server_add_client_fd(HoRpcServer *srv, int fd, bool local);
 
+/* Keepalive towards clients that ask for it in their hello (peer
+ * daemons): a ping after every interval_ms without a message from the
+ * client, the client dropped as dead after count unanswered pings.
+ * interval_ms 0 turns it off (the default); pings from clients are
+ * answered either way. */
+void ho_rpc_server_set_keepalive(HoRpcServer *srv, guint interval_ms, guint count);
+
 /* Number of connected clients. */
 unsigned int ho_rpc_server_client_count(const HoRpcServer *srv);
 /* Send an event to every subscribed client; data consumed (may be NULL). */
@@ -105,3 +117,14 @@ const char *ho_rpc_call_method(const HoRpcCall *call);
 bool ho_rpc_call_client_connected(const HoRpcCall *call);
 /* Whether the call came from a local (UNIX socket) client. */
 bool ho_rpc_call_is_local(const HoRpcCall *call);
+/* A description of the client for log lines ("client 3 (127.0.0.1:4711)"). */
+const char *ho_rpc_call_client_label(const HoRpcCall *call);
+
+/* Per-connection state of the application (a peer daemon's migrations):
+ * the data attached to the connection a call came from, or NULL. */
+void *ho_rpc_call_get_session(const HoRpcCall *call);
+/* Attach data to the connection the call came from (at most one; an
+ * attached one must be got, not replaced). closed(data) runs exactly once:
+ * when the connection closes, when the server is freed, or at once when
+ * the connection is already closed. */
+void ho_rpc_call_set_session(HoRpcCall *call, void *data, GDestroyNotify closed);

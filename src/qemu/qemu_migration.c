@@ -1,0 +1,2930 @@
+/*
+ * The migration orchestrator (DESIGN.md §2-§3). See qemu_migration.h.
+ */
+#define HO_LOG_MODULE "qemu.migration"
+
+#include "qemu_migration.h"
+
+#include <string.h>
+
+#include "ho_error.h"
+#include "ho_i18n.h"
+#include "ho_json.h"
+#include "ho_log.h"
+#include "ho_uri.h"
+#include "qemu_monitor_json.h"
+#include "qemu_recorder.h"
+
+static const char *const phase_names[] = {
+    [QEMU_MIGRATION_PHASE_NONE] = "none",
+    [QEMU_MIGRATION_PHASE_BEGIN] = "begin",
+    [QEMU_MIGRATION_PHASE_PREPARE] = "prepare",
+    [QEMU_MIGRATION_PHASE_PERFORM] = "perform",
+    [QEMU_MIGRATION_PHASE_PRE_SWITCHOVER] = "pre-switchover",
+    [QEMU_MIGRATION_PHASE_SWITCHOVER] = "switchover",
+    [QEMU_MIGRATION_PHASE_FINISH] = "finish",
+    [QEMU_MIGRATION_PHASE_CONFIRM] = "confirm",
+    [QEMU_MIGRATION_PHASE_COMPLETED] = "completed",
+    [QEMU_MIGRATION_PHASE_FAILED] = "failed",
+    [QEMU_MIGRATION_PHASE_CANCELLED] = "cancelled",
+};
+G_STATIC_ASSERT(G_N_ELEMENTS(phase_names) == QEMU_MIGRATION_PHASE_LAST);
+
+const char *
+qemu_migration_phase_to_string(QemuMigrationPhase phase)
+{
+    if ((int)phase < 0 || phase >= QEMU_MIGRATION_PHASE_LAST)
+        return "unknown";
+    return phase_names[phase];
+}
+
+QemuMigrationPhase
+qemu_migration_phase_from_string(const char *s)
+{
+    for (int i = 0; s && i < QEMU_MIGRATION_PHASE_LAST; i++) {
+        if (g_str_equal(phase_names[i], s))
+            return i;
+    }
+    return QEMU_MIGRATION_PHASE_LAST;
+}
+
+bool
+qemu_migration_phase_is_terminal(QemuMigrationPhase phase)
+{
+    return phase == QEMU_MIGRATION_PHASE_COMPLETED || phase == QEMU_MIGRATION_PHASE_FAILED ||
+           phase == QEMU_MIGRATION_PHASE_CANCELLED;
+}
+
+/* ---- arguments ------------------------------------------------------------ */
+
+void
+qemu_migration_args_clear(QemuMigrationArgs *args)
+{
+    if (!args)
+        return;
+    g_free(args->dname);
+    g_free(args->dxml);
+    g_free(args->migrate_uri);
+    g_free(args->listen_address);
+    g_free(args->record_path);
+    memset(args, 0, sizeof(*args));
+}
+
+static const char *const args_fields[] = {
+    "live", "persistent", "undefine_source", "paused", "dname", "xml", "migrate_uri",
+    "listen_address", "bandwidth_mib", "max_downtime_ms", "auto_converge", "parallel",
+    "parallel_connections", "timeout_s", "timeout_abort", "unsafe", "record", NULL,
+};
+
+static int
+args_opt_uint(json_object *obj, const char *key, uint64_t max, bool *has, uint64_t *out)
+{
+    uint64_t v = 0;
+    int rc = ho_json_opt_uint64(obj, key, &v);
+
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return 0;
+    if (v > max) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("migration parameter '%1$s' is out of range"), key);
+        return -1;
+    }
+    if (has)
+        *has = true;
+    *out = v;
+    return 0;
+}
+
+static int
+args_opt_str(json_object *obj, const char *key, char **out)
+{
+    const char *s = NULL;
+    int rc = ho_json_opt_string(obj, key, &s);
+
+    if (rc < 0)
+        return -1;
+    if (rc > 0) {
+        if (!*s) {
+            ho_error_report(HO_ERR_INVALID_ARG, _("migration parameter '%1$s' is empty"), key);
+            return -1;
+        }
+        *out = g_strdup(s);
+    }
+    return 0;
+}
+
+int
+qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args)
+{
+    QemuMigrationArgs a = {0};
+    uint64_t v;
+
+    if (!obj || !json_object_is_type(obj, json_type_object)) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s", _("migration parameters must be a JSON object"));
+        return -1;
+    }
+    json_object_object_foreach(obj, key, val) {
+        bool known = false;
+
+        (void)val;
+        for (size_t i = 0; args_fields[i]; i++)
+            known = known || g_str_equal(args_fields[i], key);
+        if (!known) {
+            ho_error_report(HO_ERR_INVALID_ARG, _("unknown migration parameter '%1$s'"), key);
+            return -1;
+        }
+    }
+    if (ho_json_opt_bool(obj, "live", &a.live) < 0 ||
+        ho_json_opt_bool(obj, "persistent", &a.persistent) < 0 ||
+        ho_json_opt_bool(obj, "undefine_source", &a.undefine_source) < 0 ||
+        ho_json_opt_bool(obj, "paused", &a.paused) < 0 ||
+        ho_json_opt_bool(obj, "auto_converge", &a.auto_converge) < 0 ||
+        ho_json_opt_bool(obj, "parallel", &a.parallel) < 0 ||
+        ho_json_opt_bool(obj, "timeout_abort", &a.timeout_abort) < 0 ||
+        ho_json_opt_bool(obj, "unsafe", &a.unsafe) < 0 ||
+        args_opt_str(obj, "dname", &a.dname) < 0 || args_opt_str(obj, "xml", &a.dxml) < 0 ||
+        args_opt_str(obj, "migrate_uri", &a.migrate_uri) < 0 ||
+        args_opt_str(obj, "listen_address", &a.listen_address) < 0 ||
+        args_opt_str(obj, "record", &a.record_path) < 0 ||
+        args_opt_uint(obj, "bandwidth_mib", G_MAXUINT64 / (1024 * 1024), &a.has_bandwidth,
+                      &a.bandwidth_mib) < 0 ||
+        args_opt_uint(obj, "max_downtime_ms", 2000000, &a.has_max_downtime,
+                      &a.max_downtime_ms) < 0)
+        goto error;
+    v = 0;
+    if (args_opt_uint(obj, "parallel_connections", 255, NULL, &v) < 0)
+        goto error;
+    a.parallel_connections = (unsigned int)v;
+    v = 0;
+    if (args_opt_uint(obj, "timeout_s", G_MAXINT / 1000, NULL, &v) < 0)
+        goto error;
+    a.timeout_s = (unsigned int)v;
+    if (a.parallel_connections && !a.parallel) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s",
+                        _("migration parameter 'parallel_connections' needs 'parallel'"));
+        goto error;
+    }
+    if (a.timeout_abort && !a.timeout_s) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s",
+                        _("migration parameter 'timeout_abort' needs 'timeout_s'"));
+        goto error;
+    }
+    qemu_migration_args_clear(args);
+    *args = a;
+    return 0;
+
+ error:
+    qemu_migration_args_clear(&a);
+    return -1;
+}
+
+json_object *
+qemu_migration_args_to_json(const QemuMigrationArgs *args)
+{
+    json_object *obj = json_object_new_object();
+
+    ho_json_add_bool(obj, "live", args->live);
+    ho_json_add_bool(obj, "persistent", args->persistent);
+    ho_json_add_bool(obj, "undefine_source", args->undefine_source);
+    ho_json_add_bool(obj, "paused", args->paused);
+    if (args->dname)
+        ho_json_add_string(obj, "dname", args->dname);
+    if (args->dxml)
+        ho_json_add_string(obj, "xml", args->dxml);
+    if (args->migrate_uri)
+        ho_json_add_string(obj, "migrate_uri", args->migrate_uri);
+    if (args->listen_address)
+        ho_json_add_string(obj, "listen_address", args->listen_address);
+    if (args->has_bandwidth)
+        ho_json_add_int64(obj, "bandwidth_mib", (int64_t)args->bandwidth_mib);
+    if (args->has_max_downtime)
+        ho_json_add_int64(obj, "max_downtime_ms", (int64_t)args->max_downtime_ms);
+    ho_json_add_bool(obj, "auto_converge", args->auto_converge);
+    ho_json_add_bool(obj, "parallel", args->parallel);
+    if (args->parallel_connections)
+        ho_json_add_int64(obj, "parallel_connections", args->parallel_connections);
+    if (args->timeout_s)
+        ho_json_add_int64(obj, "timeout_s", args->timeout_s);
+    ho_json_add_bool(obj, "timeout_abort", args->timeout_abort);
+    ho_json_add_bool(obj, "unsafe", args->unsafe);
+    if (args->record_path)
+        ho_json_add_string(obj, "record", args->record_path);
+    return obj;
+}
+
+/* ---- the orchestrator ------------------------------------------------------- */
+
+/* Bounded waits for events that may never come. */
+#define CANCEL_WAIT_S 30        /* migrate_cancel -> cancelled/failed */
+#define INCOMING_WAIT_S 30      /* dst: the source's completed -> our own completed */
+#define STATS_RETRIES 3         /* query-migrate after completed while downtime is 0 */
+#define DEFAULT_PORT_MIN 49152
+#define DEFAULT_PORT_MAX 49215
+#define DEFAULT_PROGRESS_MS 500
+/* No --bandwidth: as fast as the link goes (QEMU's own default throttles to
+ * 128 MiB/s, or 32 MiB/s in older versions). */
+#define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT(1) << 53)
+
+typedef struct _Job Job;
+
+/* What the pending destination answer is. */
+typedef enum {
+    REPLY_PREPARE = 0,   /* an error on failure */
+    REPLY_FINISH,        /* {"state": "running"|"paused"}, or {"state": "shutoff", "error"} */
+    REPLY_FINISH_ABORT,  /* {} once the QEMU is gone */
+} ReplyKind;
+
+struct _QemuMigration {
+    QemuDriver *drv;
+    GMainContext *ctx;
+    char *host_uuid;
+    char *hostname;
+    char *migration_address;
+    int port_min;
+    int port_max;
+    char *record_dir;
+    unsigned int progress_interval_ms;
+    QemuMigrationEventFunc event_cb;
+    void *opaque;
+    GHashTable *jobs;      /* uuid -> Job (a reference) */
+    GHashTable *completed; /* uuid -> json_object: the last finished job's info */
+    GQueue events;         /* PendingEvent, emitted from an idle callback */
+    GSource *events_source;
+};
+
+struct _Job {
+    gint refs;
+    QemuMigration *mig; /* NULL once the orchestrator is gone: callbacks only unref */
+    QemuDomainObj *dom; /* a reference; NULL on dst until its QEMU is starting */
+    char *uuid;
+    char *name;         /* on this host */
+    bool src;
+    QemuMigrationPhase phase;
+    bool ended;
+    QemuMigrationArgs args;
+    gint64 start_us;    /* monotonic */
+    gint64 start_wall_ms;
+    char *peer_host_uuid;
+    char *peer_hostname;
+    char *uri;          /* the incoming QEMU's address: tcp:HOST:PORT */
+
+    /* source */
+    const QemuMigrationPeerOps *ops;
+    void *peer;
+    QemuMigrationDoneFunc done_cb;
+    void *done_opaque;
+    json_object *cookie;
+    bool was_running;
+    bool use_pbs;          /* pause-before-switchover on */
+    bool prepared;         /* the destination has a QEMU for us */
+    bool prepare_pending;
+    bool migrate_sent;
+    bool cancel_sent;
+    bool finish_sent;
+    bool peer_gone;
+    bool unwinding;
+    bool qemu_gone;        /* our QEMU exited */
+    bool quitting;         /* success: quitting the source QEMU */
+    bool dst_ran;
+    /* dst: `cont` went out and QEMU has not refused it: from here on,
+     * QEMU may have run a vCPU even if it dies without a RESUME (the
+     * event can be lost with the process), so its death is no proof that
+     * the guest never ran here. */
+    bool cont_sent;
+    QemuMigrationStatus qstatus; /* the last MIGRATION status seen */
+    gint64 completed_us;   /* source completed */
+    gint64 finish_reply_us;
+    json_object *stats;    /* the completed info */
+
+    /* destination */
+    QemuMigrationReplyFunc reply_cb; /* the pending prepare or finish answer */
+    void *reply_opaque;
+    bool incoming_completed;
+    bool finish_waiting;
+    const char *listen_host; /* borrowed from listen_host_owned */
+    char *listen_host_owned;
+    char *public_host;
+    int port;
+    int port_last;
+
+    QemuDomainDef *def;      /* what Prepare starts */
+    char *emulator;          /* this host's emulator for it, NULL: the default */
+    int reply_kind;          /* ReplyKind of reply_cb */
+
+    QemuMonitor *mon;
+    guint mig_sub;
+    guint exit_watch;
+    QemuRecorder *rec;
+    char *record_path;
+    GSource *timeout_src;
+    GSource *progress_src;
+    GSource *bound_src;
+    HoError *err;      /* the first error */
+    bool cancelled;    /* ends CANCELLED rather than FAILED */
+};
+
+static Job *
+job_ref(Job *job)
+{
+    g_atomic_int_inc(&job->refs);
+    return job;
+}
+
+static void
+clear_source(GSource **src)
+{
+    if (*src) {
+        g_source_destroy(*src);
+        g_clear_pointer(src, g_source_unref);
+    }
+}
+
+static void
+job_unref(Job *job)
+{
+    if (!job || !g_atomic_int_dec_and_test(&job->refs))
+        return;
+    clear_source(&job->timeout_src);
+    clear_source(&job->progress_src);
+    clear_source(&job->bound_src);
+    if (job->ops && job->ops->free && job->peer)
+        job->ops->free(job->peer);
+    qemu_monitor_unref(job->mon);
+    qemu_recorder_unref(job->rec);
+    qemu_domain_obj_unref(job->dom);
+    qemu_migration_args_clear(&job->args);
+    json_object_put(job->cookie);
+    json_object_put(job->stats);
+    qemu_domain_def_free(job->def);
+    g_free(job->emulator);
+    ho_error_free(job->err);
+    g_free(job->uuid);
+    g_free(job->name);
+    g_free(job->peer_host_uuid);
+    g_free(job->peer_hostname);
+    g_free(job->uri);
+    g_free(job->listen_host_owned);
+    g_free(job->public_host);
+    g_free(job->record_path);
+    g_free(job);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Job, job_unref)
+
+/* Whether a callback of this job still has work to do. */
+static bool
+job_live(Job *job)
+{
+    return job->mig && !job->ended;
+}
+
+static GSource *
+job_timeout(Job *job, guint ms, GSourceFunc fn)
+{
+    GSource *src = g_timeout_source_new(ms);
+
+    g_source_set_callback(src, fn, job_ref(job), (GDestroyNotify)job_unref);
+    g_source_attach(src, job->mig->ctx);
+    return src;
+}
+
+/* Keep the first error; consumes err. */
+static void
+job_keep_error(Job *job, HoError *err)
+{
+    if (!job->err)
+        job->err = err;
+    else
+        ho_error_free(err);
+}
+
+static const char *
+job_side(const Job *job)
+{
+    return job->src ? "src" : "dst";
+}
+
+/* ---- job events (delivered from an idle callback, in order) ---------------- */
+
+typedef struct {
+    char *name;
+    char *uuid;
+    char *event;
+    json_object *data;
+} PendingEvent;
+
+static void
+pending_event_free(PendingEvent *e)
+{
+    g_free(e->name);
+    g_free(e->uuid);
+    g_free(e->event);
+    json_object_put(e->data);
+    g_free(e);
+}
+
+static gboolean
+events_dispatch(gpointer opaque)
+{
+    QemuMigration *mig = opaque;
+    PendingEvent *e;
+
+    g_clear_pointer(&mig->events_source, g_source_unref);
+    while ((e = g_queue_pop_head(&mig->events))) {
+        if (mig->event_cb)
+            mig->event_cb(mig, e->name, e->uuid, e->event, e->data, mig->opaque);
+        pending_event_free(e);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* Queue a job event; data consumed. Events never run inside the step that
+ * caused them: nothing but QEMU's and the peer's work sits in the
+ * switchover window. */
+static void
+job_emit(Job *job, const char *event, json_object *data)
+{
+    QemuMigration *mig = job->mig;
+    PendingEvent *e;
+
+    if (!mig) {
+        json_object_put(data);
+        return;
+    }
+    e = g_new0(PendingEvent, 1);
+    e->name = g_strdup(job->name);
+    e->uuid = g_strdup(job->uuid);
+    e->event = g_strdup(event);
+    e->data = data ? data : json_object_new_object();
+    g_queue_push_tail(&mig->events, e);
+    if (!mig->events_source) {
+        mig->events_source = g_idle_source_new();
+        g_source_set_callback(mig->events_source, events_dispatch, mig, NULL);
+        g_source_attach(mig->events_source, mig->ctx);
+    }
+}
+
+/* ---- the job record (persisted in the domain's status file) --------------- */
+
+static json_object *
+job_record(Job *job)
+{
+    json_object *obj = json_object_new_object();
+
+    ho_json_add_int64(obj, "format", 1);
+    ho_json_add_string(obj, "side", job_side(job));
+    ho_json_add_string(obj, "phase", qemu_migration_phase_to_string(job->phase));
+    ho_json_add_string(obj, "uuid", job->uuid);
+    ho_json_add_string(obj, "name", job->name);
+    if (job->peer_host_uuid)
+        ho_json_add_string(obj, "peer_host_uuid", job->peer_host_uuid);
+    if (job->peer_hostname)
+        ho_json_add_string(obj, "peer_hostname", job->peer_hostname);
+    ho_json_add_int64(obj, "start_ms", job->start_wall_ms);
+    ho_json_add(obj, "args", qemu_migration_args_to_json(&job->args));
+    if (job->uri)
+        ho_json_add_string(obj, "uri", job->uri);
+    if (job->src) {
+        ho_json_add_bool(obj, "was_running", job->was_running);
+        ho_json_add_bool(obj, "pause_before_switchover", job->use_pbs);
+        /* Written with PERFORM, before `migrate`: from here until CONFIRM
+         * the phases live in memory only (the switchover window); after a
+         * restart QEMU's own migration status says where it got to. */
+        ho_json_add_bool(obj, "migrate_issued", job->phase >= QEMU_MIGRATION_PHASE_PERFORM);
+        ho_json_add_bool(obj, "destination_ran", job->dst_ran);
+    }
+    if (job->record_path)
+        ho_json_add_string(obj, "record", job->record_path);
+    return obj;
+}
+
+/* Phases written to disk. The others (pre-switchover, switchover, finish)
+ * sit inside the switchover window, which has no disk writes in it
+ * (DESIGN.md §2 invariant 5): PERFORM is persisted before `migrate`, and
+ * the next write is CONFIRM on the source (after the destination
+ * answered) and the finished domain on the destination (after `cont`). */
+static bool
+phase_persisted(QemuMigrationPhase phase)
+{
+    switch (phase) {
+    case QEMU_MIGRATION_PHASE_BEGIN:
+    case QEMU_MIGRATION_PHASE_PREPARE:
+    case QEMU_MIGRATION_PHASE_PERFORM:
+    case QEMU_MIGRATION_PHASE_CONFIRM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Whether a job may move from old to phase. */
+static bool
+phase_allowed(bool src, QemuMigrationPhase old, QemuMigrationPhase phase)
+{
+    if (qemu_migration_phase_is_terminal(old))
+        return false;
+    switch (phase) {
+    case QEMU_MIGRATION_PHASE_BEGIN:
+        return src && old == QEMU_MIGRATION_PHASE_NONE;
+    case QEMU_MIGRATION_PHASE_PREPARE:
+        return src ? old == QEMU_MIGRATION_PHASE_BEGIN : old == QEMU_MIGRATION_PHASE_NONE;
+    case QEMU_MIGRATION_PHASE_PERFORM:
+        return old == QEMU_MIGRATION_PHASE_PREPARE;
+    case QEMU_MIGRATION_PHASE_PRE_SWITCHOVER:
+        return src && old == QEMU_MIGRATION_PHASE_PERFORM;
+    case QEMU_MIGRATION_PHASE_SWITCHOVER:
+        return src && (old == QEMU_MIGRATION_PHASE_PERFORM ||
+                       old == QEMU_MIGRATION_PHASE_PRE_SWITCHOVER);
+    case QEMU_MIGRATION_PHASE_FINISH:
+        return src ? old == QEMU_MIGRATION_PHASE_SWITCHOVER : old == QEMU_MIGRATION_PHASE_PERFORM;
+    case QEMU_MIGRATION_PHASE_CONFIRM:
+        return src && old == QEMU_MIGRATION_PHASE_FINISH;
+    case QEMU_MIGRATION_PHASE_COMPLETED:
+        return src ? old == QEMU_MIGRATION_PHASE_CONFIRM : old == QEMU_MIGRATION_PHASE_FINISH;
+    case QEMU_MIGRATION_PHASE_FAILED:
+    case QEMU_MIGRATION_PHASE_CANCELLED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The one phase setter: checks the old phase, logs, persists (phases
+ * outside the window; a terminal phase clears the record), emits the
+ * event. -1 and an error: nothing changed. */
+static int
+job_set_phase(Job *job, QemuMigrationPhase phase)
+{
+    QemuMigrationPhase old = job->phase;
+    QemuDriver *drv = job->mig->drv;
+    json_object *data;
+
+    if (!phase_allowed(job->src, old, phase)) {
+        ho_error_report(HO_ERR_INTERNAL,
+                        _("migration job of domain '%1$s' cannot go from phase '%2$s' to '%3$s'"),
+                        job->name, qemu_migration_phase_to_string(old),
+                        qemu_migration_phase_to_string(phase));
+        return -1;
+    }
+    HO_INFO("domain '%s': %s migration %s -> %s", job->name, job_side(job),
+            qemu_migration_phase_to_string(old), qemu_migration_phase_to_string(phase));
+    job->phase = phase;
+    if (job->dom && qemu_domain_obj_is_active(job->dom)) {
+        int rc = 0;
+
+        if (qemu_migration_phase_is_terminal(phase)) {
+            if (qemu_domain_obj_get_job(job->dom))
+                rc = qemu_driver_domain_set_job(drv, job->dom, NULL);
+        } else if (phase_persisted(phase)) {
+            rc = qemu_driver_domain_set_job(drv, job->dom, job_record(job));
+        }
+        if (rc < 0) {
+            if (qemu_migration_phase_is_terminal(phase)) {
+                /* The job ended anyway; a stale record is recovered later. */
+                HO_WARN("domain '%s': %s", job->name, ho_error_last_message());
+                ho_error_reset();
+            } else {
+                job->phase = old;
+                return -1;
+            }
+        }
+    }
+    if (!qemu_migration_phase_is_terminal(phase)) {
+        data = json_object_new_object();
+        ho_json_add_string(data, "phase", qemu_migration_phase_to_string(phase));
+        ho_json_add_string(data, "side", job_side(job));
+        job_emit(job, "phase", data);
+    }
+    return 0;
+}
+
+/* ---- statistics ----------------------------------------------------------- */
+
+static json_object *
+job_info_base(Job *job)
+{
+    json_object *info = json_object_new_object();
+
+    ho_json_add_string(info, "phase", qemu_migration_phase_to_string(job->phase));
+    ho_json_add_string(info, "side", job_side(job));
+    ho_json_add_int64(info, "elapsed_ms", (ho_time_now_us() - job->start_us) / 1000);
+    return info;
+}
+
+static void
+info_add_qemu(json_object *info, const QemuMigrationInfo *qi)
+{
+    if (qi->has_setup_time)
+        ho_json_add_int64(info, "setup_ms", qi->setup_time);
+    if (qi->has_ram) {
+        const QemuMigrationRam *r = &qi->ram;
+
+        ho_json_add_int64(info, "data_total", (int64_t)r->total);
+        ho_json_add_int64(info, "data_processed", (int64_t)r->transferred);
+        ho_json_add_int64(info, "data_remaining", (int64_t)r->remaining);
+        ho_json_add_int64(info, "memory_total", (int64_t)r->total);
+        ho_json_add_int64(info, "memory_processed", (int64_t)r->transferred);
+        ho_json_add_int64(info, "memory_remaining", (int64_t)r->remaining);
+        /* mbps is megabits per second. */
+        ho_json_add_int64(info, "bandwidth_bps", (int64_t)(r->mbps * 1000000.0 / 8.0));
+        ho_json_add_int64(info, "dirty_rate_pps", (int64_t)r->dirty_pages_rate);
+        ho_json_add_int64(info, "iteration", (int64_t)r->dirty_sync_count);
+    }
+    if (qi->has_expected_downtime)
+        ho_json_add_int64(info, "expected_downtime_ms", qi->expected_downtime);
+    ho_json_add_string(info, "qemu_status", qemu_migration_status_to_string(qi->status));
+}
+
+static void
+error_to_json(json_object *obj, const HoError *err)
+{
+    json_object *e = json_object_new_object();
+
+    ho_json_add_string(e, "code", ho_error_code_name(err->code));
+    ho_json_add_string(e, "message", err->message);
+    ho_json_add(obj, "error", e);
+}
+
+/* ---- ending a job ------------------------------------------------------------ */
+
+static void
+job_detach(Job *job)
+{
+    clear_source(&job->timeout_src);
+    clear_source(&job->progress_src);
+    clear_source(&job->bound_src);
+    if (job->mon && job->mig_sub) {
+        qemu_monitor_unsubscribe(job->mon, job->mig_sub);
+        job->mig_sub = 0;
+    }
+    if (job->mon && job->rec) {
+        /* Back to the daemon-wide recorder, if any. */
+        qemu_monitor_set_recorder(job->mon, job->mig ? qemu_driver_recorder(job->mig->drv) : NULL);
+    }
+    if (job->dom && job->exit_watch) {
+        qemu_domain_obj_remove_exit_watch(job->dom, job->exit_watch);
+        job->exit_watch = 0;
+    }
+}
+
+/* The job reached a terminal phase: persist (clears the record), keep
+ * its info, emit, tell the source's caller, forget it. */
+static void
+job_end(Job *job, QemuMigrationPhase phase)
+{
+    QemuMigration *mig = job->mig;
+    g_autoptr(Job) hold = job_ref(job);
+    json_object *info;
+    const char *event;
+
+    if (!job_live(job))
+        return;
+    if (phase != QEMU_MIGRATION_PHASE_COMPLETED && !job->err)
+        job->err = ho_error_new(HO_ERR_INTERNAL, "%s", _("the migration failed"));
+    if (job_set_phase(job, phase) < 0) {
+        /* Not allowed by the table: a bug, but the job must end. */
+        HO_ERROR("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+        job->phase = phase;
+    }
+    job->ended = true;
+    job_detach(job);
+
+    info = job->stats ? json_object_get(job->stats) : job_info_base(job);
+    json_object_object_del(info, "phase");
+    ho_json_add_string(info, "phase", qemu_migration_phase_to_string(phase));
+    if (!json_object_object_get_ex(info, "total_ms", NULL))
+        ho_json_add_int64(info, "total_ms", (ho_time_now_us() - job->start_us) / 1000);
+    if (phase != QEMU_MIGRATION_PHASE_COMPLETED)
+        error_to_json(info, job->err);
+    g_hash_table_replace(mig->completed, g_strdup(job->uuid), json_object_get(info));
+
+    if (phase == QEMU_MIGRATION_PHASE_COMPLETED) {
+        HO_INFO("domain '%s': %s migration completed", job->name, job_side(job));
+        event = "completed";
+    } else {
+        HO_WARN("domain '%s': %s migration %s: %s", job->name, job_side(job),
+                qemu_migration_phase_to_string(phase), job->err->message);
+        event = phase == QEMU_MIGRATION_PHASE_CANCELLED ? "cancelled" : "failed";
+    }
+    job_emit(job, event, json_object_get(info));
+    g_hash_table_remove(mig->jobs, job->uuid);
+    if (job->done_cb)
+        job->done_cb(mig, job->uuid, phase == QEMU_MIGRATION_PHASE_COMPLETED ? NULL : job->err,
+                     info, job->done_opaque);
+    json_object_put(info);
+}
+
+static void
+job_end_failed(Job *job)
+{
+    job_end(job, job->cancelled ? QEMU_MIGRATION_PHASE_CANCELLED : QEMU_MIGRATION_PHASE_FAILED);
+}
+
+/* ---- the flight recorder ---------------------------------------------------- */
+
+/* "2024-05-01T12-00-00.123" for file names. */
+static char *
+record_stamp(void)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *base = g_date_time_format(now, "%Y%m%dT%H%M%S");
+
+    return g_strdup_printf("%s.%03d", base, g_date_time_get_microsecond(now) / 1000);
+}
+
+/* Open the job's recording (job->record_path) and attach it to mon. A
+ * recording that cannot be opened is worth a warning, not a failed job. */
+static void
+job_attach_recorder(Job *job, QemuMonitor *mon)
+{
+    if (!job->record_path || job->rec)
+        return;
+    job->rec = qemu_recorder_open(job->record_path);
+    if (!job->rec) {
+        HO_WARN("domain '%s': no flight recording: %s", job->name, ho_error_last_message());
+        ho_error_reset();
+        g_clear_pointer(&job->record_path, g_free);
+        return;
+    }
+    qemu_recorder_mark(job->rec, job_side(job), "open", job->name);
+    qemu_monitor_set_recorder(mon, job->rec);
+}
+
+/* ---- source ------------------------------------------------------------------ */
+
+static void src_unwind(Job *job);
+static void src_resume_if_needed(Job *job);
+
+static Job *
+mig_find_job(QemuMigration *mig, const char *uuid)
+{
+    return uuid ? g_hash_table_lookup(mig->jobs, uuid) : NULL;
+}
+
+/* Fail the job with err (consumed) and unwind (source). */
+static void
+src_fail(Job *job, HoError *err)
+{
+    job_keep_error(job, err);
+    src_unwind(job);
+}
+
+static void
+src_fail_take(Job *job)
+{
+    HoError *err = ho_error_steal();
+
+    src_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
+}
+
+/* Done with the unwinding: end the job. */
+static void
+src_unwind_done(Job *job)
+{
+    job_end_failed(job);
+}
+
+static void
+src_cont_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (err) {
+        g_autofree char *msg = g_strdup_printf(
+            _("domain '%1$s' could not be resumed on the source after the failed migration: %2$s"),
+            job->name, err->message);
+
+        HO_WARN("%s", msg);
+        if (job->err) {
+            /* Keep the first error but say the guest stayed paused. */
+            g_autofree char *both = g_strdup_printf("%s; %s", job->err->message, msg);
+
+            g_free(job->err->message);
+            job->err->message = g_steal_pointer(&both);
+        }
+    } else {
+        HO_INFO("domain '%s': resumed on the source", job->name);
+    }
+    src_unwind_done(job);
+}
+
+static void
+src_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError *err,
+                void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (err) {
+        HO_WARN("domain '%s': query-status failed while unwinding: %s", job->name,
+                err->message);
+        src_unwind_done(job);
+        return;
+    }
+    /* QEMU may already have resumed the guest itself (a cancel in
+     * pre-switchover does); resume only what we know was running. */
+    if (!st->running && job->was_running && st->state != QEMU_RUN_STATE_SHUTDOWN &&
+        st->state != QEMU_RUN_STATE_GUEST_PANICKED && st->state != QEMU_RUN_STATE_INTERNAL_ERROR) {
+        qemu_monitor_json_cont(mon, src_cont_done, job_ref(job));
+        return;
+    }
+    src_unwind_done(job);
+}
+
+static void
+src_resume_if_needed(Job *job)
+{
+    QemuMonitor *mon = job->dom ? qemu_domain_obj_monitor(job->dom) : NULL;
+
+    if (job->qemu_gone || !mon) {
+        src_unwind_done(job);
+        return;
+    }
+    qemu_monitor_json_query_status(mon, src_status_done, job_ref(job));
+}
+
+static void
+src_peer_finish_failed_done(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (err)
+        HO_WARN("domain '%s': the destination did not confirm the unwinding: %s", job->name,
+                err->message);
+}
+
+/* Tell the destination to drop its QEMU (not waited for: the source's
+ * guest does not wait for the destination's cleanup). */
+static void
+src_tell_peer_failed(Job *job)
+{
+    json_object *args;
+
+    if (!job->prepared || job->peer_gone || job->finish_sent || !job->ops || !job->ops->finish)
+        return;
+    job->finish_sent = true;
+    args = json_object_new_object();
+    ho_json_add_string(args, "uuid", job->uuid);
+    ho_json_add_bool(args, "success", false);
+    if (job->err)
+        error_to_json(args, job->err);
+    job->ops->finish(job->peer, args, src_peer_finish_failed_done, job_ref(job));
+}
+
+static gboolean
+src_cancel_timeout(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->bound_src, g_source_unref);
+    if (!job_live(job))
+        return G_SOURCE_REMOVE;
+    HO_WARN("domain '%s': QEMU did not finish cancelling the migration within %u s", job->name,
+            (unsigned int)CANCEL_WAIT_S);
+    job->qstatus = QEMU_MIGRATION_STATUS_CANCELLED;
+    src_resume_if_needed(job);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+src_cancel_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !err)
+        return;
+    /* The MIGRATION event may never come now: ask QEMU where it is. */
+    HO_WARN("domain '%s': migrate_cancel failed: %s", job->name, err->message);
+    clear_source(&job->bound_src);
+    src_resume_if_needed(job);
+}
+
+static bool
+qstatus_is_final(QemuMigrationStatus st)
+{
+    return st == QEMU_MIGRATION_STATUS_COMPLETED || st == QEMU_MIGRATION_STATUS_FAILED ||
+           st == QEMU_MIGRATION_STATUS_CANCELLED || st == QEMU_MIGRATION_STATUS_NONE;
+}
+
+/* Failure or abort before the source completed (DESIGN.md §2 invariant 3):
+ * cancel QEMU's migration if it runs, tell the destination to drop its
+ * QEMU, resume the source if it ran before. Idempotent. */
+static void
+src_unwind(Job *job)
+{
+    QemuMonitor *mon;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    job->unwinding = true;
+    clear_source(&job->timeout_src);
+    clear_source(&job->progress_src);
+    HO_INFO("domain '%s': unwinding the migration (%s)", job->name,
+            job->err ? job->err->message : "-");
+    if (job->prepare_pending)
+        return; /* the Prepare answer continues the unwinding */
+    src_tell_peer_failed(job);
+    mon = job->dom ? qemu_domain_obj_monitor(job->dom) : NULL;
+    if (job->migrate_sent && !qstatus_is_final(job->qstatus) && !job->qemu_gone && mon) {
+        job->cancel_sent = true;
+        qemu_monitor_json_migrate_cancel(mon, src_cancel_done, job_ref(job));
+        job->bound_src = job_timeout(job, CANCEL_WAIT_S * 1000, src_cancel_timeout);
+        return; /* the cancelled (or failed) event continues */
+    }
+    src_resume_if_needed(job);
+}
+
+/* --- success: confirm ---- */
+
+static void
+src_quit_done(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (err)
+        HO_WARN("domain '%s': quitting the source QEMU: %s", job->name, err->message);
+    if (job->args.undefine_source && qemu_domain_obj_is_persistent(dom) &&
+        qemu_driver_undefine(drv, dom) < 0) {
+        HO_WARN("domain '%s': cannot undefine it on the source: %s", job->name,
+                ho_error_last_message());
+        ho_error_reset();
+    }
+    job_end(job, QEMU_MIGRATION_PHASE_COMPLETED);
+}
+
+static void
+src_confirm_quit(Job *job)
+{
+    job->quitting = true;
+    if (job->qemu_gone) {
+        src_quit_done(job->mig->drv, job->dom, NULL, job_ref(job));
+        return;
+    }
+    qemu_driver_domain_quit_migrated(job->mig->drv, job->dom, src_quit_done, job_ref(job));
+}
+
+typedef struct {
+    Job *job;
+    int tries;
+} StatsCall;
+
+static void
+src_stats_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+               void *opaque)
+{
+    StatsCall *call = opaque;
+    g_autoptr(Job) job = call->job;
+
+    if (!job_live(job)) {
+        g_free(call);
+        return;
+    }
+    if (!err && qi->status == QEMU_MIGRATION_STATUS_COMPLETED && qi->has_downtime &&
+        qi->downtime == 0 && ++call->tries < STATS_RETRIES) {
+        /* Right after completed QEMU sometimes says 0 (DESIGN.md §6). */
+        call->job = job_ref(job);
+        qemu_monitor_json_query_migrate(mon, src_stats_done, call);
+        return;
+    }
+    g_free(call);
+    json_object_put(job->stats);
+    job->stats = job_info_base(job);
+    if (err) {
+        HO_WARN("domain '%s': no statistics of the completed migration: %s", job->name,
+                err->message);
+    } else {
+        info_add_qemu(job->stats, qi);
+        if (qi->has_downtime)
+            ho_json_add_int64(job->stats, "downtime_ms", qi->downtime);
+        if (qi->has_total_time)
+            ho_json_add_int64(job->stats, "qemu_total_ms", qi->total_time);
+    }
+    ho_json_add_int64(job->stats, "total_ms", (ho_time_now_us() - job->start_us) / 1000);
+    ho_json_add_int64(job->stats, "orchestrator_ms",
+                      (job->finish_reply_us - job->completed_us) / 1000);
+    ho_json_add_int64(job->stats, "orchestrator_us", job->finish_reply_us - job->completed_us);
+    src_confirm_quit(job);
+}
+
+static void
+src_confirm(Job *job)
+{
+    QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
+    StatsCall *call;
+
+    job->dst_ran = true;
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_CONFIRM) < 0) {
+        /* The destination runs the guest: the source must not run again. */
+        HO_ERROR("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+    }
+    if (job->qemu_gone || !mon) {
+        src_confirm_quit(job);
+        return;
+    }
+    call = g_new0(StatsCall, 1);
+    call->job = job_ref(job);
+    qemu_monitor_json_query_migrate(mon, src_stats_done, call);
+}
+
+static void
+src_finish_done(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    const char *state = NULL;
+
+    if (!job_live(job))
+        return;
+    job->finish_reply_us = ho_time_now_us();
+    if (!err && (ho_json_get_string(result, "state", &state) < 0)) {
+        ho_error_reset();
+        state = NULL;
+    }
+    if (!err && state && (g_str_equal(state, "running") || g_str_equal(state, "paused"))) {
+        HO_INFO("domain '%s': the destination is %s, %" G_GINT64_FORMAT " us after completed",
+                job->name, state, job->finish_reply_us - job->completed_us);
+        src_confirm(job);
+        return;
+    }
+    if (!err && state && g_str_equal(state, "shutoff")) {
+        /* The destination's QEMU is gone and never ran a vCPU: the source
+         * reactivates its disks with cont and runs again. */
+        json_object *e = NULL;
+        const char *msg = NULL;
+
+        if (ho_json_opt_object(result, "error", &e) > 0 && e &&
+            ho_json_opt_string(e, "message", &msg) < 0)
+            msg = NULL;
+        ho_error_reset();
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                         _("the destination could not run domain '%1$s': %2$s"),
+                                         job->name, msg ? msg : _("unknown error")));
+        job->unwinding = true;
+        src_resume_if_needed(job);
+        return;
+    }
+    /* Whether the destination ran the guest is unknown: never guess into
+     * two writers. */
+    if (qemu_domain_obj_is_active(job->dom))
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+            _("migration of domain '%1$s' completed on the source but the destination's answer "
+              "is unknown (%2$s): the domain stays paused on the source; check the destination "
+              "before resuming it"),
+            job->name, err ? err->message : _("malformed answer")));
+    else
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+            _("migration of domain '%1$s' completed on the source but the destination's answer "
+              "is unknown (%2$s); check the destination"),
+            job->name, err ? err->message : _("malformed answer")));
+    job->unwinding = true;
+    job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+}
+
+/* QEMU on the source completed: the one hop to the destination's cont.
+ * No queries, no disk writes. */
+static void
+src_completed(Job *job)
+{
+    json_object *args;
+
+    job->completed_us = ho_time_now_us();
+    clear_source(&job->timeout_src);
+    clear_source(&job->progress_src);
+    clear_source(&job->bound_src);
+    if (job->phase == QEMU_MIGRATION_PHASE_PERFORM &&
+        job_set_phase(job, QEMU_MIGRATION_PHASE_SWITCHOVER) < 0)
+        ho_error_reset();
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_FINISH) < 0) {
+        HO_ERROR("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+    }
+    if (job->peer_gone || !job->ops) {
+        job_keep_error(job, ho_error_new(HO_ERR_RPC,
+            _("migration of domain '%1$s' completed on the source but the destination daemon "
+              "is gone: the domain stays paused on the source; check the destination before "
+              "resuming it"),
+            job->name));
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    }
+    /* A cancel that lost the race: the destination has the whole state now. */
+    job->unwinding = false;
+    job->cancelled = false;
+    g_clear_pointer(&job->err, ho_error_free);
+    job->finish_sent = true;
+    args = json_object_new_object();
+    ho_json_add_string(args, "uuid", job->uuid);
+    ho_json_add_bool(args, "success", true);
+    job->ops->finish(job->peer, args, src_finish_done, job_ref(job));
+}
+
+static void
+src_continue_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !err)
+        return;
+    if (job->qstatus == QEMU_MIGRATION_STATUS_COMPLETED)
+        return;
+    src_fail(job, ho_error_new(err->code, _("migrate-continue failed for domain '%1$s': %2$s"),
+                               job->name, err->message));
+}
+
+static void
+src_failed_info_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                     void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    src_fail(job, ho_error_new(HO_ERR_QMP, _("QEMU failed the migration of domain '%1$s': %2$s"),
+                               job->name,
+                               (!err && qi->error_desc) ? qi->error_desc : _("no reason given")));
+}
+
+static void
+src_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+                    gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+    const char *status = NULL;
+    QemuMigrationStatus st;
+
+    if (!job_live(job) || !data || ho_json_get_string(data, "status", &status) < 0) {
+        ho_error_reset();
+        return;
+    }
+    st = qemu_migration_status_from_string(status);
+    HO_DEBUG("domain '%s': source migration status %s", job->name, status);
+    if (!job->migrate_sent)
+        return; /* left over from an earlier migration */
+    job->qstatus = st;
+    switch (st) {
+    case QEMU_MIGRATION_STATUS_PRE_SWITCHOVER:
+        if (job->unwinding)
+            return; /* the cancel is on its way */
+        if (job_set_phase(job, QEMU_MIGRATION_PHASE_PRE_SWITCHOVER) < 0 ||
+            job_set_phase(job, QEMU_MIGRATION_PHASE_SWITCHOVER) < 0) {
+            src_fail_take(job);
+            return;
+        }
+        /* Nothing writes to the disks yet in this issue (storage copy ends
+         * its mirrors here): continue at once, in this very iteration. */
+        qemu_monitor_json_migrate_continue(mon, QEMU_MIGRATION_STATUS_PRE_SWITCHOVER,
+                                           src_continue_done, job_ref(job));
+        return;
+    case QEMU_MIGRATION_STATUS_COMPLETED:
+        src_completed(job);
+        return;
+    case QEMU_MIGRATION_STATUS_FAILED:
+        if (job->unwinding) {
+            clear_source(&job->bound_src);
+            src_resume_if_needed(job);
+            return;
+        }
+        qemu_monitor_json_query_migrate(mon, src_failed_info_done, job_ref(job));
+        return;
+    case QEMU_MIGRATION_STATUS_CANCELLED:
+        if (!job->unwinding) {
+            job->cancelled = true;
+            src_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                       _("migration of domain '%1$s' was cancelled in QEMU"),
+                                       job->name));
+            return;
+        }
+        clear_source(&job->bound_src);
+        src_resume_if_needed(job);
+        return;
+    default:
+        return;
+    }
+}
+
+static void
+src_qemu_exited(QemuDomainObj *dom, const char *how, void *opaque)
+{
+    Job *job = opaque;
+
+    job->exit_watch = 0;
+    job->qemu_gone = true;
+    if (!job_live(job) || job->quitting)
+        return;
+    if (job->finish_sent && !job->unwinding)
+        return; /* the destination's answer decides */
+    job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
+                                     _("QEMU of domain '%1$s' %2$s during the migration"),
+                                     job->name, how));
+    if (job->unwinding) {
+        job_end_failed(job);
+        return;
+    }
+    job->unwinding = true;
+    clear_source(&job->bound_src);
+    src_tell_peer_failed(job);
+    job_end_failed(job);
+}
+
+static gboolean
+src_progress_tick(gpointer opaque);
+
+static void
+src_progress_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                  void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    json_object *info;
+
+    if (!job_live(job) || err || job->phase != QEMU_MIGRATION_PHASE_PERFORM)
+        return;
+    info = job_info_base(job);
+    info_add_qemu(info, qi);
+    job_emit(job, "progress", info);
+}
+
+static gboolean
+src_progress_tick(gpointer opaque)
+{
+    Job *job = opaque;
+    QemuMonitor *mon;
+
+    if (!job_live(job) || job->phase != QEMU_MIGRATION_PHASE_PERFORM || job->unwinding)
+        return G_SOURCE_CONTINUE;
+    mon = qemu_domain_obj_monitor(job->dom);
+    if (mon)
+        qemu_monitor_json_query_migrate(mon, src_progress_done, job_ref(job));
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+src_timeout_stop_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (job_live(job) && err)
+        HO_WARN("domain '%s': cannot pause the guest after the timeout: %s", job->name,
+                err->message);
+}
+
+static gboolean
+src_timeout_fired(gpointer opaque)
+{
+    Job *job = opaque;
+    QemuMonitor *mon;
+
+    g_clear_pointer(&job->timeout_src, g_source_unref);
+    if (!job_live(job) || job->unwinding || job->phase != QEMU_MIGRATION_PHASE_PERFORM)
+        return G_SOURCE_REMOVE;
+    if (job->args.timeout_abort) {
+        job->cancelled = true;
+        src_fail(job, ho_error_new(HO_ERR_TIMEOUT,
+                                   _("migration of domain '%1$s' did not finish within %2$u "
+                                     "seconds: aborted"),
+                                   job->name, job->args.timeout_s));
+        return G_SOURCE_REMOVE;
+    }
+    mon = qemu_domain_obj_monitor(job->dom);
+    HO_INFO("domain '%s': migration timeout: pausing the guest so that it converges", job->name);
+    if (mon)
+        qemu_monitor_json_stop(mon, src_timeout_stop_done, job_ref(job));
+    return G_SOURCE_REMOVE;
+}
+
+static void
+src_migrate_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (err) {
+        /* QEMU did not start migrating: nothing to cancel. */
+        job->migrate_sent = false;
+        src_fail(job, ho_error_new(err->code, _("cannot migrate domain '%1$s': %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    if (job->unwinding && !job->cancel_sent) {
+        /* Aborted while `migrate` was in flight. */
+        job->unwinding = false;
+        src_unwind(job);
+    }
+}
+
+static void
+src_issue_migrate(Job *job, QemuMonitor *mon)
+{
+    guint interval = job->mig->progress_interval_ms;
+
+    job->migrate_sent = true;
+    job->qstatus = QEMU_MIGRATION_STATUS_SETUP;
+    qemu_monitor_json_migrate(mon, job->uri, false, src_migrate_done, job_ref(job));
+    if (job->args.timeout_s)
+        job->timeout_src = job_timeout(job, job->args.timeout_s * 1000, src_timeout_fired);
+    job->progress_src = job_timeout(job, interval, src_progress_tick);
+}
+
+static void
+src_stop_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        src_fail(job, ho_error_new(err->code, _("cannot pause domain '%1$s' for an offline "
+                                                "migration: %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    src_issue_migrate(job, mon);
+}
+
+static void
+src_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        src_fail(job, ho_error_new(err->code,
+                                   _("cannot set the migration parameters of domain '%1$s': %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    /* Persisted before `migrate`: the last write until the destination
+     * answered Finish. */
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
+        src_fail_take(job);
+        return;
+    }
+    if (!job->args.live && job->was_running) {
+        qemu_monitor_json_stop(mon, src_stop_done, job_ref(job));
+        return;
+    }
+    src_issue_migrate(job, mon);
+}
+
+static void
+src_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    json_object *params;
+    const QemuMigrationArgs *a = &job->args;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        src_fail(job, ho_error_new(err->code,
+                                   _("cannot set the migration capabilities of domain '%1$s': "
+                                     "%2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    params = json_object_new_object();
+    ho_json_add_int64(params, "max-bandwidth",
+                      (int64_t)(a->has_bandwidth ? a->bandwidth_mib * 1024 * 1024
+                                                 : UNLIMITED_BANDWIDTH));
+    if (a->has_max_downtime)
+        ho_json_add_int64(params, "downtime-limit", (int64_t)a->max_downtime_ms);
+    if (a->parallel && a->parallel_connections)
+        ho_json_add_int64(params, "multifd-channels", a->parallel_connections);
+    qemu_monitor_json_migrate_set_parameters(mon, params, src_params_done, job_ref(job));
+}
+
+/* The destination is prepared: set QEMU up and start moving RAM. */
+static void
+src_perform(Job *job)
+{
+    QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
+    const QemuCaps *caps = qemu_domain_obj_caps(job->dom);
+    const char *names[4];
+    bool states[4];
+    size_t n = 0;
+
+    if (!mon || !caps) {
+        src_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the monitor of domain '%1$s' is not available"),
+                                   job->name));
+        return;
+    }
+    names[n] = "events";
+    states[n++] = true;
+    if (qemu_caps_has(caps, QEMU_CAPS_PAUSE_BEFORE_SWITCHOVER)) {
+        names[n] = "pause-before-switchover";
+        states[n++] = job->use_pbs;
+    }
+    /* Set both ways: QEMU keeps capabilities from an earlier migration. */
+    if (qemu_caps_has(caps, QEMU_CAPS_AUTO_CONVERGE)) {
+        names[n] = "auto-converge";
+        states[n++] = job->args.auto_converge;
+    }
+    if (qemu_caps_has(caps, QEMU_CAPS_MULTIFD)) {
+        names[n] = "multifd";
+        states[n++] = job->args.parallel;
+    }
+    qemu_monitor_json_migrate_set_capabilities(mon, names, states, n, src_caps_done,
+                                               job_ref(job));
+}
+
+static void
+src_prepare_done(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    const char *uri = NULL;
+    const char *host_uuid = NULL;
+    const char *hostname = NULL;
+
+    job->prepare_pending = false;
+    if (!job_live(job)) {
+        /* The job ended meanwhile: the destination must not keep a QEMU. */
+        if (!err && job->mig && !job->peer_gone) {
+            job->prepared = true;
+            src_tell_peer_failed(job);
+        }
+        return;
+    }
+    if (err) {
+        job_keep_error(job, ho_error_copy(err));
+        job->unwinding = false;
+        src_unwind(job);
+        return;
+    }
+    job->prepared = true;
+    if (ho_json_get_string(result, "uri", &uri) < 0 ||
+        ho_json_opt_string(result, "host_uuid", &host_uuid) < 0 ||
+        ho_json_opt_string(result, "hostname", &hostname) < 0) {
+        HoError *perr = ho_error_steal();
+
+        job_keep_error(job, ho_error_new(HO_ERR_RPC,
+                                         _("malformed Prepare answer from the destination: %1$s"),
+                                         perr ? perr->message : "?"));
+        ho_error_free(perr);
+        job->unwinding = false;
+        src_unwind(job);
+        return;
+    }
+    if (job->unwinding) {
+        /* Aborted (or the destination is unwanted) while it prepared. */
+        job->unwinding = false;
+        src_unwind(job);
+        return;
+    }
+    if (host_uuid && job->mig->host_uuid && g_str_equal(host_uuid, job->mig->host_uuid)) {
+        src_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("cannot migrate domain '%1$s' to the host it runs on "
+                                     "(host UUID %2$s)"),
+                                   job->name, host_uuid));
+        return;
+    }
+    if (!g_str_has_prefix(uri, "tcp:")) {
+        src_fail(job, ho_error_new(HO_ERR_RPC,
+                                   _("the destination offered an unsupported migration URI '%1$s'"),
+                                   uri));
+        return;
+    }
+    g_free(job->uri);
+    job->uri = g_strdup(uri);
+    if (hostname && !job->peer_hostname)
+        job->peer_hostname = g_strdup(hostname);
+    src_perform(job);
+}
+
+/* From an idle callback after begin returned: ask the destination. */
+static gboolean
+src_start(gpointer opaque)
+{
+    Job *job = opaque;
+
+    clear_source(&job->bound_src);
+    if (!job_live(job))
+        return G_SOURCE_REMOVE;
+    if (job->unwinding) {
+        job->unwinding = false;
+        src_unwind(job);
+        return G_SOURCE_REMOVE;
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PREPARE) < 0) {
+        src_fail_take(job);
+        return G_SOURCE_REMOVE;
+    }
+    job->prepare_pending = true;
+    job->ops->prepare(job->peer, json_object_get(job->cookie), src_prepare_done, job_ref(job));
+    return G_SOURCE_REMOVE;
+}
+
+/* ---- begin (source) ------------------------------------------------------------ */
+
+static bool
+name_is_valid(const char *name)
+{
+    return name && *name && strlen(name) <= 200 && !strchr(name, '/') && name[0] != '.' &&
+           g_utf8_validate(name, -1, NULL);
+}
+
+/* The checks of Begin that need no QEMU or peer round trip; -1 and an error. */
+static int
+src_check(QemuMigration *mig, QemuDomainObj *dom, const QemuMigrationArgs *args,
+          const QemuMigrationPeerOps *ops, void *peer)
+{
+    const char *name = qemu_domain_obj_name(dom);
+    const QemuDomainDef *def = qemu_domain_obj_def(dom, false);
+    const QemuCaps *caps = qemu_domain_obj_caps(dom);
+    QemuDomainState state = qemu_domain_obj_state(dom);
+    const char *peer_uuid = ops->host_uuid ? ops->host_uuid(peer) : NULL;
+    const char *target = args->dname ? args->dname : name;
+
+    if (!ops->prepare || !ops->finish) {
+        ho_error_report(HO_ERR_INTERNAL, "%s", _("the peer operations are incomplete"));
+        return -1;
+    }
+    if (mig_find_job(mig, qemu_domain_obj_uuid(dom)) || qemu_domain_obj_get_job(dom)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' is already in a migration job"),
+                        name);
+        return -1;
+    }
+    if (!qemu_domain_obj_is_active(dom) || !qemu_domain_obj_monitor(dom) ||
+        qemu_domain_obj_is_reconnecting(dom) || !def ||
+        (state != QEMU_DOMAIN_STATE_RUNNING && state != QEMU_DOMAIN_STATE_PAUSED)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("domain '%1$s' is not running (or its monitor is not available)"), name);
+        return -1;
+    }
+    if (!caps) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the capabilities of the QEMU of domain '%1$s' are not known"), name);
+        return -1;
+    }
+    if (!qemu_caps_has(caps, QEMU_CAPS_EVENTS_CAP)) {
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' has no migration events: it cannot be "
+                          "migrated"), name);
+        return -1;
+    }
+    if (args->auto_converge && !qemu_caps_has(caps, QEMU_CAPS_AUTO_CONVERGE)) {
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' on the source does not support '%2$s'"),
+                        name, "--auto-converge");
+        return -1;
+    }
+    if (args->parallel && !qemu_caps_has(caps, QEMU_CAPS_MULTIFD)) {
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' on the source does not support '%2$s'"),
+                        name, "--parallel");
+        return -1;
+    }
+    for (guint i = 0; !args->unsafe && i < def->disks->len; i++) {
+        const QemuDomainDiskDef *disk = g_ptr_array_index(def->disks, i);
+
+        if (disk->readonly || disk->cache == QEMU_DOMAIN_DISK_CACHE_NONE ||
+            disk->cache == QEMU_DOMAIN_DISK_CACHE_DIRECTSYNC)
+            continue;
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("disk '%1$s' of domain '%2$s' uses cache mode '%3$s', which is unsafe "
+                          "for a migration on shared storage: use 'none' or 'directsync', or "
+                          "--unsafe"),
+                        disk->target, name, qemu_domain_disk_cache_to_string(disk->cache));
+        return -1;
+    }
+    if (peer_uuid && mig->host_uuid && g_str_equal(peer_uuid, mig->host_uuid)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("cannot migrate domain '%1$s' to the host it runs on (host UUID %2$s)"),
+                        name, peer_uuid);
+        return -1;
+    }
+    if (args->dname && !name_is_valid(args->dname)) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("invalid destination name '%1$s'"), args->dname);
+        return -1;
+    }
+    if (args->dxml) {
+        g_autoptr(QemuDomainDef) xdef = qemu_domain_def_parse_string(args->dxml, "--xml");
+        char uuid[37];
+
+        if (!xdef)
+            return -1;
+        qemu_domain_uuid_format(xdef->uuid, uuid);
+        if (!g_str_equal(uuid, qemu_domain_obj_uuid(dom))) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("the destination XML has UUID '%1$s', but domain '%2$s' has '%3$s'"),
+                            uuid, name, qemu_domain_obj_uuid(dom));
+            return -1;
+        }
+        if (!g_str_equal(xdef->name, target)) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("the destination XML names domain '%1$s', but the destination "
+                              "name is '%2$s'"),
+                            xdef->name, target);
+            return -1;
+        }
+    }
+    if (args->migrate_uri) {
+        g_autofree char *host = NULL;
+        int port = 0;
+        const char *hp = args->migrate_uri;
+
+        if (g_str_has_prefix(hp, "tcp://"))
+            hp += strlen("tcp://");
+        else if (g_str_has_prefix(hp, "tcp:"))
+            hp += strlen("tcp:");
+        else {
+            ho_error_report(HO_ERR_URI,
+                            _("unsupported migration URI '%1$s': expected tcp://HOST[:PORT]"),
+                            args->migrate_uri);
+            return -1;
+        }
+        if (strchr(hp, ':') && !(hp[0] == '[' && !strstr(hp, "]:"))) {
+            if (ho_uri_parse_hostport(hp, &host, &port) < 0)
+                return -1;
+        } else if (!*hp) {
+            ho_error_report(HO_ERR_URI, _("migration URI '%1$s' has no host"), args->migrate_uri);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+args_copy(QemuMigrationArgs *dst, const QemuMigrationArgs *src)
+{
+    *dst = *src;
+    dst->dname = g_strdup(src->dname);
+    dst->dxml = g_strdup(src->dxml);
+    dst->migrate_uri = g_strdup(src->migrate_uri);
+    dst->listen_address = g_strdup(src->listen_address);
+    dst->record_path = g_strdup(src->record_path);
+}
+
+static Job *
+job_new(QemuMigration *mig, bool src, const char *name, const char *uuid)
+{
+    Job *job = g_new0(Job, 1);
+
+    job->refs = 1;
+    job->mig = mig;
+    job->src = src;
+    job->name = g_strdup(name);
+    job->uuid = g_strdup(uuid);
+    job->start_us = ho_time_now_us();
+    job->start_wall_ms = g_get_real_time() / 1000;
+    job->qstatus = QEMU_MIGRATION_STATUS_NONE;
+    return job;
+}
+
+static json_object *
+src_cookie(Job *job)
+{
+    const QemuDomainDef *def = qemu_domain_obj_def(job->dom, false);
+    const QemuCaps *caps = qemu_domain_obj_caps(job->dom);
+    g_autofree char *xml = qemu_domain_def_format(def);
+    json_object *cookie = json_object_new_object();
+    json_object *wanted = json_object_new_object();
+    unsigned int v = qemu_caps_version(caps);
+    g_autofree char *version =
+        g_strdup_printf("%u.%u.%u", v / 1000000, (v / 1000) % 1000, v % 1000);
+
+    ho_json_add_string(cookie, "name", job->name);
+    ho_json_add_string(cookie, "uuid", job->uuid);
+    ho_json_add_string(cookie, "xml", xml);
+    ho_json_add_string(cookie, "machine", def->machine);
+    if (job->mig->host_uuid)
+        ho_json_add_string(cookie, "host_uuid", job->mig->host_uuid);
+    if (job->mig->hostname)
+        ho_json_add_string(cookie, "hostname", job->mig->hostname);
+    ho_json_add_string(cookie, "qemu_version", version);
+    ho_json_add(cookie, "args", qemu_migration_args_to_json(&job->args));
+    /* What the destination's QEMU must match; pause-before-switchover is
+     * the source's alone. */
+    ho_json_add_bool(wanted, "events", true);
+    ho_json_add_bool(wanted, "auto-converge", job->args.auto_converge);
+    ho_json_add_bool(wanted, "multifd", job->args.parallel);
+    ho_json_add(cookie, "caps", wanted);
+    if (job->record_path) {
+        json_object *rec = json_object_new_object();
+
+        ho_json_add_string(rec, "path", job->record_path);
+        ho_json_add(cookie, "record", rec);
+    }
+    return cookie;
+}
+
+int
+qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigrationArgs *args,
+                         const QemuMigrationPeerOps *ops, void *peer, QemuMigrationDoneFunc cb,
+                         void *opaque)
+{
+    g_autoptr(Job) job = NULL;
+    const QemuCaps *caps;
+    QemuMonitor *mon;
+
+    if (src_check(mig, dom, args, ops, peer) < 0) {
+        if (ops->free && peer)
+            ops->free(peer);
+        return -1;
+    }
+    caps = qemu_domain_obj_caps(dom);
+    mon = qemu_domain_obj_monitor(dom);
+    job = job_new(mig, true, qemu_domain_obj_name(dom), qemu_domain_obj_uuid(dom));
+    job->dom = qemu_domain_obj_ref(dom);
+    args_copy(&job->args, args);
+    job->ops = ops;
+    job->peer = peer;
+    job->done_cb = cb;
+    job->done_opaque = opaque;
+    job->was_running = qemu_domain_obj_state(dom) == QEMU_DOMAIN_STATE_RUNNING;
+    /* A paused guest arrives paused, as with virsh: the user paused it. */
+    if (!job->was_running)
+        job->args.paused = true;
+    job->use_pbs = qemu_caps_has(caps, QEMU_CAPS_PAUSE_BEFORE_SWITCHOVER) &&
+                   qemu_caps_has(caps, QEMU_CAPS_MIGRATE_CONTINUE);
+    if (!job->use_pbs)
+        HO_WARN("domain '%s': QEMU has no pause-before-switchover: the switchover cannot be "
+                "held for cleanup", job->name);
+    if (ops->host_uuid && ops->host_uuid(peer))
+        job->peer_host_uuid = g_strdup(ops->host_uuid(peer));
+    if (ops->hostname && ops->hostname(peer))
+        job->peer_hostname = g_strdup(ops->hostname(peer));
+    if (args->record_path) {
+        job->record_path = g_strdup(args->record_path);
+    } else if (mig->record_dir) {
+        g_autofree char *stamp = record_stamp();
+        g_autofree char *file = g_strdup_printf("%s-%s-src.jsonl", job->name, stamp);
+
+        job->record_path = g_build_filename(mig->record_dir, file, NULL);
+    }
+    job->mon = qemu_monitor_ref(mon);
+    job_attach_recorder(job, mon);
+    job->cookie = src_cookie(job);
+
+    g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
+    job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", src_migration_event, job);
+    job->exit_watch = qemu_domain_obj_add_exit_watch(dom, src_qemu_exited, job);
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_BEGIN) < 0) {
+        HoError *saved = ho_error_save();
+
+        job->ended = true;
+        job_detach(job);
+        g_hash_table_remove(mig->jobs, job->uuid);
+        /* peer is consumed: the job frees it */
+        ho_error_restore(&saved);
+        return -1;
+    }
+    HO_INFO("domain '%s': migration to %s begins", job->name,
+            job->peer_hostname ? job->peer_hostname : "?");
+    job->bound_src = g_idle_source_new();
+    g_source_set_callback(job->bound_src, src_start, job_ref(job), (GDestroyNotify)job_unref);
+    g_source_attach(job->bound_src, mig->ctx);
+    return 0;
+}
+
+void
+qemu_migration_src_peer_lost(QemuMigration *mig, const char *uuid, const HoError *err)
+{
+    Job *job = mig_find_job(mig, uuid);
+    g_autoptr(Job) hold = NULL;
+
+    if (!job || !job->src || !job_live(job))
+        return;
+    hold = job_ref(job);
+    job->peer_gone = true;
+    HO_WARN("domain '%s': lost the destination daemon: %s", job->name,
+            err ? err->message : "-");
+    if (job->phase >= QEMU_MIGRATION_PHASE_CONFIRM)
+        return; /* the destination runs the guest */
+    if (job->finish_sent && !job->unwinding) {
+        g_autoptr(HoError) lost = err ? ho_error_copy(err)
+                                      : ho_error_new(HO_ERR_RPC, "%s",
+                                                     _("the destination daemon is gone"));
+
+        src_finish_done(NULL, lost, job_ref(job));
+        return;
+    }
+    job_keep_error(job, err ? ho_error_new(err->code,
+                                           _("lost the destination daemon during the migration "
+                                             "of domain '%1$s': %2$s"),
+                                           job->name, err->message)
+                            : ho_error_new(HO_ERR_RPC,
+                                           _("lost the destination daemon during the migration "
+                                             "of domain '%1$s'"),
+                                           job->name));
+    if (job->prepare_pending) {
+        job->prepare_pending = false;
+        job->unwinding = false;
+    }
+    src_unwind(job);
+}
+
+/* ---- destination ------------------------------------------------------------- */
+
+typedef struct {
+    QemuMigrationReplyFunc cb;
+    void *opaque;
+    json_object *result;
+    HoError *err;
+} ReplyLater;
+
+static gboolean
+reply_later_run(gpointer opaque)
+{
+    ReplyLater *r = opaque;
+
+    r->cb(r->result, r->err, r->opaque);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+reply_later_free(gpointer opaque)
+{
+    ReplyLater *r = opaque;
+
+    json_object_put(r->result);
+    ho_error_free(r->err);
+    g_free(r);
+}
+
+/* Answer from an idle callback, never from inside the call; consumes both. */
+static void
+reply_later(QemuMigration *mig, QemuMigrationReplyFunc cb, void *opaque, json_object *result,
+            HoError *err)
+{
+    ReplyLater *r = g_new0(ReplyLater, 1);
+    GSource *src = g_idle_source_new();
+
+    r->cb = cb;
+    r->opaque = opaque;
+    r->result = result;
+    r->err = err;
+    g_source_set_callback(src, reply_later_run, r, reply_later_free);
+    g_source_attach(src, mig->ctx);
+    g_source_unref(src);
+}
+
+/* Give the pending answer (result and err consumed). */
+static void
+dst_reply(Job *job, json_object *result, HoError *err)
+{
+    QemuMigrationReplyFunc cb = job->reply_cb;
+    void *opaque = job->reply_opaque;
+
+    job->reply_cb = NULL;
+    job->reply_opaque = NULL;
+    if (!cb) {
+        json_object_put(result);
+        ho_error_free(err);
+        return;
+    }
+    cb(result, err, opaque);
+    json_object_put(result);
+    ho_error_free(err);
+}
+
+/* The failure answer of the pending request. */
+static void
+dst_reply_failure(Job *job)
+{
+    json_object *obj;
+
+    switch ((ReplyKind)job->reply_kind) {
+    case REPLY_PREPARE:
+        dst_reply(job, NULL, ho_error_copy(job->err));
+        return;
+    case REPLY_FINISH:
+        if (job->cont_sent) {
+            /* Our QEMU was told to run and did not answer: an error, which
+             * the source takes as "outcome unknown" and stays paused. */
+            dst_reply(job, NULL,
+                      ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the destination QEMU of domain '%1$s' ended after it was "
+                                     "told to run (%2$s); whether it ran the guest is unknown"),
+                                   job->name, job->err ? job->err->message : _("no reason given")));
+            return;
+        }
+        /* Our QEMU is gone and never ran a vCPU: the source may resume. */
+        obj = json_object_new_object();
+        ho_json_add_string(obj, "state", "shutoff");
+        error_to_json(obj, job->err);
+        dst_reply(job, obj, NULL);
+        return;
+    case REPLY_FINISH_ABORT:
+        dst_reply(job, json_object_new_object(), NULL);
+        return;
+    }
+}
+
+static void
+dst_unwind_done(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (err)
+        HO_WARN("domain '%s': destroying the incoming QEMU: %s", job->name, err->message);
+    if (!job->mig)
+        return;
+    dst_reply_failure(job);
+    job_end_failed(job);
+}
+
+/* Failure or abort before the destination ran the guest: kill the
+ * incoming QEMU (the domain goes with it unless it was defined here),
+ * answer, end. Idempotent. */
+static void
+dst_unwind(Job *job)
+{
+    if (!job_live(job) || job->unwinding)
+        return;
+    job->unwinding = true;
+    clear_source(&job->bound_src);
+    if (job->dom && job->exit_watch) {
+        qemu_domain_obj_remove_exit_watch(job->dom, job->exit_watch);
+        job->exit_watch = 0;
+    }
+    HO_INFO("domain '%s': unwinding the incoming migration (%s)", job->name,
+            job->err ? job->err->message : "-");
+    if (job->dom && qemu_domain_obj_pid(job->dom) > 0) {
+        qemu_driver_domain_destroy(job->mig->drv, job->dom, dst_unwind_done, job_ref(job));
+        return;
+    }
+    if (job->dom && qemu_domain_obj_is_active(job->dom))
+        return; /* still starting: dst_started sees the unwinding and destroys it */
+    dst_reply_failure(job);
+    job_end_failed(job);
+}
+
+static void
+dst_fail(Job *job, HoError *err)
+{
+    job_keep_error(job, err);
+    dst_unwind(job);
+}
+
+static void
+dst_fail_take(Job *job)
+{
+    HoError *err = ho_error_steal();
+
+    dst_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
+}
+
+static void
+dst_finished(Job *job, bool running)
+{
+    QemuDriver *drv = job->mig->drv;
+    json_object *obj = json_object_new_object();
+
+    clear_source(&job->bound_src);
+    /* The answer first: the guest runs, the source may quit. */
+    ho_json_add_string(obj, "state", running ? "running" : "paused");
+    dst_reply(job, obj, NULL);
+    if (qemu_driver_domain_incoming_finished(drv, job->dom, running) < 0) {
+        HO_WARN("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+    }
+    if (job->args.persistent) {
+        g_autofree char *xml = qemu_domain_def_format(qemu_domain_obj_def(job->dom, false));
+
+        if (!qemu_driver_define(drv, xml)) {
+            HO_WARN("domain '%s': cannot make it persistent here: %s", job->name,
+                    ho_error_last_message());
+            ho_error_reset();
+        }
+    }
+    job->stats = job_info_base(job);
+    ho_json_add_int64(job->stats, "total_ms", (ho_time_now_us() - job->start_us) / 1000);
+    job_end(job, QEMU_MIGRATION_PHASE_COMPLETED);
+}
+
+static void
+dst_cont_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (err) {
+        /* QEMU refusing `cont` (a QMP error) did not start a vCPU; a
+         * connection that broke instead says nothing either way. */
+        if (err->code == HO_ERR_QMP)
+            job->cont_sent = false;
+        dst_fail(job, ho_error_new(err->code,
+                                   _("cannot run domain '%1$s' on the destination: %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    dst_finished(job, true);
+}
+
+/* Both conditions met: the source completed (Finish came) and so did our
+ * own incoming migration. One QMP command, nothing else. */
+static void
+dst_run(Job *job)
+{
+    QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
+
+    job->finish_waiting = false;
+    if (job->args.paused) {
+        dst_finished(job, false);
+        return;
+    }
+    if (!mon) {
+        dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the monitor of domain '%1$s' is not available"),
+                                   job->name));
+        return;
+    }
+    job->cont_sent = true;
+    qemu_monitor_json_cont(mon, dst_cont_done, job_ref(job));
+}
+
+static void
+dst_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+                    gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+    const char *status = NULL;
+    QemuMigrationStatus st;
+
+    if (!job_live(job) || job->unwinding || !data ||
+        ho_json_get_string(data, "status", &status) < 0) {
+        ho_error_reset();
+        return;
+    }
+    st = qemu_migration_status_from_string(status);
+    HO_DEBUG("domain '%s': incoming migration status %s", job->name, status);
+    job->qstatus = st;
+    if (st == QEMU_MIGRATION_STATUS_COMPLETED) {
+        job->incoming_completed = true;
+        if (job->finish_waiting)
+            dst_run(job);
+    } else if (st == QEMU_MIGRATION_STATUS_FAILED || st == QEMU_MIGRATION_STATUS_CANCELLED) {
+        dst_fail(job, ho_error_new(HO_ERR_QMP,
+                                   _("the incoming migration of domain '%1$s' failed in QEMU"),
+                                   job->name));
+    }
+}
+
+static void
+dst_qemu_exited(QemuDomainObj *dom, const char *how, void *opaque)
+{
+    Job *job = opaque;
+
+    job->exit_watch = 0;
+    if (!job_live(job) || job->unwinding)
+        return;
+    dst_fail(job, ho_error_new(HO_ERR_SYSTEM,
+                               _("QEMU of domain '%1$s' %2$s during the incoming migration"),
+                               job->name, how));
+}
+
+static void dst_try_port(Job *job);
+
+static void
+dst_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    g_autofree char *hostport = NULL;
+    json_object *obj;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        if (err->code == HO_ERR_QMP && job->port < job->port_last) {
+            /* Most likely in use: the next one. */
+            HO_DEBUG("domain '%s': port %d: %s", job->name, job->port, err->message);
+            job->port++;
+            dst_try_port(job);
+            return;
+        }
+        dst_fail(job, ho_error_new(err->code,
+                                   _("cannot listen for the incoming migration of domain '%1$s' "
+                                     "(last port tried %2$d): %3$s"),
+                                   job->name, job->port, err->message));
+        return;
+    }
+    hostport = ho_uri_format_hostport(job->public_host, job->port);
+    g_free(job->uri);
+    job->uri = g_strdup_printf("tcp:%s", hostport);
+    HO_INFO("domain '%s': incoming migration listens on %s", job->name, job->uri);
+    obj = json_object_new_object();
+    ho_json_add_string(obj, "uri", job->uri);
+    if (job->mig->host_uuid)
+        ho_json_add_string(obj, "host_uuid", job->mig->host_uuid);
+    if (job->mig->hostname)
+        ho_json_add_string(obj, "hostname", job->mig->hostname);
+    dst_reply(job, obj, NULL);
+}
+
+/* QEMU listens on its own socket (migrate-incoming tcp:...), not on an fd
+ * we accept and pass with getfd: the stream then goes straight from the
+ * network into QEMU with no copy through the daemon and no extra fd
+ * juggling on the loop, a busy port is simply the next try, and QEMU owns
+ * the channel it must re-establish itself for postcopy recovery
+ * (migrate-recover) later. */
+static void
+dst_try_port(Job *job)
+{
+    QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
+    g_autofree char *hostport = ho_uri_format_hostport(job->listen_host, job->port);
+    g_autofree char *uri = g_strdup_printf("tcp:%s", hostport);
+
+    if (!mon) {
+        dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the monitor of domain '%1$s' is not available"),
+                                   job->name));
+        return;
+    }
+    qemu_monitor_json_migrate_incoming(mon, uri, dst_incoming_done, job_ref(job));
+}
+
+/* Where to listen and what to tell the source. */
+static int
+dst_choose_address(Job *job)
+{
+    QemuMigration *mig = job->mig;
+    g_autofree char *uri_host = NULL;
+    int uri_port = 0;
+
+    if (job->args.migrate_uri) {
+        const char *hp = job->args.migrate_uri;
+
+        if (g_str_has_prefix(hp, "tcp://"))
+            hp += strlen("tcp://");
+        else if (g_str_has_prefix(hp, "tcp:"))
+            hp += strlen("tcp:");
+        if (strchr(hp, ':') && !(hp[0] == '[' && !strstr(hp, "]:"))) {
+            if (ho_uri_parse_hostport(hp, &uri_host, &uri_port) < 0)
+                return -1;
+        } else if (hp[0] == '[') {
+            uri_host = g_strndup(hp + 1, strlen(hp) > 2 ? strlen(hp) - 2 : 0);
+        } else {
+            uri_host = g_strdup(hp);
+        }
+    }
+    if (job->args.listen_address)
+        job->listen_host_owned = g_strdup(job->args.listen_address);
+    else if (mig->migration_address)
+        job->listen_host_owned = g_strdup(mig->migration_address);
+    else
+        job->listen_host_owned = g_strdup("0.0.0.0");
+    job->listen_host = job->listen_host_owned;
+    if (uri_host)
+        job->public_host = g_steal_pointer(&uri_host);
+    else if (!g_str_equal(job->listen_host, "0.0.0.0") && !g_str_equal(job->listen_host, "::"))
+        job->public_host = g_strdup(job->listen_host);
+    else
+        job->public_host = g_strdup(mig->hostname ? mig->hostname : "localhost");
+    if (uri_port > 0) {
+        job->port = job->port_last = uri_port;
+    } else {
+        job->port = mig->port_min;
+        job->port_last = mig->port_max;
+    }
+    return 0;
+}
+
+static void
+dst_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        dst_fail(job, ho_error_new(err->code,
+                                   _("cannot set the migration parameters of domain '%1$s': %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    if (dst_choose_address(job) < 0 || job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
+        dst_fail_take(job);
+        return;
+    }
+    dst_try_port(job);
+}
+
+static void
+dst_caps_set_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    json_object *params;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        dst_fail(job, ho_error_new(err->code,
+                                   _("cannot set the migration capabilities of domain '%1$s': "
+                                     "%2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    if (!(job->args.parallel && job->args.parallel_connections)) {
+        dst_params_done(mon, NULL, job_ref(job));
+        return;
+    }
+    params = json_object_new_object();
+    ho_json_add_int64(params, "multifd-channels", job->args.parallel_connections);
+    qemu_monitor_json_migrate_set_parameters(mon, params, dst_params_done, job_ref(job));
+}
+
+static void
+dst_started(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    QemuMonitor *mon;
+    const QemuCaps *caps;
+    const char *names[3];
+    bool states[3];
+    size_t n = 0;
+
+    if (!job->mig)
+        return;
+    if (err) {
+        if (!job_live(job))
+            return;
+        job_keep_error(job, ho_error_copy(err));
+        job->unwinding = true;
+        dst_reply_failure(job);
+        job_end_failed(job);
+        return;
+    }
+    if (!job_live(job) || job->unwinding) {
+        /* Aborted while it started. */
+        qemu_driver_domain_destroy(drv, dom, job->ended ? NULL : dst_unwind_done,
+                                   job->ended ? NULL : job_ref(job));
+        return;
+    }
+    mon = qemu_domain_obj_monitor(dom);
+    caps = qemu_domain_obj_caps(dom);
+    if (!mon || !caps) {
+        dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the monitor of domain '%1$s' is not available"),
+                                   job->name));
+        return;
+    }
+    job->mon = qemu_monitor_ref(mon);
+    job_attach_recorder(job, mon);
+    job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", dst_migration_event, job);
+    job->exit_watch = qemu_domain_obj_add_exit_watch(dom, dst_qemu_exited, job);
+    names[n] = "events";
+    states[n++] = true;
+    if (qemu_caps_has(caps, QEMU_CAPS_MULTIFD)) {
+        names[n] = "multifd";
+        states[n++] = job->args.parallel;
+    }
+    qemu_monitor_json_migrate_set_capabilities(mon, names, states, n, dst_caps_set_done,
+                                               job_ref(job));
+}
+
+static char *
+caps_version_string(const QemuCaps *caps)
+{
+    unsigned int v = qemu_caps_version(caps);
+
+    return g_strdup_printf("%u.%u.%u", v / 1000000, (v / 1000) % 1000, v % 1000);
+}
+
+static void
+dst_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    g_autofree char *version = NULL;
+    const char *flag = NULL;
+    QemuDomainObj *dom;
+
+    if (!job_live(job))
+        return;
+    if (err) {
+        dst_fail(job, ho_error_copy(err));
+        return;
+    }
+    if (job->unwinding)
+        return;
+    version = caps_version_string(caps);
+    if (!qemu_caps_has(caps, QEMU_CAPS_EVENTS_CAP))
+        flag = "events";
+    else if (job->args.auto_converge && !qemu_caps_has(caps, QEMU_CAPS_AUTO_CONVERGE))
+        flag = "--auto-converge";
+    else if (job->args.parallel && !qemu_caps_has(caps, QEMU_CAPS_MULTIFD))
+        flag = "--parallel";
+    if (flag) {
+        dst_fail(job, ho_error_new(HO_ERR_NO_SUPPORT,
+                                   _("the destination's QEMU %1$s cannot honour '%2$s'"),
+                                   version, flag));
+        return;
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PREPARE) < 0) {
+        dst_fail_take(job);
+        return;
+    }
+    dom = qemu_driver_domain_start_incoming(drv, job->def, job->emulator, job_record(job),
+                                            dst_started, job_ref(job));
+    if (!dom) {
+        job_unref(job); /* the callback's reference */
+        dst_fail_take(job);
+        return;
+    }
+    job->dom = qemu_domain_obj_ref(dom);
+}
+
+/* Where the destination records when the source asked for a recording. */
+static char *
+dst_record_path(QemuMigration *mig, const char *name, json_object *cookie)
+{
+    json_object *rec = NULL;
+    const char *src_path = NULL;
+    g_autofree char *dir = NULL;
+
+    if (ho_json_opt_object(cookie, "record", &rec) <= 0 || !rec ||
+        ho_json_opt_string(rec, "path", &src_path) < 0) {
+        ho_error_reset();
+        return NULL;
+    }
+    if (mig->record_dir) {
+        g_autofree char *stamp = record_stamp();
+        g_autofree char *file = g_strdup_printf("%s-%s-dst.jsonl", name, stamp);
+
+        return g_build_filename(mig->record_dir, file, NULL);
+    }
+    if (!src_path)
+        return NULL;
+    /* Next to the source's, when that directory exists here too (both
+     * daemons on one machine: one clock, two files side by side). */
+    dir = g_path_get_dirname(src_path);
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+        return NULL;
+    if (g_str_has_suffix(src_path, ".jsonl"))
+        return g_strdup_printf("%.*s-dst.jsonl", (int)(strlen(src_path) - strlen(".jsonl")),
+                               src_path);
+    return g_strdup_printf("%s.dst", src_path);
+}
+
+void
+qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie, QemuMigrationReplyFunc cb,
+                           void *opaque)
+{
+    g_autoptr(Job) job = NULL;
+    g_autoptr(QemuDomainDef) def = NULL;
+    QemuMigrationArgs args = {0};
+    const char *name, *uuid, *xml, *machine, *host_uuid;
+    const char *hostname = NULL;
+    json_object *args_obj;
+    char def_uuid[37];
+    const char *target;
+
+    if (!cookie || ho_json_get_string(cookie, "name", &name) < 0 ||
+        ho_json_get_string(cookie, "uuid", &uuid) < 0 ||
+        ho_json_get_string(cookie, "xml", &xml) < 0 ||
+        ho_json_get_string(cookie, "machine", &machine) < 0 ||
+        ho_json_get_string(cookie, "host_uuid", &host_uuid) < 0 ||
+        ho_json_opt_string(cookie, "hostname", &hostname) < 0 ||
+        ho_json_get_object(cookie, "args", &args_obj) < 0 ||
+        qemu_migration_args_from_json(args_obj, &args) < 0)
+        goto refuse;
+    if (mig->host_uuid && g_str_equal(host_uuid, mig->host_uuid)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("cannot migrate domain '%1$s' to the host it runs on (host UUID %2$s)"),
+                        name, host_uuid);
+        goto refuse;
+    }
+    target = args.dname ? args.dname : name;
+    if (!name_is_valid(target)) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("invalid destination name '%1$s'"), target);
+        goto refuse;
+    }
+    if (mig_find_job(mig, uuid)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("domain '%1$s' is already in a migration job on this host"), target);
+        goto refuse;
+    }
+    if (!(def = qemu_domain_def_parse_string(args.dxml ? args.dxml : xml,
+                                             args.dxml ? "--xml" : "migration cookie")))
+        goto refuse;
+    qemu_domain_uuid_format(def->uuid, def_uuid);
+    if (!g_str_equal(def_uuid, uuid)) {
+        ho_error_report(HO_ERR_INVALID_ARG,
+                        _("the domain XML has UUID '%1$s', but the migrated domain has '%2$s'"),
+                        def_uuid, uuid);
+        goto refuse;
+    }
+    job = job_new(mig, false, target, uuid);
+    /* This host's emulator: the one a --xml names, else the default;
+     * never the source's path. The machine is the source's concrete one. */
+    if (args.dxml)
+        job->emulator = g_strdup(def->emulator);
+    g_clear_pointer(&def->emulator, g_free);
+    g_free(def->name);
+    def->name = g_strdup(target);
+    g_free(def->machine);
+    def->machine = g_strdup(machine);
+    job->def = g_steal_pointer(&def);
+    job->args = args;
+    memset(&args, 0, sizeof(args));
+    job->peer_host_uuid = g_strdup(host_uuid);
+    job->peer_hostname = g_strdup(hostname);
+    job->reply_cb = cb;
+    job->reply_opaque = opaque;
+    job->reply_kind = REPLY_PREPARE;
+    job->record_path = dst_record_path(mig, target, cookie);
+    g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
+    HO_INFO("domain '%s': preparing an incoming migration from %s", job->name,
+            hostname ? hostname : host_uuid);
+    qemu_driver_get_caps(mig->drv, job->emulator, dst_caps_ready, job_ref(job));
+    return;
+
+ refuse:
+    qemu_migration_args_clear(&args);
+    reply_later(mig, cb, opaque, NULL, ho_error_steal());
+}
+
+static gboolean
+dst_finish_timeout(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->bound_src, g_source_unref);
+    if (job_live(job) && job->finish_waiting)
+        dst_fail(job, ho_error_new(HO_ERR_TIMEOUT,
+                                   _("the incoming migration of domain '%1$s' did not complete "
+                                     "within %2$u seconds of the source's"),
+                                   job->name, (unsigned int)INCOMING_WAIT_S));
+    return G_SOURCE_REMOVE;
+}
+
+void
+qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
+                          void *opaque)
+{
+    const char *uuid = NULL;
+    bool success = false;
+    Job *job;
+    g_autoptr(Job) hold = NULL;
+
+    if (!args || ho_json_get_string(args, "uuid", &uuid) < 0 ||
+        ho_json_get_bool(args, "success", &success) < 0) {
+        reply_later(mig, cb, opaque, NULL, ho_error_steal());
+        return;
+    }
+    job = mig_find_job(mig, uuid);
+    if (!job || job->src || !job_live(job)) {
+        QemuDomainObj *dom = qemu_driver_lookup(mig->drv, uuid);
+        json_object *obj = json_object_new_object();
+
+        ho_error_reset();
+        if (dom && qemu_domain_obj_state(dom) == QEMU_DOMAIN_STATE_RUNNING && success) {
+            ho_json_add_string(obj, "state", "running");
+        } else if (success && dom && qemu_domain_obj_is_active(dom)) {
+            /* A QEMU of that domain exists here but no job knows it (kept
+             * paused after the source was lost, say): the source must not
+             * resume on our word. */
+            json_object_put(obj);
+            reply_later(mig, cb, opaque, NULL,
+                        ho_error_new(HO_ERR_OPERATION_INVALID,
+                                     _("domain '%1$s' is here but not running and has no "
+                                       "incoming migration; whether it ran is unknown"),
+                                     qemu_domain_obj_name(dom)));
+            return;
+        } else if (success) {
+            g_autoptr(HoError) e = ho_error_new(HO_ERR_OPERATION_INVALID,
+                                                _("no incoming migration of domain '%1$s' here"),
+                                                uuid);
+
+            ho_json_add_string(obj, "state", "shutoff");
+            error_to_json(obj, e);
+        }
+        reply_later(mig, cb, opaque, obj, NULL);
+        return;
+    }
+    hold = job_ref(job);
+    if (job->reply_cb) {
+        reply_later(mig, cb, opaque, NULL,
+                    ho_error_new(HO_ERR_OPERATION_INVALID,
+                                 _("the incoming migration of domain '%1$s' is busy"), job->name));
+        return;
+    }
+    job->reply_cb = cb;
+    job->reply_opaque = opaque;
+    if (!success) {
+        json_object *e = NULL;
+        const char *msg = NULL;
+
+        job->reply_kind = REPLY_FINISH_ABORT;
+        if (ho_json_opt_object(args, "error", &e) > 0 && e)
+            (void)ho_json_opt_string(e, "message", &msg);
+        ho_error_reset();
+        dst_fail(job, msg ? ho_error_new(HO_ERR_OPERATION_INVALID,
+                                         _("the source abandoned the migration of domain "
+                                           "'%1$s': %2$s"),
+                                         job->name, msg)
+                          : ho_error_new(HO_ERR_OPERATION_INVALID,
+                                         _("the source abandoned the migration of domain '%1$s'"),
+                                         job->name));
+        return;
+    }
+    job->reply_kind = REPLY_FINISH;
+    if (job->phase != QEMU_MIGRATION_PHASE_PERFORM) {
+        dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the incoming migration of domain '%1$s' cannot finish in "
+                                     "phase '%2$s'"),
+                                   job->name, qemu_migration_phase_to_string(job->phase)));
+        return;
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_FINISH) < 0) {
+        dst_fail_take(job);
+        return;
+    }
+    if (job->incoming_completed) {
+        dst_run(job);
+        return;
+    }
+    /* The source's completed came first; ours follows within milliseconds. */
+    job->finish_waiting = true;
+    job->bound_src = job_timeout(job, INCOMING_WAIT_S * 1000, dst_finish_timeout);
+}
+
+void
+qemu_migration_dst_peer_lost(QemuMigration *mig, const char *uuid)
+{
+    Job *job = mig_find_job(mig, uuid);
+    g_autoptr(Job) hold = NULL;
+
+    if (!job || job->src || !job_live(job))
+        return;
+    hold = job_ref(job);
+    if (job->phase >= QEMU_MIGRATION_PHASE_FINISH)
+        return; /* the source asked us to run: we do */
+    if (job->incoming_completed) {
+        job_keep_error(job, ho_error_new(HO_ERR_RPC,
+            _("the source daemon went away after the incoming migration of domain '%1$s' "
+              "completed: the domain stays paused here; whether the source still runs it is "
+              "unknown"),
+            job->name));
+        dst_reply_failure(job);
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    }
+    dst_fail(job, ho_error_new(HO_ERR_RPC,
+                               _("the source daemon went away during the incoming migration of "
+                                 "domain '%1$s'"),
+                               job->name));
+}
+
+/* ---- both ---------------------------------------------------------------------- */
+
+int
+qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
+{
+    Job *job = mig_find_job(mig, qemu_domain_obj_uuid(dom));
+    g_autoptr(Job) hold = NULL;
+
+    if (!job || !job_live(job)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' has no migration job"),
+                        qemu_domain_obj_name(dom));
+        return -1;
+    }
+    hold = job_ref(job);
+    if (job->src ? (job->phase >= QEMU_MIGRATION_PHASE_SWITCHOVER || job->finish_sent)
+                 : job->phase >= QEMU_MIGRATION_PHASE_FINISH) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' is past the point where it can be "
+                          "aborted (phase '%2$s')"),
+                        job->name, qemu_migration_phase_to_string(job->phase));
+        return -1;
+    }
+    if (job->unwinding) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' is already being cancelled"), job->name);
+        return -1;
+    }
+    HO_INFO("domain '%s': abort requested in phase %s", job->name,
+            qemu_migration_phase_to_string(job->phase));
+    job->cancelled = true;
+    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                     _("migration of domain '%1$s' was cancelled"), job->name));
+    if (!job->src) {
+        dst_unwind(job);
+        return 0;
+    }
+    if (job->phase == QEMU_MIGRATION_PHASE_BEGIN || job->prepare_pending) {
+        job->unwinding = true; /* src_start or the Prepare answer continues */
+        return 0;
+    }
+    src_unwind(job);
+    return 0;
+}
+
+bool
+qemu_migration_any_has_job(QemuMigration *mig, QemuDomainObj *dom)
+{
+    Job *job = mig_find_job(mig, qemu_domain_obj_uuid(dom));
+
+    return job && job_live(job);
+}
+
+typedef struct {
+    QemuMigrationInfoFunc cb;
+    void *opaque;
+    json_object *info;
+    HoError *err;
+    Job *job;
+} InfoCall;
+
+static void
+info_call_free(gpointer opaque)
+{
+    InfoCall *c = opaque;
+
+    json_object_put(c->info);
+    ho_error_free(c->err);
+    job_unref(c->job);
+    g_free(c);
+}
+
+static gboolean
+info_later_run(gpointer opaque)
+{
+    InfoCall *c = opaque;
+
+    c->cb(c->info, c->err, c->opaque);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+info_later(QemuMigration *mig, InfoCall *c)
+{
+    GSource *src = g_idle_source_new();
+
+    g_source_set_callback(src, info_later_run, c, info_call_free);
+    g_source_attach(src, mig->ctx);
+    g_source_unref(src);
+}
+
+static void
+info_query_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                void *opaque)
+{
+    InfoCall *c = opaque;
+
+    c->info = job_info_base(c->job);
+    if (!err)
+        info_add_qemu(c->info, qi);
+    c->cb(c->info, NULL, c->opaque);
+    info_call_free(c);
+}
+
+void
+qemu_migration_any_job_info(QemuMigration *mig, QemuDomainObj *dom, bool completed,
+                            QemuMigrationInfoFunc cb, void *opaque)
+{
+    InfoCall *c = g_new0(InfoCall, 1);
+    Job *job = mig_find_job(mig, qemu_domain_obj_uuid(dom));
+    QemuMonitor *mon;
+
+    c->cb = cb;
+    c->opaque = opaque;
+    if (completed) {
+        json_object *info = g_hash_table_lookup(mig->completed, qemu_domain_obj_uuid(dom));
+
+        if (info)
+            c->info = json_object_get(info);
+        else
+            c->err = ho_error_new(HO_ERR_OPERATION_INVALID,
+                                  _("domain '%1$s' has no completed migration job"),
+                                  qemu_domain_obj_name(dom));
+        info_later(mig, c);
+        return;
+    }
+    if (!job || !job_live(job)) {
+        c->err = ho_error_new(HO_ERR_OPERATION_INVALID, _("domain '%1$s' has no migration job"),
+                              qemu_domain_obj_name(dom));
+        info_later(mig, c);
+        return;
+    }
+    c->job = job_ref(job);
+    mon = job->dom ? qemu_domain_obj_monitor(job->dom) : NULL;
+    if (job->src && job->migrate_sent && mon) {
+        qemu_monitor_json_query_migrate(mon, info_query_done, c);
+        return;
+    }
+    c->info = job_info_base(job);
+    info_later(mig, c);
+}
+
+/* ---- recovery after a daemon restart ------------------------------------------ */
+
+static void
+recover_dst_migrate_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                         void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (!err && qi->status == QEMU_MIGRATION_STATUS_COMPLETED) {
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+            _("the daemon restarted after the incoming migration of domain '%1$s' completed: "
+              "the domain stays paused here; whether the source still runs it is unknown"),
+            job->name));
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    }
+    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                     _("the daemon restarted during the incoming migration of "
+                                       "domain '%1$s'"),
+                                     job->name));
+    dst_unwind(job);
+}
+
+static void
+recover_dst_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError *err,
+                        void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (!err && st->running) {
+        /* cont was sent before the restart: it finished. */
+        job->phase = QEMU_MIGRATION_PHASE_FINISH;
+        dst_finished(job, true);
+        return;
+    }
+    qemu_monitor_json_query_migrate(mon, recover_dst_migrate_done, job_ref(job));
+}
+
+static void
+recover_src_migrate_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                         void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (!err && qi->status == QEMU_MIGRATION_STATUS_COMPLETED) {
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+            _("the daemon restarted after the migration of domain '%1$s' completed on the "
+              "source: the domain stays paused here; check the destination before resuming it"),
+            job->name));
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    }
+    job->qstatus = err ? QEMU_MIGRATION_STATUS_NONE : qi->status;
+    job->migrate_sent = !qstatus_is_final(job->qstatus);
+    src_unwind(job);
+}
+
+void
+qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
+{
+    json_object *rec = qemu_domain_obj_get_job(dom);
+    g_autoptr(Job) job = NULL;
+    json_object *args_obj = NULL;
+    const char *side = NULL, *phase_s = NULL;
+    bool was_running = false, dst_ran = false;
+    QemuMigrationPhase phase;
+    QemuMonitor *mon;
+
+    if (!rec || mig_find_job(mig, qemu_domain_obj_uuid(dom)) || !qemu_domain_obj_is_active(dom) ||
+        qemu_domain_obj_is_reconnecting(dom))
+        return;
+    mon = qemu_domain_obj_monitor(dom);
+    job = job_new(mig, false, qemu_domain_obj_name(dom), qemu_domain_obj_uuid(dom));
+    if (ho_json_get_string(rec, "side", &side) < 0 ||
+        ho_json_get_string(rec, "phase", &phase_s) < 0 ||
+        ho_json_opt_object(rec, "args", &args_obj) < 0 ||
+        (args_obj && qemu_migration_args_from_json(args_obj, &job->args) < 0) ||
+        ho_json_opt_bool(rec, "was_running", &was_running) < 0 ||
+        ho_json_opt_bool(rec, "destination_ran", &dst_ran) < 0) {
+        HO_WARN("domain '%s': unreadable migration job record: %s", job->name,
+                ho_error_last_message());
+        ho_error_reset();
+        side = "src";
+        phase_s = "perform";
+    }
+    phase = qemu_migration_phase_from_string(phase_s);
+    if (phase == QEMU_MIGRATION_PHASE_LAST || qemu_migration_phase_is_terminal(phase))
+        phase = QEMU_MIGRATION_PHASE_PERFORM;
+    job->src = g_str_equal(side, "src");
+    job->phase = phase;
+    job->was_running = was_running;
+    job->dst_ran = dst_ran;
+    job->dom = qemu_domain_obj_ref(dom);
+    job->peer_gone = true; /* the connection did not survive the restart */
+    job->reply_kind = REPLY_FINISH_ABORT;
+    g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
+    HO_INFO("domain '%s': recovering a %s migration job in phase %s", job->name, side,
+            qemu_migration_phase_to_string(phase));
+    if (!mon) {
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                         _("the daemon restarted during the migration of domain "
+                                           "'%1$s' and its monitor is not available: left as it "
+                                           "is"),
+                                         job->name));
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    }
+    job->mon = qemu_monitor_ref(mon);
+    if (!job->src) {
+        job->exit_watch = qemu_domain_obj_add_exit_watch(dom, dst_qemu_exited, job);
+        qemu_monitor_json_query_status(mon, recover_dst_status_done, job_ref(job));
+        return;
+    }
+    job->exit_watch = qemu_domain_obj_add_exit_watch(dom, src_qemu_exited, job);
+    job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", src_migration_event, job);
+    if (phase == QEMU_MIGRATION_PHASE_CONFIRM && dst_ran) {
+        /* The destination runs the guest: finish the source's part. */
+        src_confirm_quit(job);
+        return;
+    }
+    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                     _("the daemon restarted during the migration of domain "
+                                       "'%1$s'"),
+                                     job->name));
+    if (phase < QEMU_MIGRATION_PHASE_PERFORM) {
+        src_unwind(job);
+        return;
+    }
+    qemu_monitor_json_query_migrate(mon, recover_src_migrate_done, job_ref(job));
+}
+
+void
+qemu_migration_any_recover(QemuMigration *mig)
+{
+    g_autoptr(GPtrArray) doms = qemu_driver_list(mig->drv);
+
+    for (guint i = 0; i < doms->len; i++)
+        qemu_migration_any_recover_domain(mig, g_ptr_array_index(doms, i));
+}
+
+static void
+json_put(gpointer obj)
+{
+    json_object_put(obj);
+}
+
+/* ---- the orchestrator object ------------------------------------------------------ */
+
+QemuMigration *
+qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
+                   QemuMigrationEventFunc event_cb, void *opaque)
+{
+    QemuMigration *mig = g_new0(QemuMigration, 1);
+
+    mig->drv = drv;
+    mig->ctx = g_main_context_ref(qemu_driver_context(drv));
+    mig->host_uuid = g_strdup(cfg ? cfg->host_uuid : NULL);
+    mig->hostname = g_strdup(cfg ? cfg->hostname : NULL);
+    mig->migration_address = g_strdup(cfg ? cfg->migration_address : NULL);
+    mig->record_dir = g_strdup(cfg ? cfg->record_dir : NULL);
+    mig->port_min = cfg && cfg->migration_port_min > 0 ? cfg->migration_port_min
+                                                       : DEFAULT_PORT_MIN;
+    mig->port_max = cfg && cfg->migration_port_max >= mig->port_min ? cfg->migration_port_max
+                                                                    : MAX(mig->port_min,
+                                                                          DEFAULT_PORT_MAX);
+    mig->progress_interval_ms = cfg && cfg->progress_interval_ms ? cfg->progress_interval_ms
+                                                                 : DEFAULT_PROGRESS_MS;
+    mig->event_cb = event_cb;
+    mig->opaque = opaque;
+    mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                      (GDestroyNotify)job_unref);
+    mig->completed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, json_put);
+    g_queue_init(&mig->events);
+    return mig;
+}
+
+void
+qemu_migration_free(QemuMigration *mig)
+{
+    GHashTableIter iter;
+    gpointer value;
+
+    if (!mig)
+        return;
+    g_hash_table_iter_init(&iter, mig->jobs);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        Job *job = value;
+
+        job_detach(job);
+        job->mig = NULL;
+        job->done_cb = NULL;
+        /* A pending destination answer is never given: its caller is the
+         * peer connection, which goes with the daemon. */
+        job->reply_cb = NULL;
+    }
+    g_hash_table_unref(mig->jobs);
+    g_hash_table_unref(mig->completed);
+    clear_source(&mig->events_source);
+    g_queue_clear_full(&mig->events, (GDestroyNotify)pending_event_free);
+    g_main_context_unref(mig->ctx);
+    g_free(mig->host_uuid);
+    g_free(mig->hostname);
+    g_free(mig->migration_address);
+    g_free(mig->record_dir);
+    g_free(mig);
+}

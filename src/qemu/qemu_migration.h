@@ -1,0 +1,234 @@
+/*
+ * The migration orchestrator (DESIGN.md §2-§3): peer-to-peer live
+ * migration of a running domain to another host's daemon.
+ *
+ * Where a function runs is in its name:
+ *   qemu_migration_src_*  only on the source host (the daemon that drives);
+ *   qemu_migration_dst_*  only on the destination host;
+ *   qemu_migration_any_*  on both.
+ *
+ * One QemuMigration per daemon, on top of its QemuDriver. A domain has at
+ * most one job; the job is an explicit state machine (QemuMigrationPhase)
+ * whose every change goes through one setter that checks the old phase,
+ * logs, persists the job into the domain's status file (the driver's
+ * qemu_driver_domain_set_job) and only then acts, and emits a job event.
+ *
+ * The source talks to the destination daemon only through the peer
+ * operations below: the daemon implements them over its TCP peer
+ * connection, tests call a destination QemuMigration in the same process.
+ * Nothing here blocks the loop; every wait is for an event (QMP event,
+ * reply, peer reply, process exit) and bounded where the event may never
+ * come.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ho_error.h"
+#include "qemu_driver.h"
+
+typedef struct _QemuMigration QemuMigration;
+
+/* The phases of a job. The source walks BEGIN, PREPARE, PERFORM,
+ * PRE_SWITCHOVER (only when QEMU has pause-before-switchover), SWITCHOVER,
+ * FINISH, CONFIRM and ends in COMPLETED, FAILED or CANCELLED. The
+ * destination walks PREPARE, PERFORM (its QEMU receiving), FINISH, and
+ * ends the same way. */
+typedef enum {
+    QEMU_MIGRATION_PHASE_NONE = 0,
+    QEMU_MIGRATION_PHASE_BEGIN,          /* src: checks, capabilities, cookie */
+    QEMU_MIGRATION_PHASE_PREPARE,        /* src: waiting for the destination's Prepare;
+                                          * dst: starting the incoming QEMU */
+    QEMU_MIGRATION_PHASE_PERFORM,        /* src: migrate issued, RAM moving;
+                                          * dst: incoming QEMU receiving */
+    QEMU_MIGRATION_PHASE_PRE_SWITCHOVER, /* src: QEMU stopped the guest before switchover;
+                                          * what still writes is ended here */
+    QEMU_MIGRATION_PHASE_SWITCHOVER,     /* src: migrate-continue sent (or no pause),
+                                          * waiting for completed */
+    QEMU_MIGRATION_PHASE_FINISH,         /* src: completed, destination asked to run;
+                                          * dst: cont being issued */
+    QEMU_MIGRATION_PHASE_CONFIRM,        /* src: quitting the source QEMU, or unwinding */
+    QEMU_MIGRATION_PHASE_COMPLETED,      /* terminal */
+    QEMU_MIGRATION_PHASE_FAILED,         /* terminal */
+    QEMU_MIGRATION_PHASE_CANCELLED,      /* terminal */
+    QEMU_MIGRATION_PHASE_LAST
+} QemuMigrationPhase;
+
+/* "begin", "prepare", "perform", "pre-switchover", "switchover", "finish",
+ * "confirm", "completed", "failed", "cancelled" ("none" for NONE). */
+const char *qemu_migration_phase_to_string(QemuMigrationPhase phase);
+/* QEMU_MIGRATION_PHASE_LAST for an unknown name. */
+QemuMigrationPhase qemu_migration_phase_from_string(const char *s);
+/* Whether a phase ends a job. */
+bool qemu_migration_phase_is_terminal(QemuMigrationPhase phase);
+
+/* What the user asked for: virsh migrate's flags. Strings are owned. */
+typedef struct {
+    bool live;                   /* --live; without it the source is paused first */
+    bool persistent;             /* --persistent: define on the destination */
+    bool undefine_source;        /* --undefinesource */
+    bool paused;                 /* --paused: leave the destination paused */
+    char *dname;                 /* --dname: name on the destination, or NULL */
+    char *dxml;                  /* --xml: destination domain XML (text), or NULL */
+    char *migrate_uri;           /* --migrateuri tcp://HOST[:PORT], or NULL */
+    char *listen_address;        /* --listen-address for the destination QEMU, or NULL */
+    bool has_bandwidth;
+    uint64_t bandwidth_mib;      /* --bandwidth, MiB/s */
+    bool has_max_downtime;
+    uint64_t max_downtime_ms;    /* --max-downtime */
+    bool auto_converge;          /* --auto-converge */
+    bool parallel;               /* --parallel (multifd) */
+    unsigned int parallel_connections; /* --parallel-connections; 0: QEMU's default */
+    unsigned int timeout_s;      /* --timeout; 0: none */
+    bool timeout_abort;          /* --timeout-abort: abort instead of pausing the guest */
+    bool unsafe;                 /* --unsafe: skip the disk cache check */
+    char *record_path;           /* --record: flight recorder file for this job, or NULL */
+} QemuMigrationArgs;
+
+void qemu_migration_args_clear(QemuMigrationArgs *args);
+/* From the JSON object of the domain.migrate method (the field names are
+ * documented in docs/protocol.md: "live", "persistent", "undefine_source",
+ * "paused", "dname", "xml", "migrate_uri", "listen_address",
+ * "bandwidth_mib", "max_downtime_ms", "auto_converge", "parallel",
+ * "parallel_connections", "timeout_s", "timeout_abort", "unsafe",
+ * "record"). Unknown fields are refused. 0, or -1 and an error naming the
+ * field; *args is untouched on failure. */
+int qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args);
+/* The same fields back (a new object), for the job record and the cookie. */
+json_object *qemu_migration_args_to_json(const QemuMigrationArgs *args);
+
+/* ---- the per-daemon orchestrator ---- */
+
+typedef struct {
+    const char *host_uuid;      /* this host's identity (same-host refusal) */
+    const char *hostname;
+    /* Where incoming migration streams listen when the source gives no
+     * --migrateuri/--listen-address (the destination's migration address),
+     * and the port range tried in order (a port in use is skipped). */
+    const char *migration_address;
+    int migration_port_min;
+    int migration_port_max;
+    /* Directory for per-job flight recordings when every job records
+     * (daemon setting), or NULL; --record overrides it per job. */
+    const char *record_dir;
+    /* How often progress events are emitted while a job runs (ms); 0: 500. */
+    unsigned int progress_interval_ms;
+} QemuMigrationConfig;
+
+/* A job event: the domain (name and uuid), the event ("phase",
+ * "progress", "completed", "failed", "cancelled") and its data (borrowed:
+ * {"phase": ...} for "phase", the job info for "progress" and the
+ * terminal events, plus "error" {code, message} when it failed). */
+typedef void (*QemuMigrationEventFunc)(QemuMigration *mig, const char *name, const char *uuid,
+                                       const char *event, json_object *data, void *opaque);
+
+/* Create the orchestrator; the driver must outlive it. cfg is copied. */
+QemuMigration *qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
+                                  QemuMigrationEventFunc event_cb, void *opaque);
+/* Free. Running jobs are left as persisted (a restarted daemon finds them
+ * with qemu_migration_any_recover); their callbacks do not run. Accepts NULL. */
+void qemu_migration_free(QemuMigration *mig);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuMigration, qemu_migration_free)
+
+/* After a daemon restart, once the driver has reconnected to its domains:
+ * every domain whose status holds a job is finished or unwound by
+ * DESIGN.md §2: a source job before SWITCHOVER is cancelled and the source
+ * resumed if it was running; a destination job before FINISH kills its
+ * QEMU; a job whose outcome cannot be known (source after completed
+ * without the destination's answer) leaves the source paused and fails
+ * with an error saying so. Events report each outcome. */
+void qemu_migration_any_recover(QemuMigration *mig);
+/* The same for one domain; does nothing while the driver is still
+ * reconnecting to it (call it again from the driver's "started"
+ * "reconnected" event) or when it has no job record. Idempotent. */
+void qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom);
+
+/* ---- talking to the peer daemon ---- */
+
+/* A peer's answer: result borrowed on success, or err. */
+typedef void (*QemuMigrationReplyFunc)(json_object *result, const HoError *err, void *opaque);
+
+typedef struct {
+    /* Prepare on the destination: cookie consumed; the reply is what
+     * qemu_migration_dst_prepare answers. */
+    void (*prepare)(void *peer, json_object *cookie, QemuMigrationReplyFunc cb, void *opaque);
+    /* Finish on the destination: args consumed ({"uuid", "success"} and,
+     * on success, the source's completion facts); the reply is what
+     * qemu_migration_dst_finish answers. */
+    void (*finish)(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque);
+    /* The peer's identity from its hello: host_uuid and hostname (borrowed). */
+    const char *(*host_uuid)(void *peer);
+    const char *(*hostname)(void *peer);
+    /* Drop the peer object (the job ended); may be NULL. */
+    void (*free)(void *peer);
+} QemuMigrationPeerOps;
+
+/* ---- source ---- */
+
+/* A job ended: uuid of the domain, err NULL on success; stats is the
+ * completed job info (borrowed, may be NULL). */
+typedef void (*QemuMigrationDoneFunc)(QemuMigration *mig, const char *uuid, const HoError *err,
+                                      json_object *stats, void *opaque);
+
+/* Begin a migration of a running (or paused) domain to the peer. The
+ * checks that need no QEMU or peer round trip run now: -1 and an error,
+ * nothing changed (no domain, already in a job, not running, unsafe disk
+ * cache without args->unsafe, same host by the peer's host_uuid, bad
+ * dname/xml). Otherwise 0: the job runs on the loop, peer (consumed,
+ * freed with ops->free when the job ends) carries it to the destination,
+ * and cb runs exactly once when it ends. */
+int qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom,
+                             const QemuMigrationArgs *args, const QemuMigrationPeerOps *ops,
+                             void *peer, QemuMigrationDoneFunc cb, void *opaque);
+/* The connection to the peer daemon broke (its keepalive failed, or it
+ * closed): the job of that domain unwinds if it can (before completed),
+ * else leaves the source paused and fails saying so. */
+void qemu_migration_src_peer_lost(QemuMigration *mig, const char *uuid, const HoError *err);
+
+/* ---- destination ---- */
+
+/* Prepare: the cookie from the source (borrowed). Refuses the same host,
+ * flags this host's QEMU cannot honour, an existing domain of that name
+ * or UUID that is active; starts the destination QEMU (this host's
+ * emulator, the source's concrete machine type, -S -incoming defer), sets
+ * the capabilities both sides need and issues migrate-incoming. cb gets
+ * {"uri": "tcp:HOST:PORT", "host_uuid", "hostname"} or the error; on
+ * error nothing is left behind. */
+void qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie,
+                                QemuMigrationReplyFunc cb, void *opaque);
+/* Finish: args {"uuid", "success", ...} (borrowed). success: wait for the
+ * incoming QEMU's own completed, cont (unless paused was asked), persist
+ * the domain (defined if persistent was asked); cb gets {"state":
+ * "running"|"paused"}. failure: kill the incoming QEMU, drop the domain,
+ * cb gets {}. */
+void qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
+                               void *opaque);
+/* The source daemon's connection closed: incoming jobs it had not
+ * finished are unwound (QEMU killed) unless the incoming QEMU already
+ * completed, in which case the domain stays paused and the job fails
+ * saying the outcome is unknown. */
+void qemu_migration_dst_peer_lost(QemuMigration *mig, const char *uuid);
+
+/* ---- both ---- */
+
+/* Abort the domain's job (domjobabort): allowed in every phase before
+ * SWITCHOVER; -1 and an error otherwise (no job, too late). The job then
+ * ends CANCELLED through its done callback. */
+int qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom);
+
+/* Job information (domjobinfo): the running job's statistics, fresh from
+ * query-migrate, or with completed the last finished job's. Fields:
+ * "phase", "side", "elapsed_ms", "setup_ms", "data_total",
+ * "data_processed", "data_remaining", "memory_total",
+ * "memory_processed", "memory_remaining", "bandwidth_bps",
+ * "dirty_rate_pps", "iteration", "expected_downtime_ms"; after
+ * completion "downtime_ms", "total_ms", "orchestrator_ms" (source
+ * completed -> destination running), "error" when it failed. */
+typedef void (*QemuMigrationInfoFunc)(json_object *info, const HoError *err, void *opaque);
+void qemu_migration_any_job_info(QemuMigration *mig, QemuDomainObj *dom, bool completed,
+                                 QemuMigrationInfoFunc cb, void *opaque);
+/* Whether the domain has a running job. */
+bool qemu_migration_any_has_job(QemuMigration *mig, QemuDomainObj *dom);

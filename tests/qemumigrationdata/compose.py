@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+# Composes the scenario transcripts of tests/qemumigrationdata/ from the real
+# recordings in ../qemumonitorjsondata/ plus hand-written tails (see README.md).
+# Run it after changing a scenario: python3 tests/qemumigrationdata/compose.py
+import json, os
+D=os.path.dirname(os.path.abspath(__file__))
+M=os.path.join(D, '..', 'qemumonitorjsondata')
+def R(side, d, msg=None, **kw):
+    o={"side":side,"dir":d}
+    if msg is not None: o["msg"]=msg
+    o.update(kw)
+    return json.dumps(o, separators=(',',':'))
+def ev(name, status=None):
+    m={"event":name}
+    if status: m["data"]={"status":status}
+    return m
+def mig(side,status): return R(side,"recv",ev("MIGRATION",status))
+def cmd(side, name, args=None, id=None):
+    m={"execute":name}
+    if args is not None: m["arguments"]=args
+    m["id"]=id
+    return R(side,"send",m)
+def ret(side, id, val=None):
+    return R(side,"recv",{"return":{} if val is None else val,"id":id})
+def err(side, id, desc):
+    return R(side,"recv",{"error":{"class":"GenericError","desc":desc},"id":id})
+
+MACHINES={
+ "7.2":[{"name":"pc-i440fx-7.2","alias":"pc","is-default":True,"cpu-max":255,"hotpluggable-cpus":True,"numa-mem-supported":False,"deprecated":False,"default-cpu-type":"qemu64-x86_64-cpu","default-ram-id":"pc.ram","acpi":True}],
+ "10.0":[{"name":"pc-i440fx-10.0","alias":"pc","is-default":True,"cpu-max":255,"hotpluggable-cpus":True,"numa-mem-supported":False,"deprecated":False,"default-cpu-type":"qemu64-x86_64-cpu","default-ram-id":"pc.ram","acpi":True},
+         {"name":"pc-i440fx-7.2","cpu-max":255,"hotpluggable-cpus":True,"numa-mem-supported":False,"deprecated":False,"default-cpu-type":"qemu64-x86_64-cpu","default-ram-id":"pc.ram","acpi":True}],
+}
+def caps_list(v, drop=()):
+    for l in open(f'{M}/probe-{v}.jsonl'):
+        if '"capability"' in l and '"return"' in l:
+            return [c for c in json.loads(l)['msg']['return'] if c['capability'] not in drop]
+
+def write(name, comments, lines, schema):
+    with open(f'{D}/{name}','w') as f:
+        for c in comments: f.write('# '+c+'\n' if c else '#\n')
+        f.write(json.dumps({"meta":{"schema":schema}},separators=(',',':'))+'\n')
+        for l in lines: f.write(l+'\n')
+
+def include(side, v, drop=()):
+    o={"include":f"../qemumonitorjsondata/probe-{v}.jsonl","side":side,"stop_at":"quit"}
+    if drop: o["replace_return"]={"query-migrate-capabilities":caps_list(v,drop)}
+    return json.dumps(o,separators=(',',':'))
+
+# ---- probes of the fake emulators (the driver: qemu_caps_probe + query-machines) ----
+for name, v, drop, why in [("qemu-7.2","7.2",(),None),("qemu-10.0","10.0",(),None),
+    ("qemu-7.2-nopause","7.2",("pause-before-switchover",),"pause-before-switchover removed by hand: a QEMU before 2.11"),
+    ("qemu-7.2-nomig","7.2",("auto-converge","multifd"),"auto-converge and multifd removed by hand: a QEMU that cannot honour --auto-converge or --parallel")]:
+    c=[f"The driver's capability probe of emulator {name}: the recorded probe",
+       f"of QEMU {v} (../qemumonitorjsondata/probe-{v}.jsonl, without its quit),",
+       "then query-machines (composed: machine names as QEMU "+v+" reports them;",
+       "10.0 also lists pc-i440fx-7.2, the source machine of 7.2 -> 10.0). The",
+       "driver kills the probe QEMU after the reply."]
+    if why: c.append("Capabilities: "+why+".")
+    write(f"probe-{name}.jsonl", c, [include("src",v,drop), cmd("src","query-machines",id="m1"), ret("src","m1",MACHINES[v])], {"src":"qemu-"+v})
+
+# ---- the recorded migrations, cut into parts ----
+def recorded(sv, dv):
+    out=[]
+    for l in open(f'{M}/migrate-precopy-{sv}-{dv}.jsonl'):
+        if l.startswith('{"ts"'): out.append(json.loads(l))
+    return out
+def line(o):
+    return json.dumps(o,separators=(',',':'))
+
+def src_start(v, drop=()):
+    return ["# The source domain starts: the driver probes its monitor, then cont.",
+            include("src",v,drop), cmd("src","cont",id="s1"), R("src","recv",ev("RESUME")), ret("src","s1")]
+
+def happy(sv, dv, drop=()):
+    recs=recorded(sv,dv)
+    # drop the recorder's own connection setup (open, greeting, qmp_capabilities) of both sides
+    body=[]
+    set_caps_id=None
+    skip={"src":4,"dst":4}
+    for o in recs:
+        if skip.get(o["side"],0)>0:
+            skip[o["side"]]-=1; continue
+        body.append(o)
+    # the destination QEMU stays: drop its quit and close
+    i=[k for k,o in enumerate(body) if o["side"]=="dst" and o["dir"]=="send" and o["msg"].get("execute")=="quit"][0]
+    body=body[:i]
+    # The orchestrator sets every capability it cares about both ways (QEMU
+    # keeps them from an earlier migration), then the parameters (bandwidth
+    # unlimited: 2^53), where the minimal recording driver set only events
+    # and pause-before-switchover.
+    out=[]
+    for o in body:
+        m=o.get("msg",{})
+        if m.get("execute")=="migrate-set-capabilities":
+            c=[{"capability":"events","state":True}]
+            if o["side"]=="src":
+                c+=[{"capability":"pause-before-switchover","state":True},
+                    {"capability":"auto-converge","state":False}]
+            c+=[{"capability":"multifd","state":False}]
+            m["arguments"]["capabilities"]=c
+            set_caps_id=m["id"]
+        out.append(o)
+        if o["side"]=="src" and o["dir"]=="recv" and m.get("id")==set_caps_id and "return" in m:
+            out.append(json.loads(cmd("src","migrate-set-parameters",{"max-bandwidth":1<<53},id="p1")))
+            out.append(json.loads(ret("src","p1")))
+    return out
+
+
+def assemble(sv, dv, body, drop_src=()):
+    out=src_start(sv, drop_src)
+    dst_started=False
+    for o in body:
+        if o["side"]=="dst" and not dst_started:
+            out.append("# Prepare: the destination QEMU starts (-S -incoming defer), probed like any.")
+            out.append(include("dst",dv)); dst_started=True
+        out.append(line(o) if isinstance(o,dict) else o)
+    return out
+
+HDR=lambda sv,dv: [f"Composed from the recording ../qemumonitorjsondata/migrate-precopy-{sv}-{dv}.jsonl",
+  "(qemurecord --scenario migrate, a minimal driver on real QEMUs): its connection",
+  "setup replaced by the driver's start (capability probe from probe-VERSION.jsonl,",
+  "then cont on the source), the recorder's final quit of the destination removed."]
+
+for sv,dv in [("7.2","7.2"),("10.0","10.0"),("7.2","10.0")]:
+    write(f"migrate-{sv}-{dv}.jsonl",
+      [f"Happy path, precopy, QEMU {sv} -> QEMU {dv}, pause-before-switchover on the source:",
+       "src stops in pre-switchover, gets migrate-continue, completes; the destination",
+       "(-S, -incoming defer) gets cont only after the source reported completed;",
+       "the source is asked for its final statistics and quit. ${port} is the migration port."]+HDR(sv,dv),
+      assemble(sv,dv,happy(sv,dv)), {"src":"qemu-"+sv,"dst":"qemu-"+dv})
+
+# no pause-before-switchover: hand-edited from 7.2-7.2
+body=happy("7.2","7.2")
+nb=[]; cont_id=None
+for o in body:
+    m=o.get("msg",{})
+    if o["side"]=="src" and m.get("execute")=="migrate-set-capabilities":
+        m["arguments"]["capabilities"]=[c for c in m["arguments"]["capabilities"] if c["capability"]!="pause-before-switchover"]
+    if o["side"]=="src" and m.get("data",{}).get("status")=="pre-switchover": continue
+    if o["side"]=="src" and m.get("execute")=="migrate-continue": cont_id=m["id"]; continue
+    if o["side"]=="src" and o["dir"]=="recv" and m.get("id")==cont_id and "return" in m: continue
+    nb.append(o)
+write("migrate-nopause.jsonl",
+  ["Happy path on a source QEMU without pause-before-switchover (before QEMU 2.11):",
+   "HAND-EDITED from the 7.2 -> 7.2 recording: the capability is removed from the",
+   "source's probe (probe-qemu-7.2-nopause.jsonl and the domain's own probe) and",
+   "from migrate-set-capabilities; QEMU goes active -> (STOP) device -> completed,",
+   "with no pre-switchover and no migrate-continue."]+HDR("7.2","7.2"),
+  assemble("7.2","7.2",nb,("pause-before-switchover",)), {"src":"qemu-7.2","dst":"qemu-7.2"})
+
+# ---- failure scenarios, from the 7.2 -> 7.2 recording ----
+B=happy("7.2","7.2")
+def upto(pred):
+    out=[]
+    for o in B:
+        out.append(o)
+        if pred(o): return out
+    raise Exception("no match")
+is_ev=lambda side,st: (lambda o: o["side"]==side and o.get("msg",{}).get("data",{}).get("status")==st)
+is_send=lambda side,c: (lambda o: o["side"]==side and o["dir"]=="send" and o["msg"].get("execute")==c)
+prepare=upto(lambda o: o["side"]=="dst" and o.get("msg",{}).get("id")=="h3" and "return" in o["msg"])
+to_active=upto(is_ev("src","active"))
+to_pre=upto(is_ev("src","pre-switchover"))
+to_completed=upto(is_ev("src","completed"))
+to_dst_completed=upto(is_ev("dst","completed"))
+S=lambda v: {"src":"qemu-7.2","dst":"qemu-7.2"}
+BASE7=["Composed from the 7.2 -> 7.2 recording (see migrate-7.2-7.2.jsonl) up to the",
+       "point named; what follows is written by hand after DESIGN.md §6 (QEMU 7.2",
+       "as observed here)."]
+dst_gone=['# The orchestrator kills the destination QEMU (invariant 3).', R("dst","close",by="client")]
+dst_fails_itself=['# The destination QEMU sees the stream end and exits by itself (code 1).',
+       mig("dst","failed"), R("dst","close")]
+status=lambda running, st: {"status":st,"singlestep":False,"running":running}
+
+def resumed(running=True, st=None):
+    """The unwinding's end on the source: whether the guest runs is asked;
+    cont only when it does not."""
+    t=["# Unwound: whether the guest runs is asked, not assumed.",
+       cmd("src","query-status",id="q1"),
+       ret("src","q1",status(running, st or ("running" if running else "postmigrate")))]
+    if not running:
+        t+=["# It does not: the orchestrator resumes it.", cmd("src","cont",id="q2"),
+            R("src","recv",ev("RESUME")), ret("src","q2")]
+    return t
+
+write("abort-prepare.jsonl",
+  ["domjobabort on the source while it waits for the destination's Prepare:",
+   "the destination QEMU was started and is killed; the source never migrated",
+   "and keeps running."]+BASE7,
+  assemble("7.2","7.2",prepare)+dst_gone+resumed(), S(0))
+
+write("abort-perform.jsonl",
+  ["domjobabort on the source while RAM moves (after MIGRATION active):",
+   "migrate_cancel -> cancelling -> cancelled; the guest never stopped; the",
+   "destination QEMU exits by itself when the stream ends."]+BASE7,
+  assemble("7.2","7.2",to_active)+[cmd("src","migrate_cancel",id="c1"), ret("src","c1"),
+   mig("src","cancelling"), mig("src","cancelled")]+dst_fails_itself+resumed(), S(0))
+
+def abort_pre(name, comment, evs, running):
+    tail=[cmd("src","migrate_cancel",id="c1"),
+          "# QEMU had reached pre-switchover (guest stopped) when the cancel arrived.",
+          R("src","recv",ev("STOP")), mig("src","pre-switchover"), ret("src","c1")]+evs+dst_fails_itself
+    tail+=resumed(running, None if running else "finish-migrate")
+    write(name, comment+BASE7, assemble("7.2","7.2",to_active)+tail, S(0))
+
+PRE=["The abort is asked while the orchestrator still is in PERFORM and QEMU has",
+     "already stopped the guest in pre-switchover: in this issue the orchestrator",
+     "answers pre-switchover at once (nothing to tear down), so this race is the",
+     "only way an abort meets QEMU's pre-switchover."]
+abort_pre("abort-pre-switchover.jsonl",
+  ["domjobabort in pre-switchover: migrate_cancel -> cancelling -> RESUME ->",
+   "cancelled (DESIGN.md §6), then query-status shows the guest running."]+PRE,
+  [mig("src","cancelling"), R("src","recv",ev("RESUME")), mig("src","cancelled")], True)
+abort_pre("abort-pre-switchover-device-paused.jsonl",
+  ["domjobabort in pre-switchover where QEMU emits `device` before `cancelled`",
+   "and does not resume the guest: query-status says not running, so the",
+   "orchestrator sends cont itself."]+PRE,
+  [mig("src","cancelling"), mig("src","device"), mig("src","cancelled")], False)
+abort_pre("abort-pre-switchover-device-running.jsonl",
+  ["domjobabort in pre-switchover where QEMU emits `device` before `cancelled`",
+   "and resumes the guest itself: query-status says running, no cont."]+PRE,
+  [mig("src","cancelling"), mig("src","device"), R("src","recv",ev("RESUME")), mig("src","cancelled")], True)
+
+write("failed-perform.jsonl",
+  ["QEMU reports `failed` on the source while RAM moves: the orchestrator asks",
+   "query-migrate for QEMU's reason and reports it; the guest never stopped and",
+   "keeps running; the destination QEMU exits by itself."]+BASE7,
+  assemble("7.2","7.2",to_active)+[mig("src","failed"),
+   cmd("src","query-migrate",id="f1"),
+   ret("src","f1",{"status":"failed","error-desc":"Unable to write to socket: Connection reset by peer"})]
+   +dst_fails_itself+resumed(), S(0))
+
+dp=assemble("7.2","7.2",prepare)
+# cut before the migrate-incoming reply: the dst dies after receiving the command
+i=[k for k,l in enumerate(dp) if '"migrate-incoming"' in l][0]
+write("dst-dies-prepare.jsonl",
+  ["The destination QEMU dies during Prepare, before migrate-incoming answers:",
+   "Prepare fails, the source never migrated and keeps running."]+BASE7,
+  dp[:i+1]+["# The destination QEMU dies.", R("dst","close")]+resumed(), S(0))
+
+write("dst-dies-perform.jsonl",
+  ["The destination QEMU dies while RAM moves: the source's QEMU fails the",
+   "migration (its reason from query-migrate); the guest keeps running."]+BASE7,
+  assemble("7.2","7.2",to_active)+["# The destination QEMU dies.", R("dst","close"), mig("src","failed"),
+   cmd("src","query-migrate",id="f1"),
+   ret("src","f1",{"status":"failed","error-desc":"Unable to write to socket: Connection reset by peer"})]+resumed(), S(0))
+
+write("dst-dies-finish.jsonl",
+  ["The destination QEMU dies after the source's `completed` and before `cont`:",
+   "the destination provably never ran a vCPU (no RESUME, QEMU gone), so the",
+   "source (postmigrate, not running) is resumed with cont (DESIGN.md §3 step 5)."]+BASE7,
+  assemble("7.2","7.2",to_dst_completed)+["# The destination QEMU dies before the orchestrator's cont arrives.",
+   R("dst","close")]+resumed(False), S(0))
+
+write("peer-lost-perform.jsonl",
+  ["The daemons lose each other while RAM moves: the source cancels its",
+   "migration and keeps running; the destination daemon kills its QEMU."]+BASE7,
+  assemble("7.2","7.2",to_active)+[cmd("src","migrate_cancel",id="c1"), ret("src","c1"),
+   mig("src","cancelling"), mig("src","cancelled")]+dst_gone+resumed(), S(0))
+
+write("peer-lost-finish.jsonl",
+  ["The daemons lose each other after the source's `completed`, while Finish is",
+   "in flight: whether the destination runs is unknown, so the source stays",
+   "paused (never two writers) and the job fails saying so; the destination's",
+   "QEMU had completed too: it stays paused, its job fails the same way."]+BASE7,
+  assemble("7.2","7.2",to_dst_completed), S(0))
+
+write("refused.jsonl",
+  ["A migration refused at once (same host): only the source domain's start;",
+   "the orchestrator sends nothing to any QEMU."],
+  src_start("7.2"), {"src":"qemu-7.2"})
+
+write("refused-prepare.jsonl",
+  ["A migration the destination refuses in Prepare (a flag its QEMU cannot",
+   "honour): only the source domain's start, then the unwinding's query-status;",
+   "no destination QEMU is started."],
+  src_start("7.2")+resumed(), {"src":"qemu-7.2"})
+
+write("abort-dst-perform.jsonl",
+  ["domjobabort on the destination while RAM moves: the destination kills its",
+   "QEMU; the source's QEMU fails the migration (reason from query-migrate) and",
+   "the source keeps running."]+BASE7,
+  assemble("7.2","7.2",to_active)+dst_gone+[mig("src","failed"),
+   cmd("src","query-migrate",id="f1"),
+   ret("src","f1",{"status":"failed","error-desc":"Unable to write to socket: Connection reset by peer"})]+resumed(), S(0))
+
+write("dst-dies-at-cont.jsonl",
+  ["The destination QEMU dies as it receives `cont`, before answering it and",
+   "without a RESUME. `cont` was sent: QEMU may have started a vCPU and lost",
+   "the event with the process, so whether the guest ran there is unknown.",
+   "The source stays paused (postmigrate) and nothing more is sent to it:",
+   "never guess into two writers (DESIGN.md §2 invariant 1, §3 step 5)."]+BASE7,
+  assemble("7.2","7.2",to_dst_completed)+[cmd("dst","cont",id="x1"),
+   "# The destination QEMU dies.", R("dst","close")], S(0))
