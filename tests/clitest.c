@@ -33,6 +33,7 @@
 
 #include "../include/handover/handover.h"
 #include "ho_json.h"
+#include "ho_rpc_server.h"
 #include "testqemu.h"
 #include "testutils.h"
 
@@ -505,7 +506,7 @@ assert_domstate(const TestDaemon *d, const char *name, const char *state)
 
 typedef struct {
     const char *name;
-    const char *options[20];
+    const char *options[32];
 } CommandOptions;
 
 /* Every command and each of its options. */
@@ -528,7 +529,9 @@ static const CommandOptions command_options[] = {
      {"--live", "--persistent", "--undefinesource", "--paused", "--dname", "--xml",
       "--migrateuri", "--listen-address", "--bandwidth", "--max-downtime", "--auto-converge",
       "--parallel", "--parallel-connections", "--timeout", "--timeout-abort", "--unsafe",
-      "--verbose", "--record", NULL}},
+      "--verbose", "--record", "--copy-storage-all", "--copy-storage-inc",
+      "--copy-storage-synchronous-writes", "--migrate-disks", "--disks-port", "--disks-uri",
+      NULL}},
     {"domjobinfo", {"--completed", "--json", NULL}},
     {"domjobabort", {NULL}},
 };
@@ -608,7 +611,7 @@ test_cli_migrate_usage(void)
 {
     static const struct {
         const char *needle;
-        const char *args[6];
+        const char *args[8];
     } cases[] = {
         {"migrate: missing DOMAIN and DEST-URI", {"migrate", NULL}},
         {"migrate: missing DEST-URI", {"migrate", "vm1", NULL}},
@@ -630,6 +633,36 @@ test_cli_migrate_usage(void)
         {"invalid value '' for --dname: it must not be empty", {"migrate", "--dname=", "vm1", "u"}},
         {"cannot open '/nonexistent/d.xml'", {"migrate", "--xml", "/nonexistent/d.xml", "vm1", "u"}},
         {"Unknown option --postcopy", {"migrate", "--postcopy", "vm1", "u"}},
+        {"migrate: --copy-storage-all and --copy-storage-inc cannot be used together",
+         {"migrate", "--copy-storage-all", "--copy-storage-inc", "vm1", "u"}},
+        {"migrate: --copy-storage-synchronous-writes needs --copy-storage-all or "
+         "--copy-storage-inc",
+         {"migrate", "--copy-storage-synchronous-writes", "vm1", "u"}},
+        {"migrate: --migrate-disks needs --copy-storage-all or --copy-storage-inc",
+         {"migrate", "--migrate-disks=vda", "vm1", "u"}},
+        {"migrate: --disks-port needs --copy-storage-all or --copy-storage-inc",
+         {"migrate", "--disks-port=49200", "vm1", "u"}},
+        {"migrate: --disks-uri needs --copy-storage-all or --copy-storage-inc",
+         {"migrate", "--disks-uri=tcp://h:1", "vm1", "u"}},
+        {"invalid value '0' for --disks-port: expected an integer from 1 to 65535",
+         {"migrate", "--copy-storage-all", "--disks-port=0", "vm1", "u"}},
+        {"invalid value '65536' for --disks-port",
+         {"migrate", "--copy-storage-inc", "--disks-port=65536", "vm1", "u"}},
+        {"invalid value 'nbd' for --disks-port",
+         {"migrate", "--copy-storage-all", "--disks-port=nbd", "vm1", "u"}},
+        {"migrate: --disks-port and --disks-uri cannot be used together",
+         {"migrate", "--copy-storage-all", "--disks-port=1", "--disks-uri=tcp://h:2", "vm1",
+          "u"}},
+        {"invalid value '' for --disks-uri: it must not be empty",
+         {"migrate", "--copy-storage-all", "--disks-uri=", "vm1", "u"}},
+        {"invalid value 'vda,,vdb' for --migrate-disks: a disk name is empty",
+         {"migrate", "--copy-storage-all", "--migrate-disks=vda,,vdb", "vm1", "u"}},
+        {"invalid value 'vda,' for --migrate-disks: a disk name is empty",
+         {"migrate", "--copy-storage-all", "--migrate-disks=vda,", "vm1", "u"}},
+        {"invalid value '' for --migrate-disks: expected from 1 to 256 disk names",
+         {"migrate", "--copy-storage-all", "--migrate-disks=", "vm1", "u"}},
+        {"invalid value 'vda,vdb,vda' for --migrate-disks: disk 'vda' is named twice",
+         {"migrate", "--copy-storage-all", "--migrate-disks=vda,vdb,vda", "vm1", "u"}},
         {"domjobinfo: missing DOMAIN", {"domjobinfo", NULL}},
         {"domjobinfo: unexpected argument 'b'", {"domjobinfo", "a", "b"}},
         {"Unknown option --frob", {"domjobinfo", "--frob", "a"}},
@@ -640,7 +673,7 @@ test_cli_migrate_usage(void)
 
     for (i = 0; i < G_N_ELEMENTS(cases); i++) {
         /* A daemon URI that does not exist: argument errors come first. */
-        const char *args[10] = {"-c", "handover+unix:///system?socket=/nonexistent/h.sock"};
+        const char *args[12] = {"-c", "handover+unix:///system?socket=/nonexistent/h.sock"};
         size_t n = 2;
         size_t j;
         g_autofree char *err = NULL;
@@ -652,6 +685,288 @@ test_cli_migrate_usage(void)
         /* One line. */
         g_assert_true(strchr(err, '\n') == err + strlen(err) - 1);
     }
+}
+
+/* ---- migrate and domjobinfo against a fake daemon ---- */
+
+/* A storage-copy job as a daemon reports it: what the CLI sends and how it
+ * shows the disk copy, the memory copy, a warning and the switchover,
+ * without QEMU. The fake daemon answers domain.info, emits the job events
+ * of a migration with storage copy and answers domain.migrate and
+ * domain.jobinfo with the completed job. */
+typedef struct {
+    json_object *params;     /* the last domain.migrate params */
+    json_object *completed;  /* the job info the fake answers with */
+} FakeDaemon;
+
+#define FAKE_UUID "5b2c6a52-6a3f-4c2e-9c3a-3f0e4a1b2c3d"
+
+static int
+fake_domain_info(HoRpcCall *call, json_object *params, void *opaque)
+{
+    json_object *res = json_object_new_object();
+
+    ho_json_add_string(res, "name", "vm1");
+    ho_json_add_string(res, "uuid", FAKE_UUID);
+    ho_json_add_string(res, "state", "running");
+    ho_rpc_call_reply(call, res);
+    return 0;
+}
+
+static void
+fake_job_event(HoRpcServer *srv, const char *event, json_object *data)
+{
+    json_object *ev = json_object_new_object();
+
+    ho_json_add_string(ev, "name", "vm1");
+    ho_json_add_string(ev, "uuid", FAKE_UUID);
+    ho_json_add_string(ev, "event", event);
+    ho_json_add(ev, "data", data);
+    ho_rpc_server_emit_event(srv, "domain.job", ev);
+}
+
+static json_object *
+fake_info(const char *phase)
+{
+    json_object *info = json_object_new_object();
+
+    ho_json_add_string(info, "phase", phase);
+    ho_json_add_string(info, "side", "src");
+    return info;
+}
+
+static HoRpcServer *fake_server;
+
+static int
+fake_domain_migrate(HoRpcCall *call, json_object *params, void *opaque)
+{
+    FakeDaemon *fd = opaque;
+    json_object *args = NULL;
+    json_object *info;
+
+    g_clear_pointer(&fd->params, json_object_put);
+    if (json_object_object_get_ex(params, "params", &args))
+        fd->params = json_object_get(args);
+    info = fake_info("mirror");
+    fake_job_event(fake_server, "phase", info);
+    info = fake_info("mirror");
+    ho_json_add_int64(info, "disk_total", 1024 * 1024 * 1024);
+    ho_json_add_int64(info, "disk_processed", 430 * 1024 * 1024);
+    ho_json_add_int64(info, "disk_remaining", 594 * 1024 * 1024);
+    fake_job_event(fake_server, "progress", info);
+    fake_job_event(fake_server, "phase", fake_info("perform"));
+    info = fake_info("perform");
+    ho_json_add_int64(info, "memory_total", 512 * 1024 * 1024);
+    ho_json_add_int64(info, "memory_processed", 256 * 1024 * 1024);
+    ho_json_add_int64(info, "memory_remaining", 256 * 1024 * 1024);
+    fake_job_event(fake_server, "progress", info);
+    info = json_object_new_object();
+    ho_json_add_string(info, "message", "this QEMU has no pause-before-switchover");
+    fake_job_event(fake_server, "warning", info);
+    fake_job_event(fake_server, "completed", json_object_get(fd->completed));
+    ho_rpc_call_reply(call, json_object_get(fd->completed));
+    return 0;
+}
+
+static int
+fake_domain_jobinfo(HoRpcCall *call, json_object *params, void *opaque)
+{
+    FakeDaemon *fd = opaque;
+
+    ho_rpc_call_reply(call, json_object_get(fd->completed));
+    return 0;
+}
+
+static const HoRpcArgSpec fake_args_name[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"completed", HO_RPC_ARG_BOOL, false},
+    {NULL},
+};
+static const HoRpcArgSpec fake_args_migrate[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"dest_uri", HO_RPC_ARG_STRING, true},
+    {"params", HO_RPC_ARG_OBJECT, false},
+    {NULL},
+};
+static const HoRpcMethod fake_methods[] = {
+    {"domain.info", fake_domain_info, fake_args_name, HO_RPC_METHOD_LOCAL},
+    {"domain.migrate", fake_domain_migrate, fake_args_migrate, HO_RPC_METHOD_LOCAL},
+    {"domain.jobinfo", fake_domain_jobinfo, fake_args_name, HO_RPC_METHOD_LOCAL},
+};
+
+typedef struct {
+    bool exited;
+    int status;
+} FakeCli;
+
+static void
+fake_cli_exited(GPid pid, gint status, gpointer opaque)
+{
+    FakeCli *c = opaque;
+
+    c->exited = true;
+    c->status = status;
+    g_spawn_close_pid(pid);
+}
+
+static char *
+read_all_fd(int fd)
+{
+    g_autoptr(GString) out = g_string_new(NULL);
+    char buf[4096];
+    ssize_t n;
+
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        g_string_append_len(out, buf, n);
+    close(fd);
+    return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+/* Run the CLI while this thread's loop serves the fake daemon. */
+static void
+fake_cli_run(CliRun *r, const char *uri, const char *const *args)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GError) gerr = NULL;
+    FakeCli c = {0};
+    GPid pid = 0;
+    int out_fd = -1, err_fd = -1;
+
+    g_ptr_array_add(argv, (char *)env_path("HANDOVER"));
+    g_ptr_array_add(argv, (char *)"-c");
+    g_ptr_array_add(argv, (char *)uri);
+    for (; *args; args++)
+        g_ptr_array_add(argv, (char *)*args);
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                  die_with_parent, NULL, &pid, NULL, &out_fd, &err_fd, &gerr))
+        g_error("cannot run handover: %s", gerr->message);
+    g_child_watch_add(pid, fake_cli_exited, &c);
+    if (!test_iterate_until(NULL, &c.exited, EXIT_TIMEOUT_MS)) {
+        (void)kill(pid, SIGKILL);
+        g_assert_true(test_iterate_until(NULL, &c.exited, EXIT_TIMEOUT_MS));
+        g_error("handover did not exit");
+    }
+    /* Its output is small: it fits in the pipes until read here. */
+    r->out = read_all_fd(out_fd);
+    r->err = read_all_fd(err_fd);
+    g_assert_true(WIFEXITED(c.status));
+    r->status = WEXITSTATUS(c.status);
+}
+
+static void
+test_cli_migrate_storage_fake(void)
+{
+    g_autofree char *dir = test_make_tmpdir("clitest-fake");
+    g_autofree char *sock = g_build_filename(dir, "fake.sock", NULL);
+    g_autofree char *uri = g_strdup_printf("handover+unix:///system?socket=%s", sock);
+    json_object *hello = json_object_new_object();
+    FakeDaemon fd = {0};
+    g_auto(CliRun) r = {0};
+    g_auto(CliRun) info = {0};
+    g_auto(CliRun) json = {0};
+    json_object *val = NULL;
+    g_autoptr(HoRpcServer) srv = NULL;
+
+    fd.completed = fake_info("completed");
+    ho_json_add_int64(fd.completed, "memory_total", 512 * 1024 * 1024);
+    ho_json_add_int64(fd.completed, "memory_processed", 512 * 1024 * 1024);
+    ho_json_add_int64(fd.completed, "memory_remaining", 0);
+    ho_json_add_int64(fd.completed, "disk_total", 1024 * 1024 * 1024);
+    ho_json_add_int64(fd.completed, "disk_processed", 1024 * 1024 * 1024);
+    ho_json_add_int64(fd.completed, "disk_remaining", 0);
+    ho_json_add_int64(fd.completed, "disk_bandwidth_bps", 250 * 1024 * 1024);
+    ho_json_add_int64(fd.completed, "downtime_ms", 31);
+    /* Fractional milliseconds and the precise microseconds: the latter win. */
+    ho_json_add(fd.completed, "switchover_ms", json_object_new_double(3.1));
+    ho_json_add_int64(fd.completed, "switchover_us", 3140);
+    ho_json_add(fd.completed, "switchover_qemu_ms", json_object_new_double(2.43));
+    ho_json_add(fd.completed, "switchover_own_ms", json_object_new_double(0.71));
+    val = json_object_new_array();
+    json_object_array_add(val, json_object_new_string("this QEMU has no pause-before-switchover"));
+    json_object_array_add(val, json_object_new_string("second"));
+    ho_json_add(fd.completed, "warnings", val);
+    val = NULL;
+
+    ho_json_add_string(hello, "daemon", "handoverd fake");
+    ho_json_add_string(hello, "hostname", "fake");
+    ho_json_add_string(hello, "host_uuid", "00000000-0000-4000-8000-000000000001");
+    srv = ho_rpc_server_new(fake_methods, G_N_ELEMENTS(fake_methods), &fd, hello, NULL, NULL);
+    g_assert_nonnull(srv);
+    fake_server = srv;
+    g_assert_cmpint(ho_rpc_server_listen_unix(srv, sock, 0600), ==, 0);
+
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--live", "--copy-storage-all",
+                                       "--copy-storage-synchronous-writes",
+                                       "--migrate-disks=vda,vdb", "--disks-port=49300",
+                                       "--verbose", "vm1", "handover+tcp://h2/system", NULL});
+    if (r.status != 0)
+        g_error("migrate failed (%d):\n%s\n%s", r.status, r.out, r.err);
+    /* What the daemon got: the flags as docs/protocol.md names them. */
+    g_assert_nonnull(fd.params);
+    g_assert_true(json_object_object_get_ex(fd.params, "copy_storage_all", &val));
+    g_assert_true(json_object_get_boolean(val));
+    g_assert_false(json_object_object_get_ex(fd.params, "copy_storage_inc", NULL));
+    g_assert_true(json_object_object_get_ex(fd.params, "copy_storage_synchronous_writes", &val));
+    g_assert_true(json_object_get_boolean(val));
+    g_assert_true(json_object_object_get_ex(fd.params, "disks_port", &val));
+    g_assert_cmpint(json_object_get_int(val), ==, 49300);
+    g_assert_false(json_object_object_get_ex(fd.params, "disks_uri", NULL));
+    g_assert_true(json_object_object_get_ex(fd.params, "migrate_disks", &val));
+    g_assert_cmpstr(json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN), ==,
+                    "[\"vda\",\"vdb\"]");
+    /* Not a terminal: one line per update, the disks first, then memory. */
+    g_assert_cmpstr(r.out, ==,
+                    "Copying disks: [  ? %]\n"
+                    "Copying disks: [ 41 %] 430 MiB of 1.0 GiB\n"
+                    "Copying disks: [100 %] 1.0 GiB of 1.0 GiB\n"
+                    "Migration: [  ? %] phase perform\n"
+                    "Migration: [ 50 %] 256.000 MiB transferred, 256.000 MiB remaining, "
+                    "phase perform\n"
+                    "Migration: [100 %] 512.000 MiB transferred, 0.000 B remaining, "
+                    "phase completed\n");
+    /* The warning, once. */
+    g_assert_cmpstr(r.err, ==, "warning: this QEMU has no pause-before-switchover\n");
+
+    fake_cli_run(&info, uri, (const char *const[]){"domjobinfo", "--completed", "vm1", NULL});
+    g_assert_cmpint(info.status, ==, 0);
+    assert_contains(info.out, "Disk processed:       1.000 GiB\n");
+    assert_contains(info.out, "Disk remaining:       0.000 B\n");
+    assert_contains(info.out, "Disk total:           1.000 GiB\n");
+    assert_contains(info.out, "Disk bandwidth:       250.000 MiB/s\n");
+    assert_contains(info.out, "Switchover:           3.1 ms (QEMU 2.4 ms, handover 0.7 ms)\n");
+    assert_contains(info.out,
+                    "Warning:              this QEMU has no pause-before-switchover; second\n");
+
+    fake_cli_run(&json, uri,
+                 (const char *const[]){"domjobinfo", "--completed", "--json", "vm1", NULL});
+    g_assert_cmpint(json.status, ==, 0);
+    assert_contains(json.out, "\"switchover_us\": 3140");
+    assert_contains(json.out, "\"switchover_qemu_us\": 2430");
+    assert_contains(json.out, "\"disk_total\": 1073741824");
+
+    /* The other flags. */
+    g_clear_pointer(&r.out, g_free);
+    g_clear_pointer(&r.err, g_free);
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--copy-storage-inc",
+                                       "--disks-uri=unix:/run/nbd.sock", "vm1",
+                                       "handover+tcp://h2/system", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_cmpstr(r.out, ==, "");
+    g_assert_true(json_object_object_get_ex(fd.params, "copy_storage_inc", &val));
+    g_assert_true(json_object_get_boolean(val));
+    g_assert_false(json_object_object_get_ex(fd.params, "copy_storage_all", NULL));
+    g_assert_false(json_object_object_get_ex(fd.params, "migrate_disks", NULL));
+    g_assert_false(json_object_object_get_ex(fd.params, "disks_port", NULL));
+    g_assert_true(json_object_object_get_ex(fd.params, "disks_uri", &val));
+    g_assert_cmpstr(json_object_get_string(val), ==, "unix:/run/nbd.sock");
+
+    fake_server = NULL;
+    g_clear_pointer(&srv, ho_rpc_server_free);
+    json_object_put(fd.params);
+    json_object_put(fd.completed);
 }
 
 static void
@@ -1474,6 +1789,7 @@ main(int argc, char **argv)
     g_test_add_func("/cli/help", test_cli_help);
     g_test_add_func("/cli/usage-errors", test_cli_usage_errors);
     g_test_add_func("/cli/migrate-usage", test_cli_migrate_usage);
+    g_test_add_func("/cli/migrate-storage-fake", test_cli_migrate_storage_fake);
     g_test_add_func("/cli/no-daemon", test_cli_no_daemon);
     g_test_add_func("/cli/version", test_cli_version);
     add_qemu_test("/cli/define", test_cli_define);

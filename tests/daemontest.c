@@ -1991,6 +1991,13 @@ test_peer_listener(void)
              "missing argument 'cookie' of 'migration.prepare'");
     call_err(tcp, "migration.finish", "{\"uuid\":\"x\"}", HO_ERR_INVALID_ARG,
              "unknown argument 'uuid' of 'migration.finish'");
+    call_err(tcp, "migration.nbd_stop", "{}", HO_ERR_INVALID_ARG,
+             "missing argument 'args' of 'migration.nbd_stop'");
+    /* Served, and answered by the orchestrator: no such incoming job. */
+    call_err(tcp, "migration.nbd_stop",
+             "{\"args\":{\"uuid\":\"6f1d2c3b-0000-4000-8000-00000000b001\"}}",
+             HO_ERR_OPERATION_INVALID,
+             "no incoming migration of domain '6f1d2c3b-0000-4000-8000-00000000b001' here");
     {
         g_autoptr(json_object) r = call_ok(tcp, "events.subscribe", NULL);
     }

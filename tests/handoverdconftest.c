@@ -381,7 +381,7 @@ test_example(void)
         g_string_append_printf(all, "%s\n", line);
     }
     /* Every key of the configuration is shown. */
-    g_assert_cmpuint(keys, ==, 24);
+    g_assert_cmpuint(keys, ==, 27);
     if (handoverd_conf_load_data(uncommented, all->str, all->len, path) < 0)
         g_error("%s", ho_error_last_message());
 }
@@ -405,7 +405,7 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 24);
+    g_assert_cmpuint(i, ==, 27);
 }
 
 static gint

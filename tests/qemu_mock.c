@@ -60,6 +60,7 @@ typedef struct {
     json_object *msg; /* send and recv; NULL for a raw recv */
     char *raw;        /* recv of text that was not JSON, written verbatim */
     bool by_client;   /* close: wait for the client to drop the connection */
+    guint quiet_ms;   /* recv: the client must send nothing for this long first */
     bool done;
 } MockRecord;
 
@@ -507,6 +508,18 @@ mock_parse_record(QemuMock *mock, json_object *obj, guint line, GHashTable *open
             return -1;
         }
         rec.by_client = true;
+    }
+    if (json_object_object_get_ex(obj, "quiet_ms", &val)) {
+        gint64 q = json_object_get_int64(val);
+
+        if (rec.kind != MOCK_RECV || !json_object_is_type(val, json_type_int) || q <= 0 ||
+            q > 10000) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            "%s:%u: \"quiet_ms\" is for a recv line: 1 to 10000 (ms)",
+                            mock->file, line);
+            return -1;
+        }
+        rec.quiet_ms = (guint)q;
     }
     if (rec.kind == MOCK_SEND || rec.kind == MOCK_RECV) {
         json_object *raw = NULL;
@@ -1672,7 +1685,8 @@ side_delay_over(gpointer opaque)
     return G_SOURCE_REMOVE;
 }
 
-/* The recorded time since the previous line of the side, capped. */
+/* The recorded time since the previous line of the side, capped; a
+ * line's quiet_ms instead. */
 static guint
 side_delay_ms(MockSide *side)
 {
@@ -1680,6 +1694,8 @@ side_delay_ms(MockSide *side)
     MockRecord *prev;
     gint64 ms;
 
+    if (rec->quiet_ms)
+        return rec->quiet_ms;
     if (side->cursor == 0 || rec->ts < 0)
         return 0;
     prev = mock_rec(side->mock, g_array_index(side->recs, guint, side->cursor - 1));
@@ -1909,6 +1925,15 @@ side_step(MockSide *side)
             side->delay_src = g_timeout_source_new(delay);
             g_source_set_callback(side->delay_src, side_delay_over, side, NULL);
             g_source_attach(side->delay_src, mock->ctx);
+            return false;
+        }
+        if (rec->quiet_ms && side->queue.length > 0) {
+            json_object *early = g_queue_peek_head(&side->queue);
+            g_autofree char *q = mock_quote(early);
+            g_autofree char *want = mock_quote(rec->msg);
+
+            mock_fail(mock, "%s:%u: side '%s': command %s sent before %s (the client must "
+                      "wait for it)", mock->file, rec->line, side->name, q, want);
             return false;
         }
         if (side->delay_src)

@@ -31,6 +31,12 @@
  * client drops the connection (the code under test killed QEMU or closed
  * its monitor), then counts as QEMU gone like any "close".
  *
+ * A "recv" line with "quiet_ms": N is written only after N ms in which the
+ * client sent that side nothing: a command arriving first (or already
+ * waiting) fails the test. It proves the code waits for that output
+ * (say the last BLOCK_JOB_COMPLETED before migrate-continue) instead of
+ * racing ahead of it.
+ *
  * A line {"include": FILE, "side": SIDE} inserts the records of FILE (a
  * path relative to the including transcript, one side only, no nested
  * include) as side SIDE, with its meta schema unless the outer file named

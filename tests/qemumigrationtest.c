@@ -104,6 +104,13 @@ typedef struct {
     const char *dst_phases_alt;
     QemuDomainState src_state;
     QemuDomainState dst_state;
+    /* Storage copy: the domain has n_disks disks (vda qcow2, vdb raw: real
+     * images made with qemu-img in the case's directory), the destination
+     * XML (--xml) puts them in a directory of the destination's own. */
+    guint n_disks;
+    bool copy_storage;  /* --copy-storage-all */
+    bool dst_has_vdb;   /* the destination already holds vdb's image: never removed */
+    bool warns;         /* the job emits a "warning" event (and only then) */
     /* A known disagreement between the orchestrator and these tests: the
      * case reports itself incomplete (TAP TODO) while it holds, and fails
      * once it no longer does (then drop this). */
@@ -114,6 +121,17 @@ typedef struct {
 #define SRC_HAPPY "begin prepare perform pre-switchover switchover finish confirm completed"
 #define SRC_NO_PAUSE "begin prepare perform switchover finish confirm completed"
 #define DST_HAPPY "prepare perform finish completed"
+
+/* Storage copy of the two disks. */
+#define STORAGE_ARGS .n_disks = 2, .copy_storage = true
+#define SRC_STORAGE_HAPPY                                                                       \
+    "begin prepare mirror perform pre-switchover switchover finish confirm completed"
+#define STORAGE_HAPPY(n, s, d)                                                                  \
+    {                                                                                           \
+        .name = n, .transcript = n ".jsonl", .src_emu = s, .dst_emu = d, STORAGE_ARGS,           \
+        .outcome = OUT_COMPLETED, .src_phases = SRC_STORAGE_HAPPY, .dst_phases = DST_HAPPY,     \
+        .src_state = ABSENT, .dst_state = QEMU_DOMAIN_STATE_RUNNING,                            \
+    }
 
 static const Case cases[] = {
     /* ---- the whole happy path ---- */
@@ -409,6 +427,164 @@ static const Case cases[] = {
         .src_state = QEMU_DOMAIN_STATE_RUNNING,
         .dst_state = ABSENT,
     },
+    /* ---- storage copy (issue 5): two disks, vda qcow2 and vdb raw ---- */
+    STORAGE_HAPPY("storage-7.2-7.2", "qemu-7.2", "qemu-7.2"),
+    STORAGE_HAPPY("storage-10.0-10.0", "qemu-10.0", "qemu-10.0"),
+    STORAGE_HAPPY("storage-7.2-10.0", "qemu-7.2", "qemu-10.0"),
+    {
+        /* Mirrors cancelled after completed; the command warns. */
+        .name = "storage-no-pause-before-switchover",
+        .transcript = "storage-nopause.jsonl",
+        .src_emu = "qemu-7.2-nopause",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .warns = true,
+        .outcome = OUT_COMPLETED,
+        .src_phases = "begin prepare mirror perform switchover finish confirm completed",
+        .dst_phases = DST_HAPPY,
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
+        /* The destination already holds vdb's image: it is kept. */
+        .name = "storage-abort-mirror",
+        .transcript = "storage-abort-mirror.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .dst_has_vdb = true,
+        .action = ACT_ABORT,
+        .action_after = "src recv BLOCK_JOB_READY",
+        .error = "was cancelled",
+        .outcome = OUT_CANCELLED,
+        .src_phases = "begin prepare mirror cancelled",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-abort-perform",
+        .transcript = "storage-abort-perform.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .action = ACT_ABORT,
+        .action_after = "src recv MIGRATION active",
+        .error = "was cancelled",
+        .outcome = OUT_CANCELLED,
+        .src_phases = "begin prepare mirror perform cancelled",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        /* While the orchestrator waits for its cancelled mirrors. */
+        .name = "storage-abort-pre-switchover",
+        .transcript = "storage-abort-pre-switchover.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .action = ACT_ABORT,
+        .action_phase = QEMU_MIGRATION_PHASE_PRE_SWITCHOVER,
+        .error = "was cancelled",
+        .outcome = OUT_CANCELLED,
+        .src_phases = "begin prepare mirror perform pre-switchover cancelled",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-mirror-error-mirror",
+        .transcript = "storage-mirror-error-mirror.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "the copy of disk",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare mirror failed",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-mirror-error-perform",
+        .transcript = "storage-mirror-error-perform.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "the copy of disk",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare mirror perform failed",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-qemu-failed-perform",
+        .transcript = "storage-failed-perform.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "Unable to write to socket: Connection reset by peer",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare mirror perform failed",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-dst-qemu-dies-prepare",
+        .transcript = "storage-dst-dies-prepare.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "incoming migration of domain 'vm1'",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare failed",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-dst-qemu-dies-mirror",
+        .transcript = "storage-dst-dies-mirror.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "the copy of disk",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare mirror failed",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-dst-qemu-dies-perform",
+        .transcript = "storage-dst-dies-perform.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "Unable to write to socket",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare mirror perform failed",
+        .dst_phases = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
+    {
+        .name = "storage-dst-qemu-dies-finish",
+        .transcript = "storage-dst-dies-finish.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .error = "the destination could not run domain",
+        .outcome = OUT_FAILED,
+        .src_phases = "begin prepare mirror perform pre-switchover switchover finish failed",
+        .dst_phases = "prepare perform finish failed",
+        .dst_phases_alt = "prepare perform failed",
+        .src_state = QEMU_DOMAIN_STATE_RUNNING,
+        .dst_state = ABSENT,
+    },
 };
 
 /* ---- the fixture ---------------------------------------------------------- */
@@ -453,7 +629,23 @@ struct _Fx {
     bool dst_ended;
     bool acted;
     bool dst_told; /* ACT_PEER_LOST: the destination was told */
+    bool warned;   /* a job emitted a "warning" event */
     GString *log; /* unexpected things seen by callbacks */
+    /* storage copy */
+    char *dst_xml;                 /* --xml, or NULL */
+    char *src_images[2];           /* vda, vdb on the source */
+    char *dst_images[2];           /* where the destination keeps them */
+    char *src_sums[2];             /* the source images' contents before the migration */
+};
+
+/* The disks of the storage cases: target, format, size. */
+static const struct {
+    const char *target;
+    const char *format;
+    const char *size;
+} case_disks[] = {
+    {"vda", "qcow2", "16M"},
+    {"vdb", "raw", "8M"},
 };
 
 static char *
@@ -553,6 +745,7 @@ typedef struct {
     Fx *f;
     json_object *args; /* the request (owned) */
     bool finish;
+    bool nbd_stop;
     QemuMigrationReplyFunc cb;
     void *opaque;
     json_object *result; /* the destination's answer (a reference) */
@@ -613,7 +806,9 @@ peer_request_idle(gpointer opaque)
         peer_dst_replied(NULL, NULL, pc);
         return G_SOURCE_REMOVE;
     }
-    if (pc->finish)
+    if (pc->nbd_stop)
+        qemu_migration_dst_nbd_stop(f->dst_mig, pc->args, peer_dst_replied, pc);
+    else if (pc->finish)
         qemu_migration_dst_finish(f->dst_mig, pc->args, peer_dst_replied, pc);
     else
         qemu_migration_dst_prepare(f->dst_mig, pc->args, peer_dst_replied, pc);
@@ -649,6 +844,24 @@ peer_finish(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaq
     peer_call(peer, true, args, cb, opaque);
 }
 
+static void
+peer_nbd_stop(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    Fx *f = peer;
+    PeerCall *pc = g_new0(PeerCall, 1);
+    GSource *idle = g_idle_source_new();
+
+    pc->f = f;
+    pc->nbd_stop = true;
+    pc->args = args;
+    pc->cb = cb;
+    pc->opaque = opaque;
+    f->peer_calls++;
+    g_source_set_callback(idle, peer_request_idle, pc, NULL);
+    g_source_attach(idle, f->ctx);
+    g_source_unref(idle);
+}
+
 static const char *
 peer_host_uuid(void *peer)
 {
@@ -670,6 +883,7 @@ static const QemuMigrationPeerOps peer_ops = {
     .host_uuid = peer_host_uuid,
     .hostname = peer_hostname,
     .free = NULL,
+    .nbd_stop = peer_nbd_stop,
 };
 
 /* ---- job events and the action -------------------------------------------- */
@@ -724,6 +938,11 @@ mig_event(QemuMigration *mig, const char *name, const char *uuid, const char *ev
             f->c->action_on_dst == dst &&
             qemu_migration_phase_from_string(phase) == f->c->action_phase)
             act(f, dst);
+        return;
+    }
+    if (g_str_equal(event, "warning")) {
+        /* Storage copy without pause-before-switchover: the unsafe order. */
+        f->warned = true;
         return;
     }
     g_assert_true(g_str_equal(event, "completed") || g_str_equal(event, "failed") ||
@@ -849,6 +1068,98 @@ start_done(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaque
 }
 
 static void
+run_tool(const char *const *argv)
+{
+    g_autoptr(GError) gerr = NULL;
+    g_autofree char *err = NULL;
+    int status = 0;
+
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+                      &err, &status, &gerr) ||
+        !g_spawn_check_wait_status(status, &gerr))
+        g_error("%s: %s %s", argv[0], gerr->message, err ? err : "");
+}
+
+static char *
+file_sum(const char *path)
+{
+    g_autofree char *data = NULL;
+    gsize len = 0;
+
+    if (!g_file_get_contents(path, &data, &len, NULL))
+        return NULL;
+    return g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)data, len);
+}
+
+/* The source's images (real ones: qemu-img create, then data written with
+ * qemu-io), and the destination's directory; the destination's vdb image
+ * when the case says it is already there. */
+static void
+make_images(Fx *f)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autofree char *qemu_io = g_find_program_in_path("qemu-io");
+    g_autofree char *srcdir = g_build_filename(f->dir, "src-images", NULL);
+    g_autofree char *dstdir = g_build_filename(f->dir, "dst-images", NULL);
+
+    if (!qemu_img || !qemu_io)
+        g_error("qemu-img and qemu-io are needed for the storage scenarios");
+    g_assert_cmpint(ho_file_ensure_dir(srcdir, 0700), ==, 0);
+    g_assert_cmpint(ho_file_ensure_dir(dstdir, 0700), ==, 0);
+    for (guint i = 0; i < f->c->n_disks && i < G_N_ELEMENTS(case_disks); i++) {
+        g_autofree char *base = g_strdup_printf("%s.%s", case_disks[i].target,
+                                                case_disks[i].format);
+        const char *create[] = {qemu_img, "create", "-q", "-f", case_disks[i].format, NULL,
+                                case_disks[i].size, NULL};
+        const char *io[] = {qemu_io, "-f", case_disks[i].format, "-c", "write -P 0x5a 1M 1M",
+                            NULL, NULL};
+
+        f->src_images[i] = g_build_filename(srcdir, base, NULL);
+        f->dst_images[i] = g_build_filename(dstdir, base, NULL);
+        create[5] = f->src_images[i];
+        run_tool(create);
+        io[5] = f->src_images[i];
+        run_tool(io);
+        f->src_sums[i] = file_sum(f->src_images[i]);
+        if (i == 1 && f->c->dst_has_vdb) {
+            create[5] = f->dst_images[i];
+            run_tool(create);
+        }
+    }
+}
+
+/* The domain's XML with this emulator and these disk images. */
+static char *
+domain_xml(Fx *f, const char *emulator, char *const *images)
+{
+    GString *xml = g_string_new(NULL);
+
+    g_string_append_printf(xml,
+                           "<domain type='qemu'>\n"
+                           "  <name>" DOM_NAME "</name>\n"
+                           "  <uuid>" DOM_UUID "</uuid>\n"
+                           "  <memory unit='MiB'>128</memory>\n"
+                           "  <vcpu>1</vcpu>\n"
+                           "  <os>\n"
+                           "    <type arch='x86_64' machine='pc'>hvm</type>\n"
+                           "  </os>\n"
+                           "  <devices>\n"
+                           "    <emulator>%s</emulator>\n",
+                           emulator);
+    for (guint i = 0; i < f->c->n_disks && i < G_N_ELEMENTS(case_disks); i++)
+        g_string_append_printf(xml,
+                               "    <disk type='file' device='disk'>\n"
+                               "      <driver name='qemu' type='%s'/>\n"
+                               "      <source file='%s'/>\n"
+                               "      <target dev='%s' bus='virtio'/>\n"
+                               "    </disk>\n",
+                               case_disks[i].format, images[i], case_disks[i].target);
+    g_string_append(xml, "  </devices>\n"
+                         "</domain>\n");
+    return g_string_free(xml, FALSE);
+}
+
+static void
 fx_setup(Fx *f, const Case *c)
 {
     static const char *const emus[] = {"qemu-7.2", "qemu-10.0", "qemu-7.2-nopause",
@@ -912,19 +1223,14 @@ fx_setup(Fx *f, const Case *c)
 
     /* The source domain: defined and started (the head of the transcript). */
     src_emu = emulator_path(f, c->src_emu);
-    xml = g_strdup_printf("<domain type='qemu'>\n"
-                          "  <name>" DOM_NAME "</name>\n"
-                          "  <uuid>" DOM_UUID "</uuid>\n"
-                          "  <memory unit='MiB'>128</memory>\n"
-                          "  <vcpu>1</vcpu>\n"
-                          "  <os>\n"
-                          "    <type arch='x86_64' machine='pc'>hvm</type>\n"
-                          "  </os>\n"
-                          "  <devices>\n"
-                          "    <emulator>%s</emulator>\n"
-                          "  </devices>\n"
-                          "</domain>\n",
-                          src_emu);
+    if (c->n_disks)
+        make_images(f);
+    xml = domain_xml(f, src_emu, f->src_images);
+    if (c->n_disks) {
+        g_autofree char *dst_emu = emulator_path(f, c->dst_emu);
+
+        f->dst_xml = domain_xml(f, dst_emu, f->dst_images);
+    }
     dom = qemu_driver_define(f->src_drv, xml);
     if (!dom)
         g_error("define: %s", ho_error_last_message());
@@ -975,6 +1281,12 @@ fx_teardown(Fx *f)
     g_string_free(f->src_phases, TRUE);
     g_string_free(f->dst_phases, TRUE);
     g_string_free(f->log, TRUE);
+    for (guint i = 0; i < G_N_ELEMENTS(f->src_images); i++) {
+        g_free(f->src_images[i]);
+        g_free(f->dst_images[i]);
+        g_free(f->src_sums[i]);
+    }
+    g_free(f->dst_xml);
     g_free(f->bindir);
     g_free(f->dir);
     g_main_context_unref(f->ctx);
@@ -1124,6 +1436,26 @@ check_domain(QemuDriver *drv, const char *host, QemuDomainState want)
                     qemu_domain_state_to_string(want));
 }
 
+/* The source's images are untouched whatever happened; the destination
+ * keeps the images it created only when the migration completed, and
+ * never removes one it did not create. */
+static void
+check_images(Fx *f)
+{
+    for (guint i = 0; i < f->c->n_disks && i < G_N_ELEMENTS(case_disks); i++) {
+        g_autofree char *sum = file_sum(f->src_images[i]);
+        bool pre = i == 1 && f->c->dst_has_vdb;
+        bool want = f->c->outcome == OUT_COMPLETED || pre;
+
+        if (g_strcmp0(sum, f->src_sums[i]) != 0)
+            g_error("%s: the source image '%s' changed", f->c->name, f->src_images[i]);
+        if (g_file_test(f->dst_images[i], G_FILE_TEST_EXISTS) != want)
+            g_error("%s: the destination image '%s' is %s, expected it %s", f->c->name,
+                    f->dst_images[i], want ? "missing" : "still there",
+                    want ? "there" : "removed");
+    }
+}
+
 static void
 test_case(gconstpointer data)
 {
@@ -1140,6 +1472,8 @@ test_case(gconstpointer data)
     args.parallel = c->parallel;
     args.paused = c->paused;
     args.persistent = c->persistent;
+    args.copy_storage_all = c->copy_storage;
+    args.dxml = f.dst_xml; /* borrowed: args is not cleared */
     dom = qemu_driver_lookup(f.src_drv, DOM_NAME);
     g_assert_nonnull(dom);
     rc = qemu_migration_src_begin(f.src_mig, dom, &args, &peer_ops, &f, src_done, &f);
@@ -1222,6 +1556,8 @@ test_case(gconstpointer data)
         g_assert_cmpstr(f.dst_phases->str, ==, c->dst_phases);
     check_domain(f.src_drv, "source", c->src_state);
     check_domain(f.dst_drv, "destination", c->dst_state);
+    check_images(&f);
+    g_assert_cmpint(f.warned, ==, c->warns);
     dom = qemu_driver_lookup(f.src_drv, DOM_NAME);
     if (dom)
         g_assert_false(qemu_migration_any_has_job(f.src_mig, dom));
@@ -1314,16 +1650,69 @@ test_mock(void)
     g_main_context_unref(ctx);
 }
 
+static void
+mock_quiet_stop(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts,
+                gint64 recv_ts, void *opaque)
+{
+    (void)mon;
+    (void)name;
+    (void)data;
+    (void)qemu_ts;
+    (void)recv_ts;
+    *(bool *)opaque = true;
+}
+
+/* quiet_ms: a client that waits for the event passes, one that sends its
+ * next command before the event fails the transcript. */
+static void
+test_mock_quiet(void)
+{
+    g_autofree char *path = test_data_path("qemumigrationdata/mock-quiet.jsonl");
+    GMainContext *ctx = g_main_context_ref_thread_default();
+
+    for (int hasty = 0; hasty < 2; hasty++) {
+        g_autoptr(QemuMock) mock = qemu_mock_new(path, ctx);
+        QemuMonitor *mon;
+        bool stopped = false;
+
+        g_assert_nonnull(mock);
+        qemu_mock_set_max_delay(mock, 0);
+        mon = qemu_monitor_open_unix(qemu_mock_socket_path(mock, "a"), "a", ctx, NULL, NULL);
+        g_assert_nonnull(mon);
+        (void)qemu_monitor_subscribe(mon, "STOP", mock_quiet_stop, &stopped);
+        g_assert_cmpint(qemu_monitor_wait_ready(mon, CASE_TIMEOUT_MS), ==, 0);
+        g_assert_cmpint(
+            qemu_monitor_send_sync(mon, "query-status", NULL, -1, NULL, CASE_TIMEOUT_MS), ==, 0);
+        if (hasty) {
+            (void)qemu_monitor_send(mon, "cont", NULL, -1, NULL, NULL);
+            g_assert_cmpint(qemu_mock_run(mock, CASE_TIMEOUT_MS), ==, -1);
+            g_assert_nonnull(strstr(qemu_mock_failure(mock), "sent before"));
+            g_assert_false(stopped);
+            ho_error_reset();
+        } else {
+            g_assert_true(test_iterate_until(ctx, &stopped, CASE_TIMEOUT_MS));
+            g_assert_cmpint(qemu_monitor_send_sync(mon, "cont", NULL, -1, NULL, CASE_TIMEOUT_MS),
+                            ==, 0);
+            qemu_monitor_close(mon);
+            g_assert_cmpint(qemu_mock_run(mock, CASE_TIMEOUT_MS), ==, 0);
+        }
+        qemu_monitor_close(mon);
+        qemu_monitor_unref(mon);
+    }
+    g_main_context_unref(ctx);
+}
+
 /* The phase list is part of the contract of these tests: a new phase must
  * come with its scenarios. */
 static void
 test_phases(void)
 {
-    static const char *const names[] = {"none", "begin", "prepare", "perform", "pre-switchover",
+    static const char *const names[] = {"none", "begin", "prepare", "mirror", "perform",
+                                        "pre-switchover",
                                         "switchover", "finish", "confirm", "completed", "failed",
                                         "cancelled"};
 
-    g_assert_cmpint(QEMU_MIGRATION_PHASE_LAST, ==, 11);
+    g_assert_cmpint(QEMU_MIGRATION_PHASE_LAST, ==, 12);
     g_assert_cmpint(G_N_ELEMENTS(names), ==, QEMU_MIGRATION_PHASE_LAST);
     for (int i = 0; i < QEMU_MIGRATION_PHASE_LAST; i++) {
         g_assert_cmpstr(qemu_migration_phase_to_string(i), ==, names[i]);
@@ -1341,6 +1730,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/migration/phases", test_phases);
     g_test_add_func("/migration/mock", test_mock);
+    g_test_add_func("/migration/mock-quiet", test_mock_quiet);
     g_test_add_func("/migration/invariant-1", test_invariant_1);
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = g_strdup_printf("/migration/scenario/%s", cases[i].name);

@@ -480,6 +480,12 @@ dump_named_nodes(json_object *ret)
         g_string_append_printf(out, "[%u] node-name=%s drv=%s ro=%s file=%s\n", i,
                                n->node_name ? n->node_name : "-", n->drv, yesno(n->ro),
                                n->file);
+        if (n->has_virtual_size)
+            g_string_append_printf(out, "    virtual-size=%" G_GUINT64_FORMAT "\n",
+                                   n->virtual_size);
+        if (n->backing_file)
+            g_string_append_printf(out, "    backing=%s format=%s\n", n->backing_file,
+                                   n->backing_format ? n->backing_format : "-");
     }
     return g_string_free(out, FALSE);
 }

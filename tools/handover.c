@@ -1166,6 +1166,7 @@ cmd_capabilities(int argc, char **argv)
 #define MAX_DOWNTIME_MAX_MS 2000000u            /* QEMU's own limit */
 #define PARALLEL_CONNECTIONS_MAX 255u           /* QEMU's multifd-channels limit */
 #define MIGRATE_TIMEOUT_MAX_S (7u * 86400u)
+#define MIGRATE_DISKS_MAX 256u                  /* the daemon's limit */
 
 /* An option's value as an integer from min to max: 0, or -1 and an error
  * naming the command, the option and the value. */
@@ -1203,18 +1204,44 @@ format_bytes(int64_t bytes)
     return g_strdup_printf("%.3f %s", v, units[i]);
 }
 
-/* What the job moved so far, in per cent; -1 when unknown. */
-static int
-job_percent(const HandoverJobInfo *info)
+/* A byte count for a progress line: "430 MiB", "1.0 GiB". */
+static char *
+format_bytes_short(int64_t bytes)
 {
-    int64_t total = info->data_total >= 0 ? info->data_total : info->memory_total;
-    int64_t remaining = info->data_total >= 0 ? info->data_remaining : info->memory_remaining;
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    size_t i = 0;
 
+    if (bytes < 0)
+        return g_strdup("?");
+    while (v >= 1024.0 && i + 1 < G_N_ELEMENTS(units)) {
+        v /= 1024.0;
+        i++;
+    }
+    if (i > 0 && v < 9.95)
+        return g_strdup_printf("%.1f %s", v, units[i]);
+    return g_strdup_printf("%.0f %s", v, units[i]);
+}
+
+/* Per cent of total done when remaining is left; -1 when unknown. */
+static int
+percent_done(int64_t total, int64_t remaining)
+{
     if (total <= 0 || remaining < 0)
         return -1;
     if (remaining > total)
         return 0;
     return (int)((total - remaining) * 100 / total);
+}
+
+/* What the job moved so far of the guest's memory (or, when the daemon
+ * gave no memory figures, of its data), in per cent; -1 when unknown. */
+static int
+job_percent(const HandoverJobInfo *info)
+{
+    if (info->memory_total >= 0)
+        return percent_done(info->memory_total, info->memory_remaining);
+    return percent_done(info->data_total, info->data_remaining);
 }
 
 typedef struct {
@@ -1233,6 +1260,9 @@ typedef struct {
     bool job_seen;
     HandoverJobInfo last;      /* the latest statistics, shown again with a new phase */
     bool shown_completed;      /* the completed line is out */
+    bool disk_shown;           /* a disk copy line is out (the mirror phase was seen) */
+    bool disk_done;            /* ... and its final line too */
+    bool warned;               /* the job's warning is printed */
     /* the worker's outcome */
     int rc;
     HandoverJobInfo completed;
@@ -1256,26 +1286,8 @@ migrate_end_line(MigrateState *st)
 }
 
 static void
-migrate_show_progress(MigrateState *st, const HandoverJobInfo *info, const char *event)
+migrate_put_line(MigrateState *st, const char *line)
 {
-    int pct = job_percent(info);
-    g_autofree char *processed = format_bytes(
-        info->data_processed >= 0 ? info->data_processed : info->memory_processed);
-    g_autofree char *remaining = format_bytes(
-        info->data_remaining >= 0 ? info->data_remaining : info->memory_remaining);
-    g_autofree char *line = NULL;
-
-    if (g_str_equal(event, "completed")) {
-        pct = 100;
-        st->shown_completed = true;
-    }
-    if (pct < 0)
-        line = g_strdup_printf(_("Migration: [  ? %%] phase %1$s"), *info->phase ? info->phase
-                                                                            : event);
-    else
-        line = g_strdup_printf(_("Migration: [%1$3d %%] %2$s transferred, %3$s remaining, "
-                                 "phase %4$s"),
-                               pct, processed, remaining, *info->phase ? info->phase : event);
     if (st->tty) {
         /* One line, rewritten in place. */
         printf("\r%s\033[K", line);
@@ -1284,6 +1296,80 @@ migrate_show_progress(MigrateState *st, const HandoverJobInfo *info, const char 
         printf("%s\n", line);
     }
     fflush(stdout);
+}
+
+/* The disk copy's line; ready: the mirrors all caught up (the job left
+ * the mirror phase), whatever the last figures said. */
+static void
+migrate_show_disks(MigrateState *st, const HandoverJobInfo *info, bool ready)
+{
+    int64_t total = info->disk_total;
+    int64_t processed = ready ? total : info->disk_processed;
+    int pct = ready ? 100 : percent_done(total, info->disk_remaining);
+    g_autofree char *done_text = NULL;
+    g_autofree char *total_text = NULL;
+    g_autofree char *line = NULL;
+
+    if (pct < 0 && total > 0 && processed >= 0 && processed <= total)
+        pct = (int)(processed * 100 / total);
+    if (pct < 0 || total < 0 || processed < 0) {
+        line = g_strdup_printf(_("Copying disks: [  ? %%]"));
+    } else {
+        done_text = format_bytes_short(processed);
+        total_text = format_bytes_short(total);
+        line = g_strdup_printf(_("Copying disks: [%1$3d %%] %2$s of %3$s"), pct, done_text,
+                               total_text);
+    }
+    st->disk_shown = true;
+    migrate_put_line(st, line);
+}
+
+static void
+migrate_show_progress(MigrateState *st, const HandoverJobInfo *info, const char *event)
+{
+    const char *phase = *info->phase ? info->phase : event;
+    int pct = job_percent(info);
+    g_autofree char *processed = format_bytes(
+        info->memory_processed >= 0 ? info->memory_processed : info->data_processed);
+    g_autofree char *remaining = format_bytes(
+        info->memory_remaining >= 0 ? info->memory_remaining : info->data_remaining);
+    g_autofree char *line = NULL;
+
+    if (g_str_equal(phase, "mirror")) {
+        migrate_show_disks(st, info, false);
+        return;
+    }
+    if (st->disk_shown && !st->disk_done) {
+        /* The disks are copied (and kept in step) once RAM moves: close
+         * their line before the memory's. */
+        st->disk_done = true;
+        if (!g_str_equal(phase, "failed") && !g_str_equal(phase, "cancelled"))
+            migrate_show_disks(st, info, true);
+        migrate_end_line(st);
+    }
+    if (g_str_equal(event, "completed")) {
+        pct = 100;
+        st->shown_completed = true;
+    }
+    if (pct < 0)
+        line = g_strdup_printf(_("Migration: [  ? %%] phase %1$s"), phase);
+    else
+        line = g_strdup_printf(_("Migration: [%1$3d %%] %2$s transferred, %3$s remaining, "
+                                 "phase %4$s"),
+                               pct, processed, remaining, phase);
+    migrate_put_line(st, line);
+}
+
+/* The job's warnings, whether verbose or not: each "warning" event
+ * (always), else those a job info lists, when none was printed yet. */
+static void
+migrate_show_warning(MigrateState *st, const HandoverJobInfo *info, bool event)
+{
+    if (!*info->warning || (st->warned && !event))
+        return;
+    st->warned = true;
+    migrate_end_line(st);
+    g_printerr(_("warning: %1$s\n"), info->warning);
 }
 
 static void migrate_send_abort(MigrateState *st);
@@ -1303,6 +1389,7 @@ migrate_event_main(gpointer data)
     } else if (g_str_equal(ev->event, "progress") || g_str_equal(ev->event, "completed")) {
         st->last = ev->info;
     }
+    migrate_show_warning(st, &ev->info, g_str_equal(ev->event, "warning"));
     if (st->verbose && (g_str_equal(ev->event, "progress") || g_str_equal(ev->event, "phase") ||
                         g_str_equal(ev->event, "completed")))
         migrate_show_progress(st, &st->last, ev->event);
@@ -1402,6 +1489,90 @@ migrate_on_sigint(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* The storage copy options into params (*disks holds the disk names it
+ * points to): 0, or -1 and an error naming the option. */
+static int
+migrate_storage_options(bool copy_all, bool copy_inc, bool copy_sync, const char *migrate_disks,
+                        const char *disks_port, const char *disks_uri,
+                        HandoverMigrateParams *params, char ***disks)
+{
+    const char *needs = NULL;
+    guint64 v = 0;
+    size_t i, j;
+
+    if (copy_all && copy_inc) {
+        print_error(_("%1$s: --copy-storage-all and --copy-storage-inc cannot be used "
+                      "together"),
+                    "migrate");
+        return -1;
+    }
+    if (!copy_all && !copy_inc) {
+        if (copy_sync)
+            needs = "copy-storage-synchronous-writes";
+        else if (migrate_disks)
+            needs = "migrate-disks";
+        else if (disks_port)
+            needs = "disks-port";
+        else if (disks_uri)
+            needs = "disks-uri";
+        if (needs) {
+            print_error(_("%1$s: --%2$s needs --copy-storage-all or --copy-storage-inc"),
+                        "migrate", needs);
+            return -1;
+        }
+    }
+    if (disks_port && disks_uri) {
+        print_error(_("%1$s: --disks-port and --disks-uri cannot be used together (give the "
+                      "port in the URI)"),
+                    "migrate");
+        return -1;
+    }
+    params->copy_storage_all = copy_all;
+    params->copy_storage_inc = copy_inc;
+    params->copy_storage_synchronous_writes = copy_sync;
+    if (migrate_disks) {
+        g_auto(GStrv) names = g_strsplit(migrate_disks, ",", -1);
+
+        if (!names[0] || g_strv_length(names) > MIGRATE_DISKS_MAX) {
+            print_error(_("%1$s: invalid value '%2$s' for --%3$s: expected from 1 to %4$u "
+                          "disk names separated by commas"),
+                        "migrate", migrate_disks, "migrate-disks", MIGRATE_DISKS_MAX);
+            return -1;
+        }
+        for (i = 0; names[i]; i++) {
+            if (!*names[i]) {
+                print_error(_("%1$s: invalid value '%2$s' for --%3$s: a disk name is empty"),
+                            "migrate", migrate_disks, "migrate-disks");
+                return -1;
+            }
+            for (j = 0; j < i; j++) {
+                if (g_str_equal(names[i], names[j])) {
+                    print_error(_("%1$s: invalid value '%2$s' for --%3$s: disk '%4$s' is named "
+                                  "twice"),
+                                "migrate", migrate_disks, "migrate-disks", names[i]);
+                    return -1;
+                }
+            }
+        }
+        *disks = g_steal_pointer(&names);
+        params->migrate_disks = (const char *const *)*disks;
+    }
+    if (disks_port) {
+        if (parse_uint_option("migrate", "disks-port", disks_port, 1, 65535, &v) < 0)
+            return -1;
+        params->disks_port = (unsigned int)v;
+    }
+    if (disks_uri) {
+        if (!*disks_uri) {
+            print_error(_("%1$s: invalid value '' for --%2$s: it must not be empty"), "migrate",
+                        "disks-uri");
+            return -1;
+        }
+        params->disks_uri = disks_uri;
+    }
+    return 0;
+}
+
 static int
 cmd_migrate(int argc, char **argv)
 {
@@ -1417,6 +1588,10 @@ cmd_migrate(int argc, char **argv)
     g_autofree char *parallel_connections = NULL;
     g_autofree char *timeout = NULL;
     g_autofree char *record = NULL;
+    gboolean copy_all = FALSE, copy_inc = FALSE, copy_sync = FALSE;
+    g_autofree char *migrate_disks = NULL;
+    g_autofree char *disks_port = NULL;
+    g_autofree char *disks_uri = NULL;
     GOptionEntry entries[] = {
         {"live", 0, 0, G_OPTION_ARG_NONE, &live,
          N_("keep the guest running while its memory moves"), NULL},
@@ -1454,7 +1629,21 @@ cmd_migrate(int argc, char **argv)
          NULL},
         {"record", 0, 0, G_OPTION_ARG_FILENAME, &record,
          N_("record the job's QMP exchanges into FILE (on the source host)"), N_("FILE")},
+        {"copy-storage-all", 0, 0, G_OPTION_ARG_NONE, &copy_all,
+         N_("copy the domain's local disks to the destination"), NULL},
+        {"copy-storage-inc", 0, 0, G_OPTION_ARG_NONE, &copy_inc,
+         N_("copy only the top image of each disk; the destination has the backing chain"),
+         NULL},
+        {"copy-storage-synchronous-writes", 0, 0, G_OPTION_ARG_NONE, &copy_sync,
+         N_("complete the guest's disk writes only once the destination has them too"), NULL},
+        {"migrate-disks", 0, 0, G_OPTION_ARG_STRING, &migrate_disks,
+         N_("copy only these disks (the others must be shared)"), N_("vda,vdb,...")},
+        {"disks-port", 0, 0, G_OPTION_ARG_STRING, &disks_port,
+         N_("the port of the destination's NBD server for the disk copy"), N_("PORT")},
+        {"disks-uri", 0, 0, G_OPTION_ARG_STRING, &disks_uri,
+         N_("where the disk copy goes (tcp://HOST[:PORT] or unix:PATH)"), N_("URI")},
         {NULL}};
+    g_auto(GStrv) disks = NULL;
     g_autofree char *xml = NULL;
     g_autofree char *record_path = NULL;
     g_autoptr(HandoverDomain) dom = NULL;
@@ -1524,6 +1713,9 @@ cmd_migrate(int argc, char **argv)
         print_error(_("%1$s: --timeout-abort needs --timeout"), "migrate");
         return -1;
     }
+    if (migrate_storage_options(copy_all, copy_inc, copy_sync, migrate_disks, disks_port,
+                                disks_uri, &st.params, &disks) < 0)
+        return -1;
     if (xml_file) {
         if (!(xml = read_xml_file(xml_file)))
             return -1;
@@ -1564,6 +1756,7 @@ cmd_migrate(int argc, char **argv)
     g_main_loop_unref(st.loop);
     handover_connect_close(st.conn);
 
+    migrate_show_warning(&st, &st.completed, false);
     if (st.rc == 0) {
         if (st.verbose && !st.shown_completed) {
             migrate_show_progress(&st, &st.completed, "completed");
@@ -1615,6 +1808,38 @@ print_job_bytes(const char *label, int64_t bytes)
     printf("%-21s %s\n", label, text);
 }
 
+/* Microseconds as milliseconds with one decimal: "3.1". */
+static char *
+format_us_as_ms(int64_t us)
+{
+    return g_strdup_printf("%" G_GINT64_FORMAT ".%" G_GINT64_FORMAT, (us + 50) / 1000,
+                           ((us + 50) % 1000) / 100);
+}
+
+/* "Switchover: 3.1 ms (QEMU 2.4 ms, handover 0.7 ms)": the orchestrator's
+ * share of the guest's pause, from QEMU's pre-switchover to
+ * migrate-continue, split into waiting for QEMU and its own work. */
+static void
+print_switchover(const HandoverJobInfo *info)
+{
+    g_autofree char *total = NULL;
+    g_autofree char *qemu = NULL;
+    g_autofree char *own = NULL;
+    g_autofree char *split = NULL;
+
+    if (info->switchover_us < 0)
+        return;
+    total = format_us_as_ms(info->switchover_us);
+    if (info->switchover_qemu_us < 0 || info->switchover_own_us < 0) {
+        printf("%-21s %s ms\n", _("Switchover:"), total);
+        return;
+    }
+    qemu = format_us_as_ms(info->switchover_qemu_us);
+    own = format_us_as_ms(info->switchover_own_us);
+    split = g_strdup_printf(_("%1$s ms (QEMU %2$s ms, handover %3$s ms)"), total, qemu, own);
+    printf("%-21s %s\n", _("Switchover:"), split);
+}
+
 static void
 print_job_info(const HandoverJobInfo *info)
 {
@@ -1648,6 +1873,17 @@ print_job_info(const HandoverJobInfo *info)
     print_job_ms(_("Downtime:"), info->downtime_ms);
     print_job_ms(_("Total time:"), info->total_ms);
     print_job_ms(_("Orchestrator time:"), info->orchestrator_ms);
+    print_job_bytes(_("Disk processed:"), info->disk_processed);
+    print_job_bytes(_("Disk remaining:"), info->disk_remaining);
+    print_job_bytes(_("Disk total:"), info->disk_total);
+    if (info->disk_bandwidth_bps >= 0) {
+        g_autofree char *bw = format_bytes(info->disk_bandwidth_bps);
+
+        printf("%-21s %s/s\n", _("Disk bandwidth:"), bw);
+    }
+    print_switchover(info);
+    if (*info->warning)
+        printf("%-21s %s\n", _("Warning:"), info->warning);
     if (*info->error)
         printf("%-21s %s\n", _("Error:"), info->error);
 }
@@ -1674,6 +1910,13 @@ print_job_json(const HandoverJobInfo *info)
         {"downtime_ms", offsetof(HandoverJobInfo, downtime_ms)},
         {"total_ms", offsetof(HandoverJobInfo, total_ms)},
         {"orchestrator_ms", offsetof(HandoverJobInfo, orchestrator_ms)},
+        {"disk_total", offsetof(HandoverJobInfo, disk_total)},
+        {"disk_processed", offsetof(HandoverJobInfo, disk_processed)},
+        {"disk_remaining", offsetof(HandoverJobInfo, disk_remaining)},
+        {"disk_bandwidth_bps", offsetof(HandoverJobInfo, disk_bandwidth_bps)},
+        {"switchover_us", offsetof(HandoverJobInfo, switchover_us)},
+        {"switchover_qemu_us", offsetof(HandoverJobInfo, switchover_qemu_us)},
+        {"switchover_own_us", offsetof(HandoverJobInfo, switchover_own_us)},
     };
     g_autoptr(GString) out = g_string_new("{\n  \"phase\": ");
     size_t i;
@@ -1686,6 +1929,10 @@ print_job_json(const HandoverJobInfo *info)
 
         if (v >= 0)
             g_string_append_printf(out, ",\n  \"%s\": %" G_GINT64_FORMAT, numbers[i].key, v);
+    }
+    if (*info->warning) {
+        g_string_append(out, ",\n  \"warning\": ");
+        json_write_string(out, info->warning);
     }
     if (*info->error) {
         g_string_append(out, ",\n  \"error\": ");

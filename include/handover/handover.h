@@ -213,6 +213,16 @@ typedef struct {
     bool timeout_abort;           /* --timeout-abort */
     bool unsafe;                  /* --unsafe: skip the disk cache mode check */
     const char *record_path;      /* --record: flight recording of this job (daemon's path) */
+    /* Storage copy (since 0.1, after record_path). */
+    bool copy_storage_all;        /* --copy-storage-all: copy whole disks to the destination */
+    bool copy_storage_inc;        /* --copy-storage-inc: copy only the top image; the
+                                   * destination already holds the backing chain */
+    bool copy_storage_synchronous_writes; /* --copy-storage-synchronous-writes: the guest's
+                                           * writes complete only once both copies have them */
+    const char *const *migrate_disks; /* --migrate-disks: NULL-terminated disk targets
+                                       * ("vda") to copy, or NULL for every disk not shared */
+    unsigned int disks_port;      /* --disks-port: the destination's NBD port; 0: its range */
+    const char *disks_uri;        /* --disks-uri tcp://HOST[:PORT] or unix:PATH, or NULL */
 } HandoverMigrateParams;
 
 /* Zero params and set its size. */
@@ -225,7 +235,7 @@ void handover_migrate_params_init(HandoverMigrateParams *params);
  * bytes are written. */
 typedef struct {
     size_t size;                  /* sizeof(HandoverJobInfo) of the caller */
-    char phase[32];               /* "begin", "prepare", "perform", "pre-switchover",
+    char phase[32];               /* "begin", "prepare", "mirror", "perform", "pre-switchover",
                                    * "switchover", "finish", "confirm", "completed",
                                    * "failed", "cancelled" */
     char side[16];                /* "src" (outgoing) or "dst" (incoming) */
@@ -245,6 +255,19 @@ typedef struct {
     int64_t total_ms;             /* after completion: the whole job */
     int64_t orchestrator_ms;      /* after completion: source completed -> destination running */
     char error[1024];             /* why it failed ("" when it did not), maybe truncated */
+    /* Storage copy (since 0.1, after error). */
+    int64_t disk_total;           /* bytes the disk mirrors copy */
+    int64_t disk_processed;
+    int64_t disk_remaining;
+    int64_t disk_bandwidth_bps;   /* bytes per second */
+    int64_t switchover_us;        /* after completion: QEMU's pre-switchover pause ->
+                                   * migrate-continue sent, in microseconds */
+    int64_t switchover_qemu_us;   /* of which waiting for QEMU (the mirrors ending) */
+    int64_t switchover_own_us;    /* of which handover's own work */
+    char warning[512];            /* what the job warns about ("" when nothing), such as a
+                                   * QEMU without pause-before-switchover; several
+                                   * warnings are joined by "; "; in a "warning" event,
+                                   * that one warning */
 } HandoverJobInfo;
 
 /* Set every number to -1, the strings empty, and size. */
@@ -271,10 +294,11 @@ int handover_domain_get_job_info(HandoverConnect *conn, const char *name, bool c
 HANDOVER_API
 int handover_domain_abort_job(HandoverConnect *conn, const char *name);
 
-/* A job event: the domain, the event ("phase", "progress", "completed",
- * "failed", "cancelled") and what is known of the job (borrowed for the
- * call: phase for every event, the statistics for progress and the ends,
- * error for a failure). */
+/* A job event: the domain, the event ("phase", "progress", "warning",
+ * "completed", "failed", "cancelled") and what is known of the job
+ * (borrowed for the call: phase for every event but "warning", the
+ * statistics for progress and the ends, error for a failure, warning for
+ * a "warning"). */
 typedef void (*HandoverJobEventFunc)(HandoverConnect *conn, const char *name, const char *uuid,
                                      const char *event, const HandoverJobInfo *info,
                                      void *opaque);

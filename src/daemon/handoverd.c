@@ -390,6 +390,11 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     mcfg.migration_port_max = (int)d->conf->migration_port_max;
     mcfg.record_dir = d->conf->migration_record_dir;
     mcfg.progress_interval_ms = d->conf->migration_progress_interval;
+    /* Storage copy: a range of its own, since the NBD server and the
+     * incoming migration listen at the same time (see handoverd_conf.c). */
+    mcfg.nbd_port_min = (int)d->conf->nbd_port_min;
+    mcfg.nbd_port_max = (int)d->conf->nbd_port_max;
+    mcfg.mirror_stall_s = d->conf->migration_mirror_stall_timeout;
     if (mcfg.record_dir && ho_file_ensure_dir(mcfg.record_dir, 0700) < 0)
         return -1;
     d->migration = qemu_migration_new(d->driver, &mcfg, handoverd_methods_migration_event,

@@ -65,9 +65,15 @@ static const ConfKey conf_keys[] = {
     {"migration_address", CONF_ADDRESS, CONF_OFF(migration_address), 0, 0},
     {"migration_port_min", CONF_UINT, CONF_OFF(migration_port_min), 1, 65535},
     {"migration_port_max", CONF_UINT, CONF_OFF(migration_port_max), 1, 65535},
+    {"nbd_port_min", CONF_UINT, CONF_OFF(nbd_port_min), 1, 65535},
+    {"nbd_port_max", CONF_UINT, CONF_OFF(nbd_port_max), 1, 65535},
     {"migration_record_dir", CONF_PATH, CONF_OFF(migration_record_dir), 0, 0},
     /* Milliseconds: from 20 progress events a second to one a minute. */
     {"migration_progress_interval", CONF_UINT, CONF_OFF(migration_progress_interval), 50, 60000},
+    /* Seconds a disk mirror may copy nothing before it is ready: from a
+     * hiccup to a day. */
+    {"migration_mirror_stall_timeout", CONF_UINT, CONF_OFF(migration_mirror_stall_timeout), 1,
+     86400},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},
@@ -109,9 +115,13 @@ handoverd_conf_new(void)
     conf->migration_address = g_strdup("127.0.0.1");
     conf->migration_port_min = 49152;
     conf->migration_port_max = 49215;
+    /* NBD's own port (IANA) and up: apart from the migration range. */
+    conf->nbd_port_min = 10809;
+    conf->nbd_port_max = 10872;
     conf->keepalive_interval = 5;
     conf->keepalive_count = 5;
     conf->migration_progress_interval = 500;
+    conf->migration_mirror_stall_timeout = 60;
     conf->max_clients = 64;
     conf->max_message_size = 1024 * 1024;
     conf->max_requests_per_client = 32;
@@ -434,6 +444,27 @@ handoverd_conf_load_data(HandoverdConf *conf, const char *data, size_t len, cons
                           "migration_port_max '%4$u'"),
                         name, HANDOVERD_CONF_GROUP, staged->migration_port_min,
                         staged->migration_port_max);
+        handoverd_conf_free(staged);
+        return -1;
+    }
+    if (staged->nbd_port_min > staged->nbd_port_max) {
+        ho_error_report(HO_ERR_INVALID_ARG,
+                        _("invalid NBD port range in group '[%2$s]' of configuration file "
+                          "'%1$s': nbd_port_min '%3$u' is greater than nbd_port_max '%4$u'"),
+                        name, HANDOVERD_CONF_GROUP, staged->nbd_port_min, staged->nbd_port_max);
+        handoverd_conf_free(staged);
+        return -1;
+    }
+    /* A storage copy's NBD server and its incoming migration listen at
+     * once; QEMU 10.0 cannot retry migrate-incoming on another port after
+     * one was taken, so the two must never compete for a port. */
+    if (staged->nbd_port_min <= staged->migration_port_max &&
+        staged->migration_port_min <= staged->nbd_port_max) {
+        ho_error_report(HO_ERR_INVALID_ARG,
+                        _("invalid port ranges in group '[%2$s]' of configuration file '%1$s': "
+                          "the NBD ports %3$u-%4$u overlap the migration ports %5$u-%6$u"),
+                        name, HANDOVERD_CONF_GROUP, staged->nbd_port_min, staged->nbd_port_max,
+                        staged->migration_port_min, staged->migration_port_max);
         handoverd_conf_free(staged);
         return -1;
     }

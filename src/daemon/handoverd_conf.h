@@ -30,8 +30,12 @@ typedef struct {
     char *migration_address;              /* default 127.0.0.1 */
     unsigned int migration_port_min;      /* default 49152 */
     unsigned int migration_port_max;      /* default 49215 */
+    unsigned int nbd_port_min;            /* storage copy's NBD servers: default 10809 */
+    unsigned int nbd_port_max;            /* default 10872; never overlapping the above */
     char *migration_record_dir;           /* a flight recording per job there; NULL: off */
     unsigned int migration_progress_interval; /* ms between job progress events, default 500 */
+    unsigned int migration_mirror_stall_timeout; /* s a disk mirror may make no progress
+                                                  * before the migration aborts, default 60 */
     char *host_uuid;                      /* NULL: state_dir/host-uuid (generated once) */
     char *default_emulator;               /* NULL: qemu-system-x86_64 on PATH */
     unsigned int max_clients;             /* default 64 */

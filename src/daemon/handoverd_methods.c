@@ -999,6 +999,30 @@ methods_migration_finish(HoRpcCall *call, json_object *params, void *opaque)
     return 0;
 }
 
+static void
+methods_nbd_stop_done(json_object *result, const HoError *err, void *opaque)
+{
+    MethodsOp *op = opaque;
+
+    methods_op_finish(op, err ? NULL : json_object_get(result), err);
+}
+
+/* Storage copy: the source's mirrors are gone; stop the NBD server of the
+ * incoming QEMU before it activates its images. */
+static int
+methods_migration_nbd_stop(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    json_object *args = NULL;
+
+    if (!methods_mig(m))
+        return -1;
+    json_object_object_get_ex(params, "args", &args);
+    HO_DEBUG("%s: migration.nbd_stop", ho_rpc_call_client_label(call));
+    qemu_migration_dst_nbd_stop(m->mig, args, methods_nbd_stop_done, methods_op_new(m, call));
+    return 0;
+}
+
 /* ---- the table ---- */
 
 static const HoRpcArgSpec args_none[] = {
@@ -1075,6 +1099,7 @@ static const HoRpcMethod methods_table[] = {
     /* Called by a source daemon over TCP (and served on the UNIX socket too). */
     {"migration.prepare", methods_migration_prepare, args_prepare, HO_RPC_METHOD_PEER},
     {"migration.finish", methods_migration_finish, args_finish, HO_RPC_METHOD_PEER},
+    {"migration.nbd_stop", methods_migration_nbd_stop, args_finish, HO_RPC_METHOD_PEER},
 };
 
 const HoRpcMethod *

@@ -247,6 +247,15 @@ peer_op_finish(void *p, json_object *args, QemuMigrationReplyFunc cb, void *opaq
     peer_call(p, "migration.finish", params, cb, opaque);
 }
 
+static void
+peer_op_nbd_stop(void *p, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    json_object *params = json_object_new_object();
+
+    ho_json_add(params, "args", args);
+    peer_call(p, "migration.nbd_stop", params, cb, opaque);
+}
+
 static const char *
 peer_op_host_uuid(void *p)
 {
@@ -271,6 +280,7 @@ static const QemuMigrationPeerOps peer_ops = {
     .host_uuid = peer_op_host_uuid,
     .hostname = peer_op_hostname,
     .free = peer_op_free,
+    .nbd_stop = peer_op_nbd_stop,
 };
 
 const QemuMigrationPeerOps *

@@ -44,6 +44,8 @@
 #define CLIENT_NAME "libhandover " PACKAGE_VERSION_STRING
 /* A migrate call returns when its job ends: bounded, but generously. */
 #define MIGRATE_MAX_WAIT_MS (24u * 3600u * 1000u)
+/* Most disks a migrate call names (the daemon's own limit). */
+#define MIGRATE_DISKS_MAX 256
 
 struct _HandoverConnect {
     gint refs;                 /* the caller's handle plus one per domain handle */
@@ -786,6 +788,9 @@ handover_job_info_init(HandoverJobInfo *info)
     info->bandwidth_bps = info->dirty_rate_pps = info->iteration = -1;
     info->expected_downtime_ms = info->downtime_ms = info->total_ms = -1;
     info->orchestrator_ms = -1;
+    info->disk_total = info->disk_processed = info->disk_remaining = -1;
+    info->disk_bandwidth_bps = -1;
+    info->switchover_us = info->switchover_qemu_us = info->switchover_own_us = -1;
 }
 
 /* The caller's structure may be older (smaller) than ours: write only its
@@ -832,7 +837,54 @@ static const struct {
     {"downtime_ms", offsetof(HandoverJobInfo, downtime_ms)},
     {"total_ms", offsetof(HandoverJobInfo, total_ms)},
     {"orchestrator_ms", offsetof(HandoverJobInfo, orchestrator_ms)},
+    {"disk_total", offsetof(HandoverJobInfo, disk_total)},
+    {"disk_processed", offsetof(HandoverJobInfo, disk_processed)},
+    {"disk_remaining", offsetof(HandoverJobInfo, disk_remaining)},
+    {"disk_bandwidth_bps", offsetof(HandoverJobInfo, disk_bandwidth_bps)},
 };
+
+/* Durations the daemon gives in milliseconds (maybe fractional) and, more
+ * precisely, in microseconds under the same name with "_us": the
+ * structure holds microseconds. */
+static const struct {
+    const char *key_ms;
+    const char *key_us;
+    size_t offset;
+} job_info_durations[] = {
+    {"switchover_ms", "switchover_us", offsetof(HandoverJobInfo, switchover_us)},
+    {"switchover_qemu_ms", "switchover_qemu_us", offsetof(HandoverJobInfo, switchover_qemu_us)},
+    {"switchover_own_ms", "switchover_own_us", offsetof(HandoverJobInfo, switchover_own_us)},
+};
+
+static bool
+json_is_number(json_object *val)
+{
+    return json_object_is_type(val, json_type_int) || json_object_is_type(val, json_type_double);
+}
+
+/* The job's warnings ("warnings", an array of strings) joined by "; ". */
+static void
+job_info_warnings(json_object *obj, HandoverJobInfo *info)
+{
+    g_autoptr(GString) text = g_string_new(NULL);
+    json_object *arr;
+    size_t i, n;
+
+    if (!json_object_object_get_ex(obj, "warnings", &arr) ||
+        !json_object_is_type(arr, json_type_array))
+        return;
+    n = json_object_array_length(arr);
+    for (i = 0; i < n; i++) {
+        json_object *w = json_object_array_get_idx(arr, i);
+
+        if (!json_object_is_type(w, json_type_string))
+            continue;
+        if (text->len)
+            g_string_append(text, "; ");
+        g_string_append(text, json_object_get_string(w));
+    }
+    g_strlcpy(info->warning, text->str, sizeof(info->warning));
+}
 
 /* The daemon's job info object into a full structure. Lenient: a field of
  * the wrong type is left unknown (a newer daemon may say more). */
@@ -850,11 +902,25 @@ job_info_from_json(json_object *obj, HandoverJobInfo *info)
     if (json_object_object_get_ex(obj, "side", &val) && json_object_is_type(val, json_type_string))
         g_strlcpy(info->side, json_object_get_string(val), sizeof(info->side));
     for (i = 0; i < G_N_ELEMENTS(job_info_numbers); i++) {
-        if (json_object_object_get_ex(obj, job_info_numbers[i].key, &val) &&
-            (json_object_is_type(val, json_type_int) ||
-             json_object_is_type(val, json_type_double)))
+        if (json_object_object_get_ex(obj, job_info_numbers[i].key, &val) && json_is_number(val))
             *(int64_t *)((char *)info + job_info_numbers[i].offset) = json_object_get_int64(val);
     }
+    for (i = 0; i < G_N_ELEMENTS(job_info_durations); i++) {
+        int64_t *out = (int64_t *)((char *)info + job_info_durations[i].offset);
+        double ms;
+
+        if (json_object_object_get_ex(obj, job_info_durations[i].key_us, &val) &&
+            json_is_number(val)) {
+            *out = json_object_get_int64(val);
+        } else if (json_object_object_get_ex(obj, job_info_durations[i].key_ms, &val) &&
+                   json_is_number(val)) {
+            ms = json_object_get_double(val);
+            /* Negative or absurd values stay unknown rather than wrap. */
+            if (ms >= 0 && ms < 1e12)
+                *out = (int64_t)(ms * 1000.0 + 0.5);
+        }
+    }
+    job_info_warnings(obj, info);
     if (json_object_object_get_ex(obj, "error", &val)) {
         json_object *msg;
 
@@ -920,6 +986,33 @@ migrate_params_to_json(const HandoverMigrateParams *params)
         ho_json_add_bool(obj, "unsafe", true);
     if (p.record_path)
         ho_json_add_string(obj, "record", p.record_path);
+    if (p.copy_storage_all)
+        ho_json_add_bool(obj, "copy_storage_all", true);
+    if (p.copy_storage_inc)
+        ho_json_add_bool(obj, "copy_storage_inc", true);
+    if (p.copy_storage_synchronous_writes)
+        ho_json_add_bool(obj, "copy_storage_synchronous_writes", true);
+    if (p.migrate_disks) {
+        json_object *arr = json_object_new_array();
+        size_t i;
+
+        for (i = 0; p.migrate_disks[i]; i++) {
+            if (i >= MIGRATE_DISKS_MAX) {
+                json_object_put(arr);
+                json_object_put(obj);
+                ho_error_report(HO_ERR_INVALID_ARG,
+                                _("%1$s: 'migrate_disks' names more than %2$d disks"),
+                                "handover_domain_migrate", MIGRATE_DISKS_MAX);
+                return NULL;
+            }
+            json_object_array_add(arr, json_object_new_string(p.migrate_disks[i]));
+        }
+        ho_json_add(obj, "migrate_disks", arr);
+    }
+    if (p.disks_port)
+        ho_json_add_int64(obj, "disks_port", p.disks_port);
+    if (p.disks_uri)
+        ho_json_add_string(obj, "disks_uri", p.disks_uri);
     return obj;
 }
 
@@ -1015,6 +1108,15 @@ on_job_event(HandoverConnect *conn, json_object *data)
         return;
     }
     job_info_from_json(info_obj, &info);
+    /* A warning event's data is {"message"}: the warning itself. */
+    if (g_str_equal(what, "warning") && info_obj) {
+        const char *msg = NULL;
+
+        if (ho_json_opt_string(info_obj, "message", &msg) < 0)
+            ho_error_reset();
+        if (msg)
+            g_strlcpy(info.warning, msg, sizeof(info.warning));
+    }
     conn->job_cb(conn, name, uuid, what, &info, conn->job_opaque);
 }
 

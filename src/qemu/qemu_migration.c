@@ -5,13 +5,18 @@
 
 #include "qemu_migration.h"
 
+#include <errno.h>
+#include <gio/gio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ho_error.h"
 #include "ho_i18n.h"
 #include "ho_json.h"
 #include "ho_log.h"
+#include "ho_socket.h"
 #include "ho_uri.h"
+#include "qemu_blockjob.h"
 #include "qemu_monitor_json.h"
 #include "qemu_recorder.h"
 
@@ -19,6 +24,7 @@ static const char *const phase_names[] = {
     [QEMU_MIGRATION_PHASE_NONE] = "none",
     [QEMU_MIGRATION_PHASE_BEGIN] = "begin",
     [QEMU_MIGRATION_PHASE_PREPARE] = "prepare",
+    [QEMU_MIGRATION_PHASE_MIRROR] = "mirror",
     [QEMU_MIGRATION_PHASE_PERFORM] = "perform",
     [QEMU_MIGRATION_PHASE_PRE_SWITCHOVER] = "pre-switchover",
     [QEMU_MIGRATION_PHASE_SWITCHOVER] = "switchover",
@@ -67,13 +73,17 @@ qemu_migration_args_clear(QemuMigrationArgs *args)
     g_free(args->migrate_uri);
     g_free(args->listen_address);
     g_free(args->record_path);
+    g_strfreev(args->migrate_disks);
+    g_free(args->disks_uri);
     memset(args, 0, sizeof(*args));
 }
 
 static const char *const args_fields[] = {
     "live", "persistent", "undefine_source", "paused", "dname", "xml", "migrate_uri",
     "listen_address", "bandwidth_mib", "max_downtime_ms", "auto_converge", "parallel",
-    "parallel_connections", "timeout_s", "timeout_abort", "unsafe", "record", NULL,
+    "parallel_connections", "timeout_s", "timeout_abort", "unsafe", "record", "copy_storage_all",
+    "copy_storage_inc", "copy_storage_synchronous_writes", "migrate_disks", "disks_port",
+    "disks_uri", NULL,
 };
 
 static int
@@ -114,6 +124,42 @@ args_opt_str(json_object *obj, const char *key, char **out)
     return 0;
 }
 
+/* "migrate_disks": a non-empty array of non-empty, distinct disk names. */
+#define MAX_MIGRATE_DISKS 256
+static int
+args_opt_disks(json_object *obj, char ***out)
+{
+    json_object *arr = NULL;
+    g_auto(GStrv) disks = NULL;
+    int rc = ho_json_opt_array(obj, "migrate_disks", &arr);
+
+    if (rc <= 0)
+        return rc;
+    if (!(disks = ho_json_array_to_strv(arr, "migrate_disks")))
+        return -1;
+    if (!disks[0] || g_strv_length(disks) > MAX_MIGRATE_DISKS) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("migration parameter '%1$s' is out of range"),
+                        "migrate_disks");
+        return -1;
+    }
+    for (size_t i = 0; disks[i]; i++) {
+        if (!*disks[i]) {
+            ho_error_report(HO_ERR_INVALID_ARG, _("migration parameter '%1$s' is empty"),
+                            "migrate_disks");
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (g_str_equal(disks[i], disks[j])) {
+                ho_error_report(HO_ERR_INVALID_ARG,
+                                _("disk '%1$s' is named twice in 'migrate_disks'"), disks[i]);
+                return -1;
+            }
+        }
+    }
+    *out = g_steal_pointer(&disks);
+    return 0;
+}
+
 int
 qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args)
 {
@@ -147,6 +193,11 @@ qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args)
         args_opt_str(obj, "migrate_uri", &a.migrate_uri) < 0 ||
         args_opt_str(obj, "listen_address", &a.listen_address) < 0 ||
         args_opt_str(obj, "record", &a.record_path) < 0 ||
+        ho_json_opt_bool(obj, "copy_storage_all", &a.copy_storage_all) < 0 ||
+        ho_json_opt_bool(obj, "copy_storage_inc", &a.copy_storage_inc) < 0 ||
+        ho_json_opt_bool(obj, "copy_storage_synchronous_writes",
+                         &a.copy_storage_synchronous_writes) < 0 ||
+        args_opt_str(obj, "disks_uri", &a.disks_uri) < 0 ||
         args_opt_uint(obj, "bandwidth_mib", G_MAXUINT64 / (1024 * 1024), &a.has_bandwidth,
                       &a.bandwidth_mib) < 0 ||
         args_opt_uint(obj, "max_downtime_ms", 2000000, &a.has_max_downtime,
@@ -160,6 +211,12 @@ qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args)
     if (args_opt_uint(obj, "timeout_s", G_MAXINT / 1000, NULL, &v) < 0)
         goto error;
     a.timeout_s = (unsigned int)v;
+    v = 0;
+    if (args_opt_uint(obj, "disks_port", 65535, NULL, &v) < 0)
+        goto error;
+    a.disks_port = (int)v;
+    if (args_opt_disks(obj, &a.migrate_disks) < 0)
+        goto error;
     if (a.parallel_connections && !a.parallel) {
         ho_error_report(HO_ERR_INVALID_ARG, "%s",
                         _("migration parameter 'parallel_connections' needs 'parallel'"));
@@ -210,6 +267,21 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
     ho_json_add_bool(obj, "unsafe", args->unsafe);
     if (args->record_path)
         ho_json_add_string(obj, "record", args->record_path);
+    ho_json_add_bool(obj, "copy_storage_all", args->copy_storage_all);
+    ho_json_add_bool(obj, "copy_storage_inc", args->copy_storage_inc);
+    ho_json_add_bool(obj, "copy_storage_synchronous_writes",
+                     args->copy_storage_synchronous_writes);
+    if (args->migrate_disks) {
+        json_object *arr = json_object_new_array();
+
+        for (size_t i = 0; args->migrate_disks[i]; i++)
+            json_object_array_add(arr, json_object_new_string(args->migrate_disks[i]));
+        ho_json_add(obj, "migrate_disks", arr);
+    }
+    if (args->disks_port)
+        ho_json_add_int64(obj, "disks_port", args->disks_port);
+    if (args->disks_uri)
+        ho_json_add_string(obj, "disks_uri", args->disks_uri);
     return obj;
 }
 
@@ -222,6 +294,11 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
 #define DEFAULT_PORT_MIN 49152
 #define DEFAULT_PORT_MAX 49215
 #define DEFAULT_PROGRESS_MS 500
+#define DEFAULT_NBD_PORT_MIN 10809
+#define DEFAULT_NBD_PORT_MAX 10872
+#define DEFAULT_MIRROR_STALL_S 60
+#define MIRROR_END_WAIT_S 30    /* block-job-cancel -> the mirror gone */
+#define MAX_STORAGE_DISKS 256
 /* No --bandwidth: as fast as the link goes (QEMU's own default throttles to
  * 128 MiB/s, or 32 MiB/s in older versions). */
 #define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT(1) << 53)
@@ -245,6 +322,10 @@ struct _QemuMigration {
     int port_max;
     char *record_dir;
     unsigned int progress_interval_ms;
+    int nbd_port_min;
+    int nbd_port_max;
+    unsigned int mirror_stall_s;
+    char *qemu_img;
     QemuMigrationEventFunc event_cb;
     void *opaque;
     GHashTable *jobs;      /* uuid -> Job (a reference) */
@@ -320,9 +401,77 @@ struct _Job {
     GSource *timeout_src;
     GSource *progress_src;
     GSource *bound_src;
+    GSource *mirror_src; /* the bound on mirrors ending (switchover, teardown) */
     HoError *err;      /* the first error */
     bool cancelled;    /* ends CANCELLED rather than FAILED */
+
+    /* storage copy (both sides) */
+    GPtrArray *disks;        /* StorageDisk: the disks copied, in definition order */
+    GPtrArray *warnings;     /* char *: said once as "warning" events, kept in the info */
+    /* source */
+    QemuBlockJobSet *mirrors; /* the mirrors, once MIRROR started */
+    char *nbd_host;          /* the destination's NBD server: host and port, */
+    int nbd_port;
+    char *nbd_path;          /* or UNIX socket */
+    bool dst_late_activate;  /* the destination activates its images at cont */
+    bool nbd_stop_sent;
+    bool teardown;           /* unwinding: ending mirrors and NBD client nodes */
+    guint teardown_pending;  /* blockdev-del replies still to come */
+    gint64 pbs_us;           /* pre-switchover received */
+    gint64 cancel_us;        /* block-job-cancels sent */
+    gint64 gone_us;          /* the last mirror gone */
+    gint64 nbd_wait_us;      /* time spent waiting for the peer's nbd_stop in the window */
+    gint64 continue_us;      /* migrate-continue sent */
+    uint64_t disk_last_processed;
+    gint64 disk_last_us;
+    uint64_t disk_bps;
+    /* destination */
+    GPtrArray *created;      /* char *: image paths this job created */
+    guint create_next;       /* the next disk to check or create */
+    bool nbd_running;
+    int nbd_port_last;
+    guint exports_pending;
 };
+
+/* One disk of a storage copy. */
+typedef struct {
+    char *target;            /* "vda" */
+    char *node;              /* its format node (mirror source, export node and name) */
+    char *format;            /* "qcow2", "raw" */
+    uint64_t size;           /* virtual size, bytes */
+    char *backing;           /* src: the top image's backing file (--copy-storage-inc) */
+    char *backing_format;
+    char *export_name;       /* src: the destination's export of it */
+    bool node_added;         /* src: its NBD client node exists */
+} StorageDisk;
+
+static void
+storage_disk_free(StorageDisk *d)
+{
+    if (!d)
+        return;
+    g_free(d->target);
+    g_free(d->node);
+    g_free(d->format);
+    g_free(d->backing);
+    g_free(d->backing_format);
+    g_free(d->export_name);
+    g_free(d);
+}
+
+/* Names of what a storage copy creates in the source QEMU (stable, so
+ * that a restarted daemon finds them): the NBD client node and the job. */
+static char *
+storage_client_node(const StorageDisk *d)
+{
+    return g_strdup_printf("migration-%s-storage", d->target);
+}
+
+static char *
+storage_job_id(const StorageDisk *d)
+{
+    return g_strdup_printf("mirror-%s", d->target);
+}
 
 static Job *
 job_ref(Job *job)
@@ -348,6 +497,16 @@ job_unref(Job *job)
     clear_source(&job->timeout_src);
     clear_source(&job->progress_src);
     clear_source(&job->bound_src);
+    clear_source(&job->mirror_src);
+    qemu_block_job_set_free(job->mirrors);
+    if (job->disks)
+        g_ptr_array_unref(job->disks);
+    if (job->warnings)
+        g_ptr_array_unref(job->warnings);
+    if (job->created)
+        g_ptr_array_unref(job->created);
+    g_free(job->nbd_host);
+    g_free(job->nbd_path);
     if (job->ops && job->ops->free && job->peer)
         job->ops->free(job->peer);
     qemu_monitor_unref(job->mon);
@@ -496,6 +655,27 @@ job_record(Job *job)
     }
     if (job->record_path)
         ho_json_add_string(obj, "record", job->record_path);
+    if (job->disks && job->disks->len) {
+        /* A restarted daemon ends the mirrors and NBD client nodes of
+         * these disks (source) by their stable names. */
+        json_object *arr = json_object_new_array();
+
+        for (guint i = 0; i < job->disks->len; i++) {
+            const StorageDisk *d = g_ptr_array_index(job->disks, i);
+
+            json_object_array_add(arr, json_object_new_string(d->target));
+        }
+        ho_json_add(obj, "storage_disks", arr);
+    }
+    if (job->created && job->created->len) {
+        /* A restarted daemon removes these when it unwinds (destination). */
+        json_object *arr = json_object_new_array();
+
+        for (guint i = 0; i < job->created->len; i++)
+            json_object_array_add(arr,
+                                  json_object_new_string(g_ptr_array_index(job->created, i)));
+        ho_json_add(obj, "created_images", arr);
+    }
     return obj;
 }
 
@@ -510,6 +690,7 @@ phase_persisted(QemuMigrationPhase phase)
     switch (phase) {
     case QEMU_MIGRATION_PHASE_BEGIN:
     case QEMU_MIGRATION_PHASE_PREPARE:
+    case QEMU_MIGRATION_PHASE_MIRROR:
     case QEMU_MIGRATION_PHASE_PERFORM:
     case QEMU_MIGRATION_PHASE_CONFIRM:
         return true;
@@ -529,8 +710,11 @@ phase_allowed(bool src, QemuMigrationPhase old, QemuMigrationPhase phase)
         return src && old == QEMU_MIGRATION_PHASE_NONE;
     case QEMU_MIGRATION_PHASE_PREPARE:
         return src ? old == QEMU_MIGRATION_PHASE_BEGIN : old == QEMU_MIGRATION_PHASE_NONE;
+    case QEMU_MIGRATION_PHASE_MIRROR:
+        return src && old == QEMU_MIGRATION_PHASE_PREPARE;
     case QEMU_MIGRATION_PHASE_PERFORM:
-        return old == QEMU_MIGRATION_PHASE_PREPARE;
+        return old == QEMU_MIGRATION_PHASE_PREPARE ||
+               (src && old == QEMU_MIGRATION_PHASE_MIRROR);
     case QEMU_MIGRATION_PHASE_PRE_SWITCHOVER:
         return src && old == QEMU_MIGRATION_PHASE_PERFORM;
     case QEMU_MIGRATION_PHASE_SWITCHOVER:
@@ -636,6 +820,53 @@ info_add_qemu(json_object *info, const QemuMigrationInfo *qi)
     ho_json_add_string(info, "qemu_status", qemu_migration_status_to_string(qi->status));
 }
 
+/* Disk copy statistics (storage copy): the mirrors' totals as last seen. */
+static void
+info_add_storage(json_object *info, Job *job)
+{
+    uint64_t total = 0, processed = 0;
+
+    if (!job->mirrors)
+        return;
+    qemu_block_job_set_totals(job->mirrors, &total, &processed);
+    ho_json_add_int64(info, "disk_total", (int64_t)total);
+    ho_json_add_int64(info, "disk_processed", (int64_t)processed);
+    ho_json_add_int64(info, "disk_remaining", (int64_t)(total - processed));
+    ho_json_add_int64(info, "disk_bandwidth_bps", (int64_t)job->disk_bps);
+}
+
+/* The switchover window's split, once migrate-continue went out. */
+static void
+info_add_switchover(json_object *info, Job *job)
+{
+    gint64 total, qemu;
+
+    if (!job->pbs_us || !job->continue_us)
+        return;
+    total = job->continue_us - job->pbs_us;
+    qemu = (job->cancel_us ? job->gone_us - job->cancel_us : 0) + job->nbd_wait_us;
+    qemu = CLAMP(qemu, 0, total);
+    ho_json_add_int64(info, "switchover_ms", total / 1000);
+    ho_json_add_int64(info, "switchover_qemu_ms", qemu / 1000);
+    ho_json_add_int64(info, "switchover_own_ms", (total - qemu) / 1000);
+    ho_json_add_int64(info, "switchover_us", total);
+    ho_json_add_int64(info, "switchover_qemu_us", qemu);
+    ho_json_add_int64(info, "switchover_own_us", total - qemu);
+}
+
+static void
+info_add_warnings(json_object *info, Job *job)
+{
+    json_object *arr;
+
+    if (!job->warnings || !job->warnings->len)
+        return;
+    arr = json_object_new_array();
+    for (guint i = 0; i < job->warnings->len; i++)
+        json_object_array_add(arr, json_object_new_string(g_ptr_array_index(job->warnings, i)));
+    ho_json_add(info, "warnings", arr);
+}
+
 static void
 error_to_json(json_object *obj, const HoError *err)
 {
@@ -654,6 +885,7 @@ job_detach(Job *job)
     clear_source(&job->timeout_src);
     clear_source(&job->progress_src);
     clear_source(&job->bound_src);
+    clear_source(&job->mirror_src);
     if (job->mon && job->mig_sub) {
         qemu_monitor_unsubscribe(job->mon, job->mig_sub);
         job->mig_sub = 0;
@@ -666,6 +898,41 @@ job_detach(Job *job)
         qemu_domain_obj_remove_exit_watch(job->dom, job->exit_watch);
         job->exit_watch = 0;
     }
+    g_clear_pointer(&job->mirrors, qemu_block_job_set_free);
+}
+
+/* Destination, on failure: remove the images this job created, never
+ * one a live QEMU still holds (kept paused after an unknown outcome). */
+static void
+dst_remove_created(Job *job)
+{
+    if (!job->created || (job->dom && qemu_domain_obj_is_active(job->dom)))
+        return;
+    for (guint i = 0; i < job->created->len; i++) {
+        const char *path = g_ptr_array_index(job->created, i);
+
+        if (unlink(path) < 0 && errno != ENOENT)
+            HO_WARN("domain '%s': cannot remove the image '%s' created for the migration: %s",
+                    job->name, path, g_strerror(errno));
+        else
+            HO_INFO("domain '%s': removed the image '%s' created for the migration", job->name,
+                    path);
+    }
+    g_ptr_array_set_size(job->created, 0);
+}
+
+/* Say a warning once: a "warning" event, and in the job info. */
+static void
+job_warn(Job *job, const char *msg)
+{
+    json_object *data = json_object_new_object();
+
+    HO_WARN("domain '%s': %s", job->name, msg);
+    if (!job->warnings)
+        job->warnings = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(job->warnings, g_strdup(msg));
+    ho_json_add_string(data, "message", msg);
+    job_emit(job, "warning", data);
 }
 
 /* The job reached a terminal phase: persist (clears the record), keep
@@ -690,8 +957,12 @@ job_end(Job *job, QemuMigrationPhase phase)
     }
     job->ended = true;
     job_detach(job);
+    if (!job->src && phase != QEMU_MIGRATION_PHASE_COMPLETED)
+        dst_remove_created(job);
 
     info = job->stats ? json_object_get(job->stats) : job_info_base(job);
+    if (!job->stats)
+        info_add_warnings(info, job);
     json_object_object_del(info, "phase");
     ho_json_add_string(info, "phase", qemu_migration_phase_to_string(phase));
     if (!json_object_object_get_ex(info, "total_ms", NULL))
@@ -756,6 +1027,11 @@ job_attach_recorder(Job *job, QemuMonitor *mon)
 
 static void src_unwind(Job *job);
 static void src_resume_if_needed(Job *job);
+static void src_cancel_mirrors(Job *job, bool force);
+static void src_delete_nodes(Job *job, QemuMonitorDoneFunc cb);
+static void src_node_del_done(QemuMonitor *mon, const HoError *err, void *opaque);
+static gboolean src_mirror_end_timeout(gpointer opaque);
+static void src_switchover_continue(Job *job);
 
 static Job *
 mig_find_job(QemuMigration *mig, const char *uuid)
@@ -779,10 +1055,15 @@ src_fail_take(Job *job)
     src_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
 }
 
-/* Done with the unwinding: end the job. */
+static bool src_teardown(Job *job);
+
+/* Done with the unwinding: end the mirrors and NBD client nodes (storage
+ * copy), then the job. */
 static void
 src_unwind_done(Job *job)
 {
+    if (src_teardown(job))
+        return;
     job_end_failed(job);
 }
 
@@ -1006,6 +1287,9 @@ src_stats_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err
         if (qi->has_total_time)
             ho_json_add_int64(job->stats, "qemu_total_ms", qi->total_time);
     }
+    info_add_storage(job->stats, job);
+    info_add_switchover(job->stats, job);
+    info_add_warnings(job->stats, job);
     ho_json_add_int64(job->stats, "total_ms", (ho_time_now_us() - job->start_us) / 1000);
     ho_json_add_int64(job->stats, "orchestrator_ms",
                       (job->finish_reply_us - job->completed_us) / 1000);
@@ -1087,6 +1371,21 @@ src_finish_done(json_object *result, const HoError *err, void *opaque)
     job_end(job, QEMU_MIGRATION_PHASE_FAILED);
 }
 
+/* Storage copy, after Finish went out (outside the guest's pause): the
+ * NBD client nodes go; without pause-before-switchover the mirrors are
+ * still running and end first. */
+static void
+src_storage_completed(Job *job)
+{
+    if (!job->disks || !job->disks->len || !job->mon)
+        return;
+    if (job->mirrors && !qemu_block_job_set_all_gone(job->mirrors)) {
+        src_cancel_mirrors(job, false);
+        return; /* src_mirror_changed deletes the nodes */
+    }
+    src_delete_nodes(job, src_node_del_done);
+}
+
 /* QEMU on the source completed: the one hop to the destination's cont.
  * No queries, no disk writes. */
 static void
@@ -1123,6 +1422,7 @@ src_completed(Job *job)
     ho_json_add_string(args, "uuid", job->uuid);
     ho_json_add_bool(args, "success", true);
     job->ops->finish(job->peer, args, src_finish_done, job_ref(job));
+    src_storage_completed(job);
 }
 
 static void
@@ -1172,15 +1472,24 @@ src_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint6
     case QEMU_MIGRATION_STATUS_PRE_SWITCHOVER:
         if (job->unwinding)
             return; /* the cancel is on its way */
-        if (job_set_phase(job, QEMU_MIGRATION_PHASE_PRE_SWITCHOVER) < 0 ||
-            job_set_phase(job, QEMU_MIGRATION_PHASE_SWITCHOVER) < 0) {
+        job->pbs_us = recv_ts_us ? recv_ts_us : ho_time_now_us();
+        if (job_set_phase(job, QEMU_MIGRATION_PHASE_PRE_SWITCHOVER) < 0) {
             src_fail_take(job);
             return;
         }
-        /* Nothing writes to the disks yet in this issue (storage copy ends
-         * its mirrors here): continue at once, in this very iteration. */
-        qemu_monitor_json_migrate_continue(mon, QEMU_MIGRATION_STATUS_PRE_SWITCHOVER,
-                                           src_continue_done, job_ref(job));
+        if (job->mirrors && !qemu_block_job_set_all_gone(job->mirrors)) {
+            /* End what still writes to the disks: every mirror at once
+             * (a READY mirror cancelled completes without pivot); the
+             * last one gone continues (src_mirror_changed). */
+            src_cancel_mirrors(job, false);
+            job->cancel_us = ho_time_now_us();
+            job->mirror_src = job_timeout(job, MIRROR_END_WAIT_S * 1000,
+                                          src_mirror_end_timeout);
+            return;
+        }
+        /* Nothing writes to the disks: continue at once, in this very
+         * iteration. */
+        src_switchover_continue(job);
         return;
     case QEMU_MIGRATION_STATUS_COMPLETED:
         src_completed(job);
@@ -1247,6 +1556,7 @@ src_progress_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *
         return;
     info = job_info_base(job);
     info_add_qemu(info, qi);
+    info_add_storage(info, job);
     job_emit(job, "progress", info);
 }
 
@@ -1436,6 +1746,490 @@ src_perform(Job *job)
                                                job_ref(job));
 }
 
+/* ---- storage copy on the source: NBD client nodes and mirrors ---- */
+
+/* The destination's NBD server and exports from its Prepare answer. */
+static int
+src_parse_nbd(Job *job, json_object *result)
+{
+    json_object *nbd = NULL, *exports = NULL;
+    const char *host = NULL, *path = NULL;
+    int64_t port = 0;
+
+    if (ho_json_opt_object(result, "nbd", &nbd) < 0)
+        return -1;
+    if (!nbd) {
+        ho_error_report(HO_ERR_RPC, _("the destination did not export the disks of domain "
+                                      "'%1$s' (no NBD server in its answer)"),
+                        job->name);
+        return -1;
+    }
+    if (ho_json_opt_string(nbd, "host", &host) < 0 ||
+        ho_json_opt_string(nbd, "path", &path) < 0 ||
+        ho_json_opt_int64(nbd, "port", &port) < 0 ||
+        ho_json_get_array(nbd, "exports", &exports) < 0 ||
+        ho_json_opt_bool(nbd, "late_block_activate", &job->dst_late_activate) < 0)
+        return -1;
+    if (!path && (!host || port <= 0 || port > 65535)) {
+        ho_error_report(HO_ERR_RPC, "%s",
+                        _("malformed NBD server in the destination's answer"));
+        return -1;
+    }
+    job->nbd_host = g_strdup(host);
+    job->nbd_port = (int)port;
+    job->nbd_path = g_strdup(path);
+    for (guint i = 0; i < job->disks->len; i++) {
+        StorageDisk *d = g_ptr_array_index(job->disks, i);
+
+        for (size_t j = 0; j < json_object_array_length(exports) && !d->export_name; j++) {
+            json_object *e = json_object_array_get_idx(exports, j);
+            const char *target = NULL, *name = NULL;
+
+            if (ho_json_get_string(e, "target", &target) < 0 ||
+                ho_json_get_string(e, "name", &name) < 0)
+                return -1;
+            if (g_str_equal(target, d->target))
+                d->export_name = g_strdup(name);
+        }
+        if (!d->export_name) {
+            ho_error_report(HO_ERR_RPC, _("the destination did not export disk '%1$s'"),
+                            d->target);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void src_mirror_changed(QemuBlockJobSet *set, QemuBlockJob *bj, void *opaque);
+static void src_teardown_next(Job *job);
+
+typedef struct {
+    Job *job;
+    guint disk;
+} DiskCall;
+
+static DiskCall *
+disk_call_new(Job *job, guint disk)
+{
+    DiskCall *c = g_new0(DiskCall, 1);
+
+    c->job = job_ref(job);
+    c->disk = disk;
+    return c;
+}
+
+static void
+src_nbd_node_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    DiskCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+    StorageDisk *d = job->disks ? g_ptr_array_index(job->disks, c->disk) : NULL;
+
+    g_free(c);
+    if (!d)
+        return;
+    if (!err) {
+        d->node_added = true;
+        return;
+    }
+    /* Its mirror fails too (no target): that failure ends the job. */
+    HO_WARN("domain '%s': cannot connect disk '%s' to the destination: %s", job->name, d->target,
+            err->message);
+}
+
+static void
+src_mirror_started(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    DiskCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+    guint i = c->disk;
+    g_autofree char *id = NULL;
+    QemuBlockJob *bj;
+
+    g_free(c);
+    if (!job->mirrors || !job->disks)
+        return;
+    id = storage_job_id(g_ptr_array_index(job->disks, i));
+    if ((bj = qemu_block_job_set_find(job->mirrors, id)))
+        qemu_block_job_set_started(job->mirrors, bj, err ? err->message : NULL);
+}
+
+/* Bytes per second copied since the last sample. */
+static void
+src_disk_sample(Job *job)
+{
+    uint64_t total = 0, processed = 0;
+    gint64 now = ho_time_now_us();
+
+    qemu_block_job_set_totals(job->mirrors, &total, &processed);
+    if (job->disk_last_us && now > job->disk_last_us && processed >= job->disk_last_processed)
+        job->disk_bps = (processed - job->disk_last_processed) * G_USEC_PER_SEC /
+                        (uint64_t)(now - job->disk_last_us);
+    job->disk_last_us = now;
+    job->disk_last_processed = processed;
+}
+
+static void
+src_mirror_jobs_done(QemuMonitor *mon, GPtrArray *list, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    gint64 now = ho_time_now_us();
+    guint stall_s = job->mig ? job->mig->mirror_stall_s : DEFAULT_MIRROR_STALL_S;
+    json_object *info;
+
+    if (!job_live(job) || job->unwinding || job->phase != QEMU_MIGRATION_PHASE_MIRROR ||
+        !job->mirrors)
+        return;
+    if (err) {
+        HO_DEBUG("domain '%s': query-block-jobs: %s", job->name, err->message);
+        return;
+    }
+    qemu_block_job_set_update(job->mirrors, list, now);
+    src_disk_sample(job);
+    for (guint i = 0; i < qemu_block_job_set_count(job->mirrors); i++) {
+        QemuBlockJob *bj = qemu_block_job_set_get(job->mirrors, i);
+
+        if (bj->state != QEMU_BLOCK_JOB_STATE_RUNNING && bj->state != QEMU_BLOCK_JOB_STATE_NEW)
+            continue;
+        if (now - bj->moved_us > (gint64)stall_s * G_USEC_PER_SEC) {
+            src_fail(job, ho_error_new(HO_ERR_TIMEOUT,
+                                       _("the copy of disk '%1$s' of domain '%2$s' made no "
+                                         "progress for %3$u seconds"),
+                                       bj->id, job->name, stall_s));
+            return;
+        }
+    }
+    info = job_info_base(job);
+    info_add_storage(info, job);
+    job_emit(job, "progress", info);
+}
+
+/* MIRROR: progress for the user, and the only way to see a stalled
+ * mirror (no event says "nothing moves"). */
+static gboolean
+src_mirror_tick(gpointer opaque)
+{
+    Job *job = opaque;
+
+    if (!job_live(job) || job->unwinding || job->phase != QEMU_MIGRATION_PHASE_MIRROR)
+        return G_SOURCE_CONTINUE;
+    qemu_monitor_json_query_block_jobs(job->mon, src_mirror_jobs_done, job_ref(job));
+    return G_SOURCE_CONTINUE;
+}
+
+/* The destination exports the disks: an NBD client node per disk, then a
+ * mirror per disk, all sent at once (QMP runs them in order: every node
+ * exists before the mirrors start). */
+static void
+src_mirror(Job *job)
+{
+    QemuMonitor *mon = job->mon;
+
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_MIRROR) < 0) {
+        src_fail_take(job);
+        return;
+    }
+    job->mirrors = qemu_block_job_set_new(mon, src_mirror_changed, job);
+    for (guint i = 0; i < job->disks->len; i++) {
+        StorageDisk *d = g_ptr_array_index(job->disks, i);
+        g_autofree char *node = storage_client_node(d);
+        g_autofree char *id = storage_job_id(d);
+        json_object *props = json_object_new_object();
+        json_object *server = json_object_new_object();
+
+        ho_json_add_string(props, "driver", "nbd");
+        ho_json_add_string(props, "node-name", node);
+        if (job->nbd_path) {
+            ho_json_add_string(server, "type", "unix");
+            ho_json_add_string(server, "path", job->nbd_path);
+        } else {
+            char port[16];
+
+            g_snprintf(port, sizeof(port), "%d", job->nbd_port);
+            ho_json_add_string(server, "type", "inet");
+            ho_json_add_string(server, "host", job->nbd_host);
+            ho_json_add_string(server, "port", port);
+        }
+        ho_json_add(props, "server", server);
+        ho_json_add_string(props, "export", d->export_name);
+        qemu_monitor_json_blockdev_add(mon, props, src_nbd_node_done, disk_call_new(job, i));
+        qemu_block_job_set_add(job->mirrors, id, d->node, node);
+    }
+    for (guint i = 0; i < job->disks->len; i++) {
+        StorageDisk *d = g_ptr_array_index(job->disks, i);
+        g_autofree char *node = storage_client_node(d);
+        g_autofree char *id = storage_job_id(d);
+        QemuMirrorOptions opts = {0};
+
+        opts.sync = job->args.copy_storage_inc ? "top" : "full";
+        if (job->args.copy_storage_synchronous_writes)
+            opts.copy_mode = "write-blocking";
+        qemu_monitor_json_blockdev_mirror(mon, id, d->node, node, &opts, src_mirror_started,
+                                          disk_call_new(job, i));
+    }
+    job->disk_last_us = 0;
+    job->progress_src = job_timeout(job, job->mig->progress_interval_ms, src_mirror_tick);
+}
+
+static void
+src_cancel_mirror_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    DiskCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+    guint i = c->disk;
+    g_autofree char *id = NULL;
+    QemuBlockJob *bj;
+
+    g_free(c);
+    if (!err || !job->mirrors || !job->disks)
+        return;
+    id = storage_job_id(g_ptr_array_index(job->disks, i));
+    HO_WARN("domain '%s': block-job-cancel '%s': %s", job->name, id, err->message);
+    /* QEMU does not know the job (it ended, or never started): gone. */
+    if ((bj = qemu_block_job_set_find(job->mirrors, id)) && qemu_block_job_is_live(bj) &&
+        bj->state != QEMU_BLOCK_JOB_STATE_NEW)
+        qemu_block_job_set_started(job->mirrors, bj, err->message);
+}
+
+/* block-job-cancel for every live mirror, back to back in this iteration. */
+static void
+src_cancel_mirrors(Job *job, bool force)
+{
+    for (guint i = 0; job->mirrors && i < job->disks->len; i++) {
+        g_autofree char *id = storage_job_id(g_ptr_array_index(job->disks, i));
+        QemuBlockJob *bj = qemu_block_job_set_find(job->mirrors, id);
+
+        if (!bj || !qemu_block_job_is_live(bj))
+            continue;
+        qemu_monitor_json_block_job_cancel(job->mon, id, force, src_cancel_mirror_done,
+                                           disk_call_new(job, i));
+    }
+}
+
+static void
+src_node_del_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    DiskCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+
+    if (err)
+        HO_WARN("domain '%s': cannot delete the NBD client node of disk %u: %s", job->name,
+                c->disk, err->message);
+    g_free(c);
+}
+
+/* blockdev-del of every NBD client node (no mirror uses them any more). */
+static void
+src_delete_nodes(Job *job, QemuMonitorDoneFunc cb)
+{
+    for (guint i = 0; job->disks && i < job->disks->len; i++) {
+        StorageDisk *d = g_ptr_array_index(job->disks, i);
+        g_autofree char *node = storage_client_node(d);
+
+        if (!d->node_added)
+            continue;
+        d->node_added = false;
+        if (cb != src_node_del_done)
+            job->teardown_pending++;
+        qemu_monitor_json_blockdev_del(job->mon, node, cb, disk_call_new(job, i));
+    }
+}
+
+static gboolean
+src_mirror_end_timeout(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->mirror_src, g_source_unref);
+    if (!job_live(job))
+        return G_SOURCE_REMOVE;
+    if (job->teardown) {
+        HO_WARN("domain '%s': the disk mirrors did not end within %u s", job->name,
+                (unsigned int)MIRROR_END_WAIT_S);
+        src_teardown_next(job);
+        return G_SOURCE_REMOVE;
+    }
+    if (job->phase == QEMU_MIGRATION_PHASE_PRE_SWITCHOVER && !job->unwinding)
+        src_fail(job, ho_error_new(HO_ERR_TIMEOUT,
+                                   _("the disk mirrors of domain '%1$s' did not end within %2$u "
+                                     "seconds of their cancel"),
+                                   job->name, (unsigned int)MIRROR_END_WAIT_S));
+    return G_SOURCE_REMOVE;
+}
+
+/* A mirror changed: the job's next step, by phase. */
+static void
+src_mirror_changed(QemuBlockJobSet *set, QemuBlockJob *bj, void *opaque)
+{
+    Job *job = opaque;
+    QemuBlockJob *bad;
+
+    if (!job_live(job))
+        return;
+    if (job->teardown) {
+        if (qemu_block_job_set_all_gone(set))
+            src_teardown_next(job);
+        return;
+    }
+    if (job->unwinding)
+        return;
+    bad = qemu_block_job_set_first_error(set);
+    switch (job->phase) {
+    case QEMU_MIGRATION_PHASE_MIRROR:
+    case QEMU_MIGRATION_PHASE_PERFORM:
+        if (bad) {
+            src_fail(job, ho_error_new(HO_ERR_QMP,
+                                       _("the copy of disk '%1$s' of domain '%2$s' failed: %3$s"),
+                                       bad->id, job->name, bad->error ? bad->error : "-"));
+            return;
+        }
+        if (job->phase == QEMU_MIGRATION_PHASE_MIRROR && qemu_block_job_set_all_ready(set)) {
+            HO_INFO("domain '%s': all %u disk mirrors are ready", job->name,
+                    qemu_block_job_set_count(set));
+            clear_source(&job->progress_src);
+            src_disk_sample(job);
+            src_perform(job);
+        }
+        return;
+    case QEMU_MIGRATION_PHASE_PRE_SWITCHOVER:
+        if (bad) {
+            /* A mirror that ended with an error did not copy everything. */
+            src_fail(job, ho_error_new(HO_ERR_QMP,
+                                       _("the copy of disk '%1$s' of domain '%2$s' failed while "
+                                         "it ended: %3$s"),
+                                       bad->id, job->name, bad->error ? bad->error : "-"));
+            return;
+        }
+        if (qemu_block_job_set_all_gone(set)) {
+            job->gone_us = ho_time_now_us();
+            clear_source(&job->mirror_src);
+            src_switchover_continue(job);
+        }
+        return;
+    default:
+        /* After the switchover (QEMU without pause-before-switchover):
+         * the mirrors were cancelled after completed; their nodes go
+         * once they are gone. */
+        if (qemu_block_job_set_all_gone(set) && job->qstatus == QEMU_MIGRATION_STATUS_COMPLETED)
+            src_delete_nodes(job, src_node_del_done);
+        return;
+    }
+}
+
+static void
+src_nbd_stop_done(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (err)
+        HO_WARN("domain '%s': the destination could not stop its NBD server: %s", job->name,
+                err->message);
+}
+
+static void
+src_issue_continue(Job *job)
+{
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_SWITCHOVER) < 0) {
+        src_fail_take(job);
+        return;
+    }
+    qemu_monitor_json_migrate_continue(job->mon, QEMU_MIGRATION_STATUS_PRE_SWITCHOVER,
+                                       src_continue_done, job_ref(job));
+    job->continue_us = ho_time_now_us();
+    if (job->disks && job->disks->len && job->ops->nbd_stop && !job->nbd_stop_sent &&
+        !job->peer_gone) {
+        json_object *args = json_object_new_object();
+
+        /* In parallel with migrate-continue: the destination activates
+         * its images only at cont (late-block-activate). */
+        job->nbd_stop_sent = true;
+        ho_json_add_string(args, "uuid", job->uuid);
+        job->ops->nbd_stop(job->peer, args, src_nbd_stop_done, job_ref(job));
+    }
+}
+
+static void
+src_nbd_stopped_first(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    gint64 sent = job->nbd_wait_us;
+
+    job->nbd_wait_us = ho_time_now_us() - sent;
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        src_fail(job, ho_error_new(err->code,
+                                   _("the destination could not stop its NBD server for domain "
+                                     "'%1$s': %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    src_issue_continue(job);
+}
+
+/* All mirrors are gone: migrate-continue (after the destination stopped
+ * its NBD server when it would activate its images before cont). */
+static void
+src_switchover_continue(Job *job)
+{
+    if (job->disks && job->disks->len && !job->dst_late_activate && job->ops->nbd_stop &&
+        !job->peer_gone) {
+        json_object *args = json_object_new_object();
+
+        job->nbd_stop_sent = true;
+        job->nbd_wait_us = ho_time_now_us(); /* start; the reply makes it a duration */
+        ho_json_add_string(args, "uuid", job->uuid);
+        job->ops->nbd_stop(job->peer, args, src_nbd_stopped_first, job_ref(job));
+        return;
+    }
+    src_issue_continue(job);
+}
+
+/* Unwinding with mirrors: force-cancel the live ones, wait until they are
+ * gone (bounded), delete the NBD client nodes, then end the job. */
+static void
+src_teardown_del_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    DiskCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+
+    if (err)
+        HO_WARN("domain '%s': cannot delete the NBD client node of disk %u: %s", job->name,
+                c->disk, err->message);
+    g_free(c);
+    if (job->teardown_pending && --job->teardown_pending == 0 && job_live(job))
+        job_end_failed(job);
+}
+
+static void
+src_teardown_next(Job *job)
+{
+    clear_source(&job->mirror_src);
+    if (job->mirrors)
+        qemu_block_job_set_mute(job->mirrors);
+    src_delete_nodes(job, src_teardown_del_done);
+    if (!job->teardown_pending)
+        job_end_failed(job);
+}
+
+/* Returns true when the teardown continues later. */
+static bool
+src_teardown(Job *job)
+{
+    if (job->teardown || !job->disks || job->qemu_gone || !job->mon ||
+        qemu_monitor_is_closed(job->mon))
+        return false;
+    job->teardown = true;
+    clear_source(&job->mirror_src);
+    if (job->mirrors && !qemu_block_job_set_all_gone(job->mirrors)) {
+        src_cancel_mirrors(job, true);
+        job->mirror_src = job_timeout(job, MIRROR_END_WAIT_S * 1000, src_mirror_end_timeout);
+        return true;
+    }
+    src_delete_nodes(job, src_teardown_del_done);
+    return job->teardown_pending > 0;
+}
+
 static void
 src_prepare_done(json_object *result, const HoError *err, void *opaque)
 {
@@ -1496,10 +2290,106 @@ src_prepare_done(json_object *result, const HoError *err, void *opaque)
     job->uri = g_strdup(uri);
     if (hostname && !job->peer_hostname)
         job->peer_hostname = g_strdup(hostname);
+    if (job->disks && job->disks->len) {
+        if (src_parse_nbd(job, result) < 0) {
+            src_fail_take(job);
+            return;
+        }
+        src_mirror(job);
+        return;
+    }
     src_perform(job);
 }
 
-/* From an idle callback after begin returned: ask the destination. */
+static void
+src_send_prepare(Job *job)
+{
+    if (job->unwinding) {
+        job->unwinding = false;
+        src_unwind(job);
+        return;
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PREPARE) < 0) {
+        src_fail_take(job);
+        return;
+    }
+    job->prepare_pending = true;
+    job->ops->prepare(job->peer, json_object_get(job->cookie), src_prepare_done, job_ref(job));
+}
+
+/* The copied disks' sizes and backing files: into the cookie. */
+static void
+src_nodes_done(QemuMonitor *mon, GPtrArray *list, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    json_object *arr;
+
+    if (!job_live(job))
+        return;
+    if (job->unwinding) {
+        /* Aborted meanwhile. */
+        job->unwinding = false;
+        src_unwind(job);
+        return;
+    }
+    if (err) {
+        src_fail(job, ho_error_new(err->code,
+                                   _("cannot read the disk sizes of domain '%1$s': %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    arr = json_object_new_array();
+    for (guint i = 0; i < job->disks->len; i++) {
+        StorageDisk *d = g_ptr_array_index(job->disks, i);
+        const QemuBlockNodeInfo *node = NULL;
+        json_object *obj;
+
+        for (guint j = 0; j < list->len && !node; j++) {
+            const QemuBlockNodeInfo *n = g_ptr_array_index(list, j);
+
+            if (g_strcmp0(n->node_name, d->node) == 0)
+                node = n;
+        }
+        if (!node || !node->has_virtual_size) {
+            json_object_put(arr);
+            src_fail(job, ho_error_new(HO_ERR_QMP,
+                                       _("QEMU did not say the size of disk '%1$s' of domain "
+                                         "'%2$s'"),
+                                       d->target, job->name));
+            return;
+        }
+        d->size = node->virtual_size;
+        g_free(d->backing);
+        d->backing = g_strdup(node->backing_file);
+        g_free(d->backing_format);
+        d->backing_format = g_strdup(node->backing_format);
+        if (job->args.copy_storage_inc && d->backing && !g_path_is_absolute(d->backing)) {
+            json_object_put(arr);
+            src_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                       _("the backing file '%1$s' of disk '%2$s' has no absolute "
+                                         "path: '--copy-storage-inc' cannot name it to the "
+                                         "destination"),
+                                       d->backing, d->target));
+            return;
+        }
+        obj = json_object_new_object();
+        ho_json_add_string(obj, "target", d->target);
+        ho_json_add_string(obj, "node", d->node);
+        ho_json_add_string(obj, "format", d->format);
+        ho_json_add_int64(obj, "size", (int64_t)d->size);
+        if (job->args.copy_storage_inc && d->backing) {
+            ho_json_add_string(obj, "backing", d->backing);
+            if (d->backing_format)
+                ho_json_add_string(obj, "backing_format", d->backing_format);
+        }
+        json_object_array_add(arr, obj);
+    }
+    ho_json_add(job->cookie, "storage_disks", arr);
+    src_send_prepare(job);
+}
+
+/* From an idle callback after begin returned: learn the disks' sizes
+ * (storage copy), then ask the destination. */
 static gboolean
 src_start(gpointer opaque)
 {
@@ -1508,17 +2398,11 @@ src_start(gpointer opaque)
     clear_source(&job->bound_src);
     if (!job_live(job))
         return G_SOURCE_REMOVE;
-    if (job->unwinding) {
-        job->unwinding = false;
-        src_unwind(job);
+    if (job->disks && job->disks->len && !job->unwinding) {
+        qemu_monitor_json_query_named_block_nodes(job->mon, src_nodes_done, job_ref(job));
         return G_SOURCE_REMOVE;
     }
-    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PREPARE) < 0) {
-        src_fail_take(job);
-        return G_SOURCE_REMOVE;
-    }
-    job->prepare_pending = true;
-    job->ops->prepare(job->peer, json_object_get(job->cookie), src_prepare_done, job_ref(job));
+    src_send_prepare(job);
     return G_SOURCE_REMOVE;
 }
 
@@ -1529,6 +2413,93 @@ name_is_valid(const char *name)
 {
     return name && *name && strlen(name) <= 200 && !strchr(name, '/') && name[0] != '.' &&
            g_utf8_validate(name, -1, NULL);
+}
+
+static bool
+storage_copy(const QemuMigrationArgs *args)
+{
+    return args->copy_storage_all || args->copy_storage_inc;
+}
+
+/* Whether a disk is copied: with storage copy, the disks --migrate-disks
+ * names, else every writable disk (a read-only one is the same on both
+ * hosts or shared). */
+static bool
+disk_is_copied(const QemuMigrationArgs *args, const QemuDomainDiskDef *disk)
+{
+    if (!storage_copy(args))
+        return false;
+    if (args->migrate_disks)
+        return g_strv_contains((const char *const *)args->migrate_disks, disk->target);
+    return !disk->readonly;
+}
+
+/* The storage copy flags: consistent, disks known, QEMU able. */
+static int
+src_check_storage(const char *name, const QemuDomainDef *def, const QemuCaps *caps,
+                  const QemuMigrationArgs *args)
+{
+    const char *needs = NULL;
+
+    if (args->copy_storage_all && args->copy_storage_inc) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s",
+                        _("'--copy-storage-all' and '--copy-storage-inc' cannot be combined"));
+        return -1;
+    }
+    if (!storage_copy(args)) {
+        if (args->migrate_disks)
+            needs = "--migrate-disks";
+        else if (args->disks_port)
+            needs = "--disks-port";
+        else if (args->disks_uri)
+            needs = "--disks-uri";
+        else if (args->copy_storage_synchronous_writes)
+            needs = "--copy-storage-synchronous-writes";
+        if (needs) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("'%1$s' needs '--copy-storage-all' or '--copy-storage-inc'"),
+                            needs);
+            return -1;
+        }
+        return 0;
+    }
+    if (args->disks_port && args->disks_uri) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s",
+                        _("'--disks-port' and '--disks-uri' cannot be combined"));
+        return -1;
+    }
+    if (args->disks_uri && !g_str_has_prefix(args->disks_uri, "tcp://") &&
+        !g_str_has_prefix(args->disks_uri, "unix:")) {
+        ho_error_report(HO_ERR_URI,
+                        _("unsupported disks URI '%1$s': expected tcp://HOST[:PORT] or "
+                          "unix:PATH"),
+                        args->disks_uri);
+        return -1;
+    }
+    for (size_t i = 0; args->migrate_disks && args->migrate_disks[i]; i++) {
+        const QemuDomainDiskDef *disk = qemu_domain_def_find_disk(def, args->migrate_disks[i]);
+
+        if (!disk) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("domain '%1$s' has no disk '%2$s' to copy (--migrate-disks)"),
+                            name, args->migrate_disks[i]);
+            return -1;
+        }
+        if (disk->readonly) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("disk '%1$s' of domain '%2$s' is read-only and cannot be copied"),
+                            disk->target, name);
+            return -1;
+        }
+    }
+    if (!qemu_caps_has(caps, QEMU_CAPS_BLOCKDEV_MIRROR)) {
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' on the source does not support '%2$s'"),
+                        name, args->copy_storage_inc ? "--copy-storage-inc"
+                                                     : "--copy-storage-all");
+        return -1;
+    }
+    return 0;
 }
 
 /* The checks of Begin that need no QEMU or peer round trip; -1 and an error. */
@@ -1582,11 +2553,15 @@ src_check(QemuMigration *mig, QemuDomainObj *dom, const QemuMigrationArgs *args,
                         name, "--parallel");
         return -1;
     }
+    if (src_check_storage(name, def, caps, args) < 0)
+        return -1;
     for (guint i = 0; !args->unsafe && i < def->disks->len; i++) {
         const QemuDomainDiskDef *disk = g_ptr_array_index(def->disks, i);
 
+        /* A copied disk is not shared: its cache mode does not matter. */
         if (disk->readonly || disk->cache == QEMU_DOMAIN_DISK_CACHE_NONE ||
-            disk->cache == QEMU_DOMAIN_DISK_CACHE_DIRECTSYNC)
+            disk->cache == QEMU_DOMAIN_DISK_CACHE_DIRECTSYNC ||
+            disk_is_copied(args, disk))
             continue;
         ho_error_report(HO_ERR_OPERATION_INVALID,
                         _("disk '%1$s' of domain '%2$s' uses cache mode '%3$s', which is unsafe "
@@ -1661,6 +2636,8 @@ args_copy(QemuMigrationArgs *dst, const QemuMigrationArgs *src)
     dst->migrate_uri = g_strdup(src->migrate_uri);
     dst->listen_address = g_strdup(src->listen_address);
     dst->record_path = g_strdup(src->record_path);
+    dst->migrate_disks = g_strdupv(src->migrate_disks);
+    dst->disks_uri = g_strdup(src->disks_uri);
 }
 
 static Job *
@@ -1748,6 +2725,27 @@ qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigra
     if (!job->use_pbs)
         HO_WARN("domain '%s': QEMU has no pause-before-switchover: the switchover cannot be "
                 "held for cleanup", job->name);
+    if (storage_copy(args)) {
+        const QemuDomainDef *def = qemu_domain_obj_def(dom, false);
+
+        job->disks = g_ptr_array_new_with_free_func((GDestroyNotify)storage_disk_free);
+        for (guint i = 0; i < def->disks->len && job->disks->len < MAX_STORAGE_DISKS; i++) {
+            const QemuDomainDiskDef *disk = g_ptr_array_index(def->disks, i);
+            StorageDisk *d;
+
+            if (!disk_is_copied(args, disk))
+                continue;
+            d = g_new0(StorageDisk, 1);
+            d->target = g_strdup(disk->target);
+            d->node = qemu_domain_disk_node_name(disk);
+            d->format = g_strdup(qemu_domain_disk_format_to_string(disk->format));
+            g_ptr_array_add(job->disks, d);
+        }
+        if (!job->use_pbs && job->disks->len)
+            job_warn(job, _("the source QEMU has no pause-before-switchover: the disk mirrors "
+                            "can only be ended after the migration completed, an order that "
+                            "is unsafe for the copied disks"));
+    }
     if (ops->host_uuid && ops->host_uuid(peer))
         job->peer_host_uuid = g_strdup(ops->host_uuid(peer));
     if (ops->hostname && ops->hostname(peer))
@@ -1866,6 +2864,9 @@ reply_later(QemuMigration *mig, QemuMigrationReplyFunc cb, void *opaque, json_ob
     g_source_attach(src, mig->ctx);
     g_source_unref(src);
 }
+
+static void dst_nbd_stop(Job *job, QemuMigrationReplyFunc cb, void *opaque);
+static json_object *dst_nbd_json(Job *job);
 
 /* Give the pending answer (result and err consumed). */
 static void
@@ -2029,6 +3030,11 @@ dst_run(Job *job)
     QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
 
     job->finish_waiting = false;
+    /* Storage copy: the export must be gone before the images activate
+     * (at cont with late-block-activate). Usually the source had it
+     * stopped already (nbd_stop); else it goes now, queued before cont. */
+    if (job->nbd_running)
+        dst_nbd_stop(job, NULL, NULL);
     if (job->args.paused) {
         dst_finished(job, false);
         return;
@@ -2118,21 +3124,45 @@ dst_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
         ho_json_add_string(obj, "host_uuid", job->mig->host_uuid);
     if (job->mig->hostname)
         ho_json_add_string(obj, "hostname", job->mig->hostname);
+    if (job->disks)
+        ho_json_add(obj, "nbd", dst_nbd_json(job));
     dst_reply(job, obj, NULL);
+}
+
+/* Whether host:port can be bound now: a quick bind-and-close that skips
+ * ports another process listens on before QEMU is asked. QEMU 10.0 cannot
+ * retry migrate-incoming after a failed one (its incoming state stays
+ * "setup"), so a busy port must be found here, not by QEMU's error. The
+ * window between this check and QEMU's own bind is a few milliseconds. */
+static bool
+dst_port_free(const char *host, int port)
+{
+    int fd = ho_socket_tcp_listen(host, port, 1, NULL);
+
+    if (fd < 0) {
+        ho_error_reset();
+        return false;
+    }
+    close(fd);
+    return true;
 }
 
 /* QEMU listens on its own socket (migrate-incoming tcp:...), not on an fd
  * we accept and pass with getfd: the stream then goes straight from the
  * network into QEMU with no copy through the daemon and no extra fd
- * juggling on the loop, a busy port is simply the next try, and QEMU owns
- * the channel it must re-establish itself for postcopy recovery
- * (migrate-recover) later. */
+ * juggling on the loop, and QEMU owns the channel it must re-establish
+ * itself for postcopy recovery (migrate-recover) later. */
 static void
 dst_try_port(Job *job)
 {
     QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
-    g_autofree char *hostport = ho_uri_format_hostport(job->listen_host, job->port);
-    g_autofree char *uri = g_strdup_printf("tcp:%s", hostport);
+    g_autofree char *hostport = NULL;
+    g_autofree char *uri = NULL;
+
+    while (job->port < job->port_last && !dst_port_free(job->listen_host, job->port))
+        job->port++;
+    hostport = ho_uri_format_hostport(job->listen_host, job->port);
+    uri = g_strdup_printf("tcp:%s", hostport);
 
     if (!mon) {
         dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
@@ -2189,6 +3219,221 @@ dst_choose_address(Job *job)
     return 0;
 }
 
+/* Ready for the stream: PERFORM, then migrate-incoming. */
+static void
+dst_listen(Job *job)
+{
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
+        dst_fail_take(job);
+        return;
+    }
+    dst_try_port(job);
+}
+
+/* ---- storage copy on the destination: the NBD server and its exports ---- */
+
+static void
+dst_export_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    DiskCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+    guint i = c->disk;
+
+    g_free(c);
+    if (job->exports_pending)
+        job->exports_pending--;
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        const StorageDisk *d = g_ptr_array_index(job->disks, i);
+
+        dst_fail(job, ho_error_new(err->code,
+                                   _("cannot export disk '%1$s' of domain '%2$s' for the copy: "
+                                     "%3$s"),
+                                   d->target, job->name, err->message));
+        return;
+    }
+    if (!job->exports_pending)
+        dst_listen(job);
+}
+
+static void dst_nbd_try_port(Job *job);
+
+static void
+dst_nbd_started(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (err) {
+        if (err->code == HO_ERR_QMP && !job->args.disks_uri && job->nbd_port < job->nbd_port_last) {
+            HO_DEBUG("domain '%s': NBD port %d: %s", job->name, job->nbd_port, err->message);
+            job->nbd_port++;
+            dst_nbd_try_port(job);
+            return;
+        }
+        dst_fail(job, ho_error_new(err->code,
+                                   _("cannot start the NBD server for the disks of domain '%1$s' "
+                                     "(last port tried %2$d): %3$s"),
+                                   job->name, job->nbd_port, err->message));
+        return;
+    }
+    job->nbd_running = true;
+    HO_INFO("domain '%s': NBD server for the disk copy on %s%s%d", job->name,
+            job->nbd_path ? job->nbd_path : job->listen_host, job->nbd_path ? "" : " port ",
+            job->nbd_path ? 0 : job->nbd_port);
+    /* Every export at once; the last answer goes on. */
+    for (guint i = 0; i < job->disks->len; i++) {
+        const StorageDisk *d = g_ptr_array_index(job->disks, i);
+
+        job->exports_pending++;
+        qemu_monitor_json_block_export_add(mon, d->node, d->node, d->node, true, dst_export_done,
+                                           disk_call_new(job, i));
+    }
+}
+
+static void
+dst_nbd_try_port(Job *job)
+{
+    if (!job->nbd_path) {
+        while (job->nbd_port < job->nbd_port_last && !dst_port_free(job->nbd_host, job->nbd_port))
+            job->nbd_port++;
+    }
+    if (job->nbd_path)
+        qemu_monitor_json_nbd_server_start_unix(job->mon, job->nbd_path, dst_nbd_started,
+                                                job_ref(job));
+    else
+        qemu_monitor_json_nbd_server_start(job->mon, job->nbd_host, job->nbd_port,
+                                           dst_nbd_started, job_ref(job));
+}
+
+/* Where the NBD server listens: --disks-uri, else the migration's listen
+ * address with --disks-port or a port of the configured range. */
+static void
+dst_nbd_start(Job *job)
+{
+    const char *uri = job->args.disks_uri;
+
+    if (uri && g_str_has_prefix(uri, "unix:")) {
+        job->nbd_path = g_strdup(uri + strlen("unix:"));
+    } else if (uri && g_str_has_prefix(uri, "tcp://")) {
+        const char *hp = uri + strlen("tcp://");
+        g_autofree char *host = NULL;
+        int port = 0;
+
+        if (strchr(hp, ':') && !(hp[0] == '[' && !strstr(hp, "]:"))) {
+            if (ho_uri_parse_hostport(hp, &host, &port) < 0) {
+                dst_fail_take(job);
+                return;
+            }
+        } else if (hp[0] == '[') {
+            host = g_strndup(hp + 1, strlen(hp) > 2 ? strlen(hp) - 2 : 0);
+        } else {
+            host = g_strdup(hp);
+        }
+        job->nbd_host = g_steal_pointer(&host);
+        job->nbd_port = job->nbd_port_last = port > 0 ? port : job->mig->nbd_port_min;
+    } else if (uri) {
+        dst_fail(job, ho_error_new(HO_ERR_URI,
+                                   _("unsupported disks URI '%1$s': expected tcp://HOST[:PORT] "
+                                     "or unix:PATH"),
+                                   uri));
+        return;
+    }
+    if (!job->nbd_path && !job->nbd_host) {
+        job->nbd_host = g_strdup(job->listen_host);
+        if (job->args.disks_port > 0) {
+            job->nbd_port = job->nbd_port_last = job->args.disks_port;
+        } else {
+            job->nbd_port = job->mig->nbd_port_min;
+            job->nbd_port_last = job->mig->nbd_port_max;
+        }
+    }
+    dst_nbd_try_port(job);
+}
+
+/* The NBD part of the Prepare answer. */
+static json_object *
+dst_nbd_json(Job *job)
+{
+    json_object *nbd = json_object_new_object();
+    json_object *exports = json_object_new_array();
+    const QemuCaps *caps = job->dom ? qemu_domain_obj_caps(job->dom) : NULL;
+
+    if (job->nbd_path) {
+        ho_json_add_string(nbd, "path", job->nbd_path);
+    } else {
+        /* A wildcard listen address is no address for the source. */
+        bool wildcard = g_str_equal(job->nbd_host, "0.0.0.0") || g_str_equal(job->nbd_host, "::");
+
+        ho_json_add_string(nbd, "host", wildcard ? job->public_host : job->nbd_host);
+        ho_json_add_int64(nbd, "port", job->nbd_port);
+    }
+    for (guint i = 0; i < job->disks->len; i++) {
+        const StorageDisk *d = g_ptr_array_index(job->disks, i);
+        json_object *e = json_object_new_object();
+
+        ho_json_add_string(e, "target", d->target);
+        ho_json_add_string(e, "name", d->node);
+        json_object_array_add(exports, e);
+    }
+    ho_json_add(nbd, "exports", exports);
+    ho_json_add_bool(nbd, "late_block_activate",
+                     caps && qemu_caps_has(caps, QEMU_CAPS_LATE_BLOCK_ACTIVATE));
+    return nbd;
+}
+
+static void
+dst_nbd_stop_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    ReplyLater *r = opaque;
+
+    if (r->cb)
+        r->cb(err ? NULL : r->result, err, r->opaque);
+    reply_later_free(r);
+}
+
+/* nbd-server-stop, once; cb (may be NULL) gets {} or the error. */
+static void
+dst_nbd_stop(Job *job, QemuMigrationReplyFunc cb, void *opaque)
+{
+    ReplyLater *r;
+
+    if (!job->nbd_running || !job->mon || qemu_monitor_is_closed(job->mon)) {
+        if (cb)
+            reply_later(job->mig, cb, opaque, json_object_new_object(), NULL);
+        return;
+    }
+    job->nbd_running = false;
+    r = g_new0(ReplyLater, 1);
+    r->cb = cb;
+    r->opaque = opaque;
+    r->result = json_object_new_object();
+    qemu_monitor_json_nbd_server_stop(job->mon, dst_nbd_stop_done, r);
+}
+
+void
+qemu_migration_dst_nbd_stop(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
+                            void *opaque)
+{
+    const char *uuid = NULL;
+    Job *job;
+
+    if (!args || ho_json_get_string(args, "uuid", &uuid) < 0) {
+        reply_later(mig, cb, opaque, NULL, ho_error_steal());
+        return;
+    }
+    job = mig_find_job(mig, uuid);
+    if (!job || job->src || !job_live(job)) {
+        reply_later(mig, cb, opaque, NULL,
+                    ho_error_new(HO_ERR_OPERATION_INVALID,
+                                 _("no incoming migration of domain '%1$s' here"), uuid));
+        return;
+    }
+    dst_nbd_stop(job, cb, opaque);
+}
+
 static void
 dst_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
 {
@@ -2202,11 +3447,15 @@ dst_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
                                    job->name, err->message));
         return;
     }
-    if (dst_choose_address(job) < 0 || job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
+    if (dst_choose_address(job) < 0) {
         dst_fail_take(job);
         return;
     }
-    dst_try_port(job);
+    if (job->disks) {
+        dst_nbd_start(job);
+        return;
+    }
+    dst_listen(job);
 }
 
 static void
@@ -2239,8 +3488,8 @@ dst_started(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaqu
     g_autoptr(Job) job = opaque;
     QemuMonitor *mon;
     const QemuCaps *caps;
-    const char *names[3];
-    bool states[3];
+    const char *names[4];
+    bool states[4];
     size_t n = 0;
 
     if (!job->mig)
@@ -2274,6 +3523,12 @@ dst_started(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaqu
     job->exit_watch = qemu_domain_obj_add_exit_watch(dom, dst_qemu_exited, job);
     names[n] = "events";
     states[n++] = true;
+    /* Storage copy: the images activate only at cont, so the NBD server
+     * can stop in parallel with the source's migrate-continue. */
+    if (job->disks && qemu_caps_has(caps, QEMU_CAPS_LATE_BLOCK_ACTIVATE)) {
+        names[n] = "late-block-activate";
+        states[n++] = true;
+    }
     if (qemu_caps_has(caps, QEMU_CAPS_MULTIFD)) {
         names[n] = "multifd";
         states[n++] = job->args.parallel;
@@ -2291,12 +3546,169 @@ caps_version_string(const QemuCaps *caps)
 }
 
 static void
+dst_start_qemu(Job *job)
+{
+    QemuDomainObj *dom;
+
+    dom = qemu_driver_domain_start_incoming(job->mig->drv, job->def, job->emulator,
+                                            job_record(job), dst_started, job_ref(job));
+    if (!dom) {
+        job_unref(job); /* the callback's reference */
+        dst_fail_take(job);
+        return;
+    }
+    job->dom = qemu_domain_obj_ref(dom);
+}
+
+/* The qemu-img that creates target images. */
+static char *
+dst_qemu_img(Job *job)
+{
+    const char *emulator = job->emulator ? job->emulator
+                                         : qemu_driver_host_emulator(job->mig->drv);
+    g_autofree char *dir = NULL;
+    g_autofree char *beside = NULL;
+
+    if (job->mig->qemu_img)
+        return g_strdup(job->mig->qemu_img);
+    if (emulator && g_path_is_absolute(emulator)) {
+        dir = g_path_get_dirname(emulator);
+        beside = g_build_filename(dir, "qemu-img", NULL);
+        if (g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE))
+            return g_steal_pointer(&beside);
+    }
+    return g_strdup("qemu-img");
+}
+
+typedef struct {
+    Job *job;
+    char *path;
+} CreateCall;
+
+static void dst_create_next(Job *job);
+
+static void
+dst_create_done(GObject *obj, GAsyncResult *res, gpointer opaque)
+{
+    CreateCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+    g_autofree char *path = c->path;
+    GSubprocess *proc = G_SUBPROCESS(obj);
+    g_autofree char *out = NULL;
+    g_autoptr(GError) gerr = NULL;
+
+    g_free(c);
+    if (!g_subprocess_communicate_utf8_finish(proc, res, &out, NULL, &gerr) ||
+        !g_subprocess_get_if_exited(proc) || g_subprocess_get_exit_status(proc) != 0) {
+        if (!gerr) {
+            /* It may have created a partial file: ours to remove. */
+            if (job->created)
+                g_ptr_array_add(job->created, g_strdup(path));
+        }
+        g_strstrip(out ? out : (out = g_strdup("")));
+        if (job_live(job))
+            dst_fail(job, ho_error_new(HO_ERR_SYSTEM,
+                                       _("cannot create the image '%1$s' for the migration: %2$s"),
+                                       path, gerr ? gerr->message : out));
+        else if (job->created)
+            dst_remove_created(job);
+        return;
+    }
+    if (job->created)
+        g_ptr_array_add(job->created, g_strdup(path));
+    if (!job_live(job)) {
+        dst_remove_created(job);
+        return;
+    }
+    HO_INFO("domain '%s': created the image '%s' for the migration", job->name, path);
+    if (job->unwinding)
+        return;
+    dst_create_next(job);
+}
+
+/* Check or create the target image of the next disk (qemu-img in a
+ * subprocess, never on the loop); all done: start the QEMU. */
+static void
+dst_create_next(Job *job)
+{
+    g_autoptr(GPtrArray) argv = NULL;
+    g_autoptr(GSubprocess) proc = NULL;
+    g_autoptr(GError) gerr = NULL;
+    const QemuDomainDiskDef *disk;
+    StorageDisk *d;
+    CreateCall *c;
+
+    if (!job_live(job) || job->unwinding)
+        return;
+    if (job->create_next >= job->disks->len) {
+        dst_start_qemu(job);
+        return;
+    }
+    d = g_ptr_array_index(job->disks, job->create_next++);
+    disk = qemu_domain_def_find_disk(job->def, d->target);
+    if (g_file_test(disk->src, G_FILE_TEST_EXISTS)) {
+        dst_create_next(job);
+        return;
+    }
+    if (disk->type == QEMU_DOMAIN_DISK_TYPE_BLOCK) {
+        dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the block device '%1$s' of disk '%2$s' does not exist on "
+                                     "the destination"),
+                                   disk->src, d->target));
+        return;
+    }
+    if (job->args.copy_storage_inc && d->backing &&
+        !g_file_test(d->backing, G_FILE_TEST_EXISTS)) {
+        dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                   _("the backing file '%1$s' of disk '%2$s' is missing on the "
+                                     "destination: '--copy-storage-inc' copies only the top "
+                                     "image"),
+                                   d->backing, d->target));
+        return;
+    }
+    argv = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(argv, dst_qemu_img(job));
+    g_ptr_array_add(argv, g_strdup("create"));
+    g_ptr_array_add(argv, g_strdup("-q"));
+    g_ptr_array_add(argv, g_strdup("-f"));
+    g_ptr_array_add(argv, g_strdup(d->format));
+    if (job->args.copy_storage_inc && d->backing) {
+        g_ptr_array_add(argv, g_strdup("-b"));
+        g_ptr_array_add(argv, g_strdup(d->backing));
+        if (d->backing_format) {
+            g_ptr_array_add(argv, g_strdup("-F"));
+            g_ptr_array_add(argv, g_strdup(d->backing_format));
+        }
+    }
+    g_ptr_array_add(argv, g_strdup(disk->src));
+    g_ptr_array_add(argv, g_strdup_printf("%" G_GUINT64_FORMAT, d->size));
+    g_ptr_array_add(argv, NULL);
+    proc = g_subprocess_newv((const char *const *)argv->pdata,
+                             G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE,
+                             &gerr);
+    if (!proc) {
+        dst_fail(job, ho_error_new(HO_ERR_SYSTEM,
+                                   _("cannot create the image '%1$s' for the migration: %2$s"),
+                                   disk->src, gerr->message));
+        return;
+    }
+    HO_INFO("domain '%s': creating the image '%s' (%s, %" G_GUINT64_FORMAT " bytes)", job->name,
+            disk->src, d->format, d->size);
+    c = g_new0(CreateCall, 1);
+    c->job = job_ref(job);
+    c->path = g_strdup(disk->src);
+    /* The completion runs on the job's context, not the thread's default. */
+    g_main_context_push_thread_default(job->mig->ctx);
+    g_subprocess_communicate_utf8_async(proc, NULL, NULL, dst_create_done, c);
+    g_main_context_pop_thread_default(job->mig->ctx);
+}
+
+static void
 dst_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *opaque)
 {
     g_autoptr(Job) job = opaque;
     g_autofree char *version = NULL;
     const char *flag = NULL;
-    QemuDomainObj *dom;
 
     if (!job_live(job))
         return;
@@ -2313,6 +3725,9 @@ dst_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *
         flag = "--auto-converge";
     else if (job->args.parallel && !qemu_caps_has(caps, QEMU_CAPS_MULTIFD))
         flag = "--parallel";
+    else if (job->disks && (!qemu_caps_has(caps, QEMU_CAPS_BLOCK_EXPORT_ADD) ||
+                            !qemu_caps_has_command(caps, "nbd-server-start")))
+        flag = job->args.copy_storage_inc ? "--copy-storage-inc" : "--copy-storage-all";
     if (flag) {
         dst_fail(job, ho_error_new(HO_ERR_NO_SUPPORT,
                                    _("the destination's QEMU %1$s cannot honour '%2$s'"),
@@ -2323,14 +3738,13 @@ dst_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *
         dst_fail_take(job);
         return;
     }
-    dom = qemu_driver_domain_start_incoming(drv, job->def, job->emulator, job_record(job),
-                                            dst_started, job_ref(job));
-    if (!dom) {
-        job_unref(job); /* the callback's reference */
-        dst_fail_take(job);
+    if (job->disks) {
+        job->created = g_ptr_array_new_with_free_func(g_free);
+        job->create_next = 0;
+        dst_create_next(job);
         return;
     }
-    job->dom = qemu_domain_obj_ref(dom);
+    dst_start_qemu(job);
 }
 
 /* Where the destination records when the source asked for a recording. */
@@ -2363,6 +3777,62 @@ dst_record_path(QemuMigration *mig, const char *name, json_object *cookie)
         return g_strdup_printf("%.*s-dst.jsonl", (int)(strlen(src_path) - strlen(".jsonl")),
                                src_path);
     return g_strdup_printf("%s.dst", src_path);
+}
+
+/* The disks to copy from the cookie, each matched to a disk of the
+ * definition this host starts; -1 and an error. */
+static int
+dst_parse_disks(Job *job, json_object *cookie)
+{
+    json_object *arr = NULL;
+    size_t n;
+
+    if (ho_json_get_array(cookie, "storage_disks", &arr) < 0)
+        return -1;
+    n = json_object_array_length(arr);
+    if (n > MAX_STORAGE_DISKS) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s", _("too many disks to copy"));
+        return -1;
+    }
+    job->disks = g_ptr_array_new_with_free_func((GDestroyNotify)storage_disk_free);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(arr, i);
+        const char *target = NULL, *node = NULL, *format = NULL, *backing = NULL, *bfmt = NULL;
+        const QemuDomainDiskDef *disk;
+        uint64_t size = 0;
+        StorageDisk *d;
+
+        if (ho_json_get_string(e, "target", &target) < 0 ||
+            ho_json_get_string(e, "node", &node) < 0 ||
+            ho_json_get_string(e, "format", &format) < 0 ||
+            ho_json_get_uint64(e, "size", &size) < 0 ||
+            ho_json_opt_string(e, "backing", &backing) < 0 ||
+            ho_json_opt_string(e, "backing_format", &bfmt) < 0)
+            return -1;
+        if (!(disk = qemu_domain_def_find_disk(job->def, target))) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("the destination definition of domain '%1$s' has no disk '%2$s' "
+                              "to copy into"),
+                            job->name, target);
+            return -1;
+        }
+        if (!g_str_equal(format, qemu_domain_disk_format_to_string(disk->format))) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("disk '%1$s' is %2$s on the source but %3$s in the destination "
+                              "definition"),
+                            target, format, qemu_domain_disk_format_to_string(disk->format));
+            return -1;
+        }
+        d = g_new0(StorageDisk, 1);
+        d->target = g_strdup(target);
+        d->node = qemu_domain_disk_node_name(disk);
+        d->format = g_strdup(format);
+        d->size = size;
+        d->backing = g_strdup(backing);
+        d->backing_format = g_strdup(bfmt);
+        g_ptr_array_add(job->disks, d);
+    }
+    return 0;
 }
 
 void
@@ -2428,6 +3898,10 @@ qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie, QemuMigratio
     memset(&args, 0, sizeof(args));
     job->peer_host_uuid = g_strdup(host_uuid);
     job->peer_hostname = g_strdup(hostname);
+    if (storage_copy(&job->args) && dst_parse_disks(job, cookie) < 0) {
+        g_clear_pointer(&job, job_unref);
+        goto refuse;
+    }
     job->reply_cb = cb;
     job->reply_opaque = opaque;
     job->reply_kind = REPLY_PREPARE;
@@ -2674,6 +4148,8 @@ info_query_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *er
     c->info = job_info_base(c->job);
     if (!err)
         info_add_qemu(c->info, qi);
+    info_add_storage(c->info, c->job);
+    info_add_warnings(c->info, c->job);
     c->cb(c->info, NULL, c->opaque);
     info_call_free(c);
 }
@@ -2713,6 +4189,8 @@ qemu_migration_any_job_info(QemuMigration *mig, QemuDomainObj *dom, bool complet
         return;
     }
     c->info = job_info_base(job);
+    info_add_storage(c->info, job);
+    info_add_warnings(c->info, job);
     info_later(mig, c);
 }
 
@@ -2779,6 +4257,47 @@ recover_src_migrate_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const Ho
     src_unwind(job);
 }
 
+/* The storage copy part of a job record: the source's disks (their
+ * mirrors and NBD client nodes have stable names), the destination's
+ * created images. */
+static void
+recover_storage(Job *job, json_object *rec)
+{
+    json_object *arr = NULL;
+
+    if (ho_json_opt_array(rec, "storage_disks", &arr) > 0 && job->src) {
+        job->disks = g_ptr_array_new_with_free_func((GDestroyNotify)storage_disk_free);
+        job->mirrors = qemu_block_job_set_new(job->mon, src_mirror_changed, job);
+        for (size_t i = 0; i < json_object_array_length(arr) && i < MAX_STORAGE_DISKS; i++) {
+            json_object *e = json_object_array_get_idx(arr, i);
+            StorageDisk *d;
+            g_autofree char *id = NULL;
+            g_autofree char *node = NULL;
+
+            if (!json_object_is_type(e, json_type_string))
+                continue;
+            d = g_new0(StorageDisk, 1);
+            d->target = g_strdup(json_object_get_string(e));
+            d->node_added = true; /* maybe: deleting a missing node only warns */
+            id = storage_job_id(d);
+            node = storage_client_node(d);
+            g_ptr_array_add(job->disks, d);
+            qemu_block_job_set_adopt(job->mirrors, id, NULL, node);
+        }
+    }
+    arr = NULL;
+    if (ho_json_opt_array(rec, "created_images", &arr) > 0 && !job->src) {
+        job->created = g_ptr_array_new_with_free_func(g_free);
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+            json_object *e = json_object_array_get_idx(arr, i);
+
+            if (json_object_is_type(e, json_type_string))
+                g_ptr_array_add(job->created, g_strdup(json_object_get_string(e)));
+        }
+    }
+    ho_error_reset();
+}
+
 void
 qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
 {
@@ -2830,6 +4349,7 @@ qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
         return;
     }
     job->mon = qemu_monitor_ref(mon);
+    recover_storage(job, rec);
     if (!job->src) {
         job->exit_watch = qemu_domain_obj_add_exit_watch(dom, dst_qemu_exited, job);
         qemu_monitor_json_query_status(mon, recover_dst_status_done, job_ref(job));
@@ -2889,6 +4409,13 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
                                                                           DEFAULT_PORT_MAX);
     mig->progress_interval_ms = cfg && cfg->progress_interval_ms ? cfg->progress_interval_ms
                                                                  : DEFAULT_PROGRESS_MS;
+    mig->nbd_port_min = cfg && cfg->nbd_port_min > 0 ? cfg->nbd_port_min : DEFAULT_NBD_PORT_MIN;
+    mig->nbd_port_max = cfg && cfg->nbd_port_max >= mig->nbd_port_min
+                            ? cfg->nbd_port_max
+                            : MAX(mig->nbd_port_min, DEFAULT_NBD_PORT_MAX);
+    mig->mirror_stall_s = cfg && cfg->mirror_stall_s ? cfg->mirror_stall_s
+                                                     : DEFAULT_MIRROR_STALL_S;
+    mig->qemu_img = g_strdup(cfg ? cfg->qemu_img : NULL);
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
@@ -2926,5 +4453,6 @@ qemu_migration_free(QemuMigration *mig)
     g_free(mig->hostname);
     g_free(mig->migration_address);
     g_free(mig->record_dir);
+    g_free(mig->qemu_img);
     g_free(mig);
 }

@@ -32,7 +32,8 @@
 
 typedef struct _QemuMigration QemuMigration;
 
-/* The phases of a job. The source walks BEGIN, PREPARE, PERFORM,
+/* The phases of a job. The source walks BEGIN, PREPARE, MIRROR (only
+ * with storage copy), PERFORM,
  * PRE_SWITCHOVER (only when QEMU has pause-before-switchover), SWITCHOVER,
  * FINISH, CONFIRM and ends in COMPLETED, FAILED or CANCELLED. The
  * destination walks PREPARE, PERFORM (its QEMU receiving), FINISH, and
@@ -42,6 +43,8 @@ typedef enum {
     QEMU_MIGRATION_PHASE_BEGIN,          /* src: checks, capabilities, cookie */
     QEMU_MIGRATION_PHASE_PREPARE,        /* src: waiting for the destination's Prepare;
                                           * dst: starting the incoming QEMU */
+    QEMU_MIGRATION_PHASE_MIRROR,         /* src: block mirrors copying the disks to the
+                                          * destination's NBD exports, until all READY */
     QEMU_MIGRATION_PHASE_PERFORM,        /* src: migrate issued, RAM moving;
                                           * dst: incoming QEMU receiving */
     QEMU_MIGRATION_PHASE_PRE_SWITCHOVER, /* src: QEMU stopped the guest before switchover;
@@ -57,7 +60,7 @@ typedef enum {
     QEMU_MIGRATION_PHASE_LAST
 } QemuMigrationPhase;
 
-/* "begin", "prepare", "perform", "pre-switchover", "switchover", "finish",
+/* "begin", "prepare", "mirror", "perform", "pre-switchover", "switchover", "finish",
  * "confirm", "completed", "failed", "cancelled" ("none" for NONE). */
 const char *qemu_migration_phase_to_string(QemuMigrationPhase phase);
 /* QEMU_MIGRATION_PHASE_LAST for an unknown name. */
@@ -86,6 +89,15 @@ typedef struct {
     bool timeout_abort;          /* --timeout-abort: abort instead of pausing the guest */
     bool unsafe;                 /* --unsafe: skip the disk cache check */
     char *record_path;           /* --record: flight recorder file for this job, or NULL */
+    /* Storage copy (issue 5). */
+    bool copy_storage_all;       /* --copy-storage-all: mirror whole disks (sync full) */
+    bool copy_storage_inc;       /* --copy-storage-inc: only the top image (sync top); the
+                                  * destination already has the backing chain */
+    bool copy_storage_synchronous_writes; /* write-blocking mirrors */
+    char **migrate_disks;        /* --migrate-disks vda,vdb: the disks to copy (target
+                                  * names); NULL: every disk that is not shared */
+    int disks_port;              /* --disks-port: NBD port on the destination; 0: range */
+    char *disks_uri;             /* --disks-uri tcp://HOST[:PORT] or unix:PATH, or NULL */
 } QemuMigrationArgs;
 
 void qemu_migration_args_clear(QemuMigrationArgs *args);
@@ -94,7 +106,9 @@ void qemu_migration_args_clear(QemuMigrationArgs *args);
  * "paused", "dname", "xml", "migrate_uri", "listen_address",
  * "bandwidth_mib", "max_downtime_ms", "auto_converge", "parallel",
  * "parallel_connections", "timeout_s", "timeout_abort", "unsafe",
- * "record"). Unknown fields are refused. 0, or -1 and an error naming the
+ * "record", "copy_storage_all", "copy_storage_inc",
+ * "copy_storage_synchronous_writes", "migrate_disks" (array of strings),
+ * "disks_port", "disks_uri"). Unknown fields are refused. 0, or -1 and an error naming the
  * field; *args is untouched on failure. */
 int qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args);
 /* The same fields back (a new object), for the job record and the cookie. */
@@ -116,12 +130,25 @@ typedef struct {
     const char *record_dir;
     /* How often progress events are emitted while a job runs (ms); 0: 500. */
     unsigned int progress_interval_ms;
+    /* Storage copy, destination: the NBD server's port range, tried in
+     * order (a port in use is skipped); 0: 10809-10872. --disks-port or a
+     * port in --disks-uri overrides it. */
+    int nbd_port_min;
+    int nbd_port_max;
+    /* Storage copy, source: a mirror that copies nothing for this many
+     * seconds before it is ready aborts the migration; 0: 60. */
+    unsigned int mirror_stall_s;
+    /* Storage copy, destination: the qemu-img that creates missing target
+     * images; NULL: the one next to the emulator, else qemu-img on PATH. */
+    const char *qemu_img;
 } QemuMigrationConfig;
 
 /* A job event: the domain (name and uuid), the event ("phase",
- * "progress", "completed", "failed", "cancelled") and its data (borrowed:
- * {"phase": ...} for "phase", the job info for "progress" and the
- * terminal events, plus "error" {code, message} when it failed). */
+ * "progress", "warning", "completed", "failed", "cancelled") and its data
+ * (borrowed: {"phase": ...} for "phase", the job info for "progress" and
+ * the terminal events, plus "error" {code, message} when it failed;
+ * {"message": ...} for "warning", e.g. a storage copy on a QEMU without
+ * pause-before-switchover, whose mirrors can only end after completed). */
 typedef void (*QemuMigrationEventFunc)(QemuMigration *mig, const char *name, const char *uuid,
                                        const char *event, json_object *data, void *opaque);
 
@@ -164,6 +191,16 @@ typedef struct {
     const char *(*hostname)(void *peer);
     /* Drop the peer object (the job ended); may be NULL. */
     void (*free)(void *peer);
+    /* Storage copy, optional (may be NULL): stop the destination's NBD
+     * server now. args consumed: {"uuid": the domain's uuid}; the reply is
+     * what qemu_migration_dst_nbd_stop answers ({} once the destination
+     * QEMU stopped it, or an error). The source calls it in the
+     * switchover window, once all mirrors are gone: in parallel with
+     * migrate-continue when the destination has late-block-activate
+     * (its images activate only at cont), else before migrate-continue.
+     * Without it the destination stops the server itself in Finish,
+     * right before cont. */
+    void (*nbd_stop)(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque);
 } QemuMigrationPeerOps;
 
 /* ---- source ---- */
@@ -196,7 +233,15 @@ void qemu_migration_src_peer_lost(QemuMigration *mig, const char *uuid, const Ho
  * emulator, the source's concrete machine type, -S -incoming defer), sets
  * the capabilities both sides need and issues migrate-incoming. cb gets
  * {"uri": "tcp:HOST:PORT", "host_uuid", "hostname"} or the error; on
- * error nothing is left behind. */
+ * error nothing is left behind. With storage copy it first creates the
+ * missing target images (qemu-img, the source's size and format; only
+ * the top image with --copy-storage-inc, on the backing file that must
+ * be here already), remembers them in the job record and removes only
+ * those on failure; after the QEMU started it sets late-block-activate
+ * (when QEMU has it), starts the NBD server and exports each disk
+ * writable (export name: the disk's format node name), and the answer
+ * adds {"nbd": {"host", "port" | "path", "exports": [{"target", "name"}],
+ * "late_block_activate": bool}}. */
 void qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie,
                                 QemuMigrationReplyFunc cb, void *opaque);
 /* Finish: args {"uuid", "success", ...} (borrowed). success: wait for the
@@ -206,6 +251,13 @@ void qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie,
  * cb gets {}. */
 void qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
                                void *opaque);
+/* Storage copy: stop the NBD server of the incoming QEMU of args
+ * {"uuid"} (borrowed). cb gets {} once QEMU answered nbd-server-stop (at
+ * once when it is not running), or an error (no such incoming job, QEMU
+ * refused). Never fails the job itself: Finish stops the server again if
+ * needed. */
+void qemu_migration_dst_nbd_stop(QemuMigration *mig, json_object *args,
+                                 QemuMigrationReplyFunc cb, void *opaque);
 /* The source daemon's connection closed: incoming jobs it had not
  * finished are unwound (QEMU killed) unless the incoming QEMU already
  * completed, in which case the domain stays paused and the job fails
@@ -226,7 +278,12 @@ int qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom);
  * "memory_processed", "memory_remaining", "bandwidth_bps",
  * "dirty_rate_pps", "iteration", "expected_downtime_ms"; after
  * completion "downtime_ms", "total_ms", "orchestrator_ms" (source
- * completed -> destination running), "error" when it failed. */
+ * completed -> destination running), "error" when it failed. With
+ * storage copy also "disk_total", "disk_processed", "disk_remaining",
+ * "disk_bandwidth_bps", and after completion "switchover_ms"
+ * (pre-switchover event -> migrate-continue sent) split into
+ * "switchover_qemu_ms" (block-job-cancel sent -> the last mirror gone,
+ * and other QMP replies awaited) and "switchover_own_ms" (the rest). */
 typedef void (*QemuMigrationInfoFunc)(json_object *info, const HoError *err, void *opaque);
 void qemu_migration_any_job_info(QemuMigration *mig, QemuDomainObj *dom, bool completed,
                                  QemuMigrationInfoFunc cb, void *opaque);

@@ -260,6 +260,8 @@ block_node_info_free(QemuBlockNodeInfo *node)
     g_free(node->node_name);
     g_free(node->drv);
     g_free(node->file);
+    g_free(node->backing_file);
+    g_free(node->backing_format);
     g_free(node);
 }
 
@@ -617,14 +619,27 @@ static void *
 parse_named_node(json_object *elem)
 {
     g_autoptr(QemuBlockNodeInfo) node = g_new0(QemuBlockNodeInfo, 1);
+    json_object *image = NULL;
 
     /* QAPI makes "node-name" optional (a node QEMU named itself may have
      * none): NULL then. */
     if (opt_strdup(elem, "node-name", &node->node_name) < 0 ||
         get_strdup(elem, "drv", &node->drv) < 0 ||
         get_strdup(elem, "file", &node->file) < 0 ||
-        ho_json_get_bool(elem, "ro", &node->ro) < 0)
+        ho_json_get_bool(elem, "ro", &node->ro) < 0 ||
+        ho_json_opt_object(elem, "image", &image) < 0)
         return NULL;
+    if (image) {
+        int rc;
+
+        if ((rc = ho_json_opt_uint64(image, "virtual-size", &node->virtual_size)) < 0 ||
+            opt_strdup(image, "full-backing-filename", &node->backing_file) < 0 ||
+            (!node->backing_file &&
+             opt_strdup(image, "backing-filename", &node->backing_file) < 0) ||
+            opt_strdup(image, "backing-filename-format", &node->backing_format) < 0)
+            return NULL;
+        node->has_virtual_size = rc > 0;
+    }
     return g_steal_pointer(&node);
 }
 
@@ -1255,6 +1270,21 @@ qemu_monitor_json_nbd_server_start(QemuMonitor *mon, const char *host, int port,
     ho_json_add_string(data, "host", host);
     ho_json_add_string(data, "port", portstr);
     ho_json_add_string(addr, "type", "inet");
+    ho_json_add(addr, "data", data);
+    ho_json_add(args, "addr", addr);
+    send_done(mon, "nbd-server-start", args, cb, opaque);
+}
+
+void
+qemu_monitor_json_nbd_server_start_unix(QemuMonitor *mon, const char *path,
+                                        QemuMonitorDoneFunc cb, void *opaque)
+{
+    json_object *args = json_object_new_object();
+    json_object *addr = json_object_new_object();
+    json_object *data = json_object_new_object();
+
+    ho_json_add_string(data, "path", path);
+    ho_json_add_string(addr, "type", "unix");
     ho_json_add(addr, "data", data);
     ho_json_add(args, "addr", addr);
     send_done(mon, "nbd-server-start", args, cb, opaque);

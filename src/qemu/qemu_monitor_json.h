@@ -166,6 +166,11 @@ typedef struct {
     char *drv;
     char *file;
     bool ro;
+    /* From "image" (ImageInfo), when QEMU gave it: */
+    bool has_virtual_size;
+    uint64_t virtual_size;   /* bytes */
+    char *backing_file;      /* "full-backing-filename", else "backing-filename", or NULL */
+    char *backing_format;    /* "backing-filename-format", or NULL */
 } QemuBlockNodeInfo;
 
 /* One machine type of query-machines. */
@@ -326,6 +331,9 @@ void qemu_monitor_json_job_dismiss(QemuMonitor *mon, const char *id, QemuMonitor
 /* nbd-server-start {"addr": {"type":"inet","data":{"host","port"}}}; port as a string, per QAPI */
 void qemu_monitor_json_nbd_server_start(QemuMonitor *mon, const char *host, int port,
                                         QemuMonitorDoneFunc cb, void *opaque);
+/* nbd-server-start {"addr": {"type":"unix","data":{"path"}}} */
+void qemu_monitor_json_nbd_server_start_unix(QemuMonitor *mon, const char *path,
+                                             QemuMonitorDoneFunc cb, void *opaque);
 /* nbd-server-stop */
 void qemu_monitor_json_nbd_server_stop(QemuMonitor *mon, QemuMonitorDoneFunc cb, void *opaque);
 /* block-export-add {"type":"nbd","id","node-name","name","writable"} */

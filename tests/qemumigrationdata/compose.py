@@ -292,3 +292,230 @@ write("dst-dies-at-cont.jsonl",
    "never guess into two writers (DESIGN.md §2 invariant 1, §3 step 5)."]+BASE7,
   assemble("7.2","7.2",to_dst_completed)+[cmd("dst","cont",id="x1"),
    "# The destination QEMU dies.", R("dst","close")], S(0))
+
+# ==== storage copy (issue 5) ===============================================
+# From the real recordings migrate-storage-*.jsonl and storage-*.jsonl in
+# ../qemumonitorjsondata/ (qemurecord --scenario storage*: a minimal driver
+# doing the storage flow of DESIGN.md §3 on two disks, vda qcow2 and vdb raw).
+# The names below are the orchestrator's; the recordings use the same.
+DISKS=["vda","vdb"]
+NBD_NODE=lambda t: f"migration-{t}-storage"
+JOB=lambda t: f"mirror-{t}"
+# The destination's capabilities with storage copy: late-block-activate lets
+# the NBD server stop in parallel with migrate-continue (DESIGN.md §6).
+DST_STORAGE_CAPS=[{"capability":"events","state":True},{"capability":"late-block-activate","state":True},
+                  {"capability":"multifd","state":False}]
+def srec(name):
+    return [json.loads(l) for l in open(f'{M}/{name}') if l.startswith('{"ts"')]
+def storage_body(name, pause=True):
+    """The recording without the recorder's connection setup and its final
+    stop/quit of the destination, capabilities and parameters as the
+    orchestrator sets them."""
+    body=[]; skip={"src":4,"dst":4}
+    for o in srec(name):
+        if skip.get(o["side"],0)>0:
+            skip[o["side"]]-=1; continue
+        body.append(o)
+    out=[]; set_caps_id=None
+    for o in body:
+        m=o.get("msg",{})
+        if o["side"]=="dst" and m.get("execute") in ("stop","quit"): break
+        if m.get("execute")=="migrate-set-capabilities":
+            if o["side"]=="src":
+                c=[{"capability":"events","state":True}]
+                if pause: c.append({"capability":"pause-before-switchover","state":True})
+                c+=[{"capability":"auto-converge","state":False},{"capability":"multifd","state":False}]
+                set_caps_id=m["id"]
+            else:
+                c=DST_STORAGE_CAPS
+            m["arguments"]["capabilities"]=c
+        out.append(o)
+        if o["side"]=="src" and o["dir"]=="recv" and m.get("id")==set_caps_id and "return" in m:
+            out.append(json.loads(cmd("src","migrate-set-parameters",{"max-bandwidth":1<<53},id="p1")))
+            out.append(json.loads(ret("src","p1")))
+    return out
+def cut(body, pred, after=True):
+    for k,o in enumerate(body):
+        if pred(o): return body[:k+1] if after else body[:k]
+    raise Exception("no match")
+is_evdev=lambda name,dev: (lambda o: o["side"]=="src" and o.get("msg",{}).get("event")==name and o["msg"].get("data",{}).get("device")==dev)
+def quiet_last_completed(body, ms=30):
+    """The last mirror's BLOCK_JOB_COMPLETED at pre-switchover comes after
+    30 ms of silence on the source: a migrate-continue (or anything else)
+    sent before every mirror is gone fails the transcript."""
+    k=max(i for i,o in enumerate(body) if o["side"]=="src" and o.get("msg",{}).get("event")=="BLOCK_JOB_COMPLETED")
+    body[k]["quiet_ms"]=ms
+    return body
+SHDR=lambda f: [f"Composed from the recording ../qemumonitorjsondata/{f} (qemurecord",
+  "--scenario storage*, a minimal driver on real QEMUs, a firmware guest with two",
+  "disks: vda qcow2 16 MiB, vdb raw 8 MiB): its connection setup replaced by the",
+  "driver's start (probe, then cont on the source), capabilities and parameters as",
+  "the orchestrator sets them, the recorder's final stop/quit of the destination removed."]
+S7={"src":"qemu-7.2","dst":"qemu-7.2"}
+def jev(name, dev, **data):
+    d={"device":dev}; d.update(data)
+    return R("src","recv",{"event":name,"data":d})
+def force_cancel(ts, cancelled=True):
+    """Mirrors still live after a failure: force-cancelled all at once."""
+    out=["# Unwinding: every live mirror force-cancelled at once."]
+    for k,t in enumerate(ts): out.append(cmd("src","block-job-cancel",{"device":JOB(t),"force":True},id=f"fc{k}"))
+    for k,t in enumerate(ts):
+        out.append(ret("src",f"fc{k}"))
+        if cancelled: out.append(jev("BLOCK_JOB_CANCELLED",JOB(t),len=16777216 if t=="vda" else 8388608,offset=16777216 if t=="vda" else 8388608,speed=0,type="mirror"))
+    return out
+def del_nodes():
+    out=["# The NBD client nodes go."]
+    for k,t in enumerate(DISKS): out+=[cmd("src","blockdev-del",{"node-name":NBD_NODE(t)},id=f"bd{k}"), ret("src",f"bd{k}")]
+    return out
+def mirror_error(t, size):
+    """What QEMU 7.2 says when a mirror's write fails (recorded in
+    storage-cancel-precopy-7.2-7.2.jsonl: BLOCK_JOB_ERROR, then an errored
+    BLOCK_JOB_COMPLETED, no CANCELLED)."""
+    return [jev("BLOCK_JOB_ERROR",JOB(t),operation="write",action="report"),
+            jev("BLOCK_JOB_COMPLETED",JOB(t),len=size+65536,offset=size,speed=0,type="mirror",error="Input/output error")]
+SIZES={"vda":16777216,"vdb":8388608}
+
+for sv,dv in [("7.2","7.2"),("10.0","10.0"),("7.2","10.0")]:
+    f=f"migrate-storage-{sv}-{dv}.jsonl"
+    write(f"storage-{sv}-{dv}.jsonl",
+      [f"Storage copy (--copy-storage-all), two disks, QEMU {sv} -> QEMU {dv}: dst NBD server",
+       "and one writable export per disk; src NBD client node and mirror per disk,",
+       "both READY before migrate; at pre-switchover one batch of block-job-cancel",
+       "(both sent back to back: the first reply is held until the second is sent),",
+       "one migrate-continue only once both mirrors are gone (quiet_ms on the last",
+       "BLOCK_JOB_COMPLETED), the destination's nbd-server-stop in parallel (the",
+       "source's completed is held until it was sent), dst cont after src completed,",
+       "src blockdev-del of its NBD client nodes after that."]+SHDR(f),
+      assemble(sv,dv,quiet_last_completed(storage_body(f))), {"src":"qemu-"+sv,"dst":"qemu-"+dv})
+
+SB=storage_body("migrate-storage-7.2-7.2.jsonl")
+s_prepare=cut(SB, lambda o: o["side"]=="dst" and o.get("msg",{}).get("execute")=="migrate-incoming")
+s_ready=cut(SB, is_evdev("BLOCK_JOB_READY",JOB("vdb")))
+s_first_ready=cut(SB, is_evdev("BLOCK_JOB_READY",JOB("vda")))
+s_mirrors_sent=cut(SB, lambda o: o["side"]=="src" and o["dir"]=="recv" and o.get("msg",{}).get("event")=="JOB_STATUS_CHANGE" and o["msg"]["data"]=={"status":"running","id":JOB("vdb")})
+s_active=cut(SB, is_ev("src","active"))
+s_completed_both=cut(SB, is_ev("dst","completed"))
+SBASE=["Composed from the 7.2 -> 7.2 storage recording (storage-7.2-7.2.jsonl, from",
+       "../qemumonitorjsondata/migrate-storage-7.2-7.2.jsonl) up to the point named;",
+       "the rest is written by hand after DESIGN.md §6 and the recorded cancel",
+       "variants (../qemumonitorjsondata/storage-*-7.2-7.2.jsonl)."]
+A=lambda body: assemble("7.2","7.2",body)
+
+# without pause-before-switchover: mirrors cancelled after completed
+nb=[]; skipping=False
+for o in storage_body("migrate-storage-7.2-7.2.jsonl", pause=False):
+    m=o.get("msg",{})
+    if o["side"]=="src" and m.get("data",{}).get("status")=="pre-switchover":
+        skipping=True; continue
+    if skipping:
+        if o["side"]=="src" and m.get("data",{}).get("status")=="completed":
+            skipping=False; nb.append(o); continue
+        # keep what the destination says; drop the src's cancels and continue
+        if o["side"]=="dst" and m.get("execute")!="nbd-server-stop" and m.get("event")!="BLOCK_EXPORT_DELETED" and not (o["dir"]=="recv" and m.get("id")=="h7"):
+            nb.append(o)
+        if o["side"]=="src" and m.get("event") in ("MIGRATION","MIGRATION_PASS") : nb.append(o)
+        continue
+    nb.append(o)
+# after completed: cancel both (now), the dst's NBD server stops, then cont
+k=[i for i,o in enumerate(nb) if o["side"]=="src" and o.get("msg",{}).get("data",{}).get("status")=="completed"][0]
+tail=[R("src","send",{"execute":"block-job-cancel","arguments":{"device":JOB(t)},"id":f"nc{i}"}) for i,t in enumerate(DISKS)]
+tail+=[ret("src","nc0"),jev("BLOCK_JOB_COMPLETED",JOB("vda"),len=SIZES["vda"],offset=SIZES["vda"],speed=0,type="mirror"),
+       ret("src","nc1"),jev("BLOCK_JOB_COMPLETED",JOB("vdb"),len=SIZES["vdb"],offset=SIZES["vdb"],speed=0,type="mirror")]
+J=lambda l: json.loads(l)
+rest=nb[k+1:]
+ci=[i for i,o in enumerate(rest) if o["side"]=="dst" and o.get("msg",{}).get("execute")=="cont"][0]
+# the destination's NBD server goes before its cont
+rest=rest[:ci]+[J(cmd("dst","nbd-server-stop",id="ns")),J(R("dst","recv",{"event":"BLOCK_EXPORT_DELETED","data":{"id":"drive-vdb-fmt"}})),
+                J(R("dst","recv",{"event":"BLOCK_EXPORT_DELETED","data":{"id":"drive-vda-fmt"}})),J(ret("dst","ns"))]+rest[ci:]
+write("storage-nopause.jsonl",
+  ["Storage copy on a source QEMU without pause-before-switchover: HAND-EDITED",
+   "from the 7.2 -> 7.2 storage recording: no pre-switchover, QEMU goes active ->",
+   "device -> completed with the mirrors still running; after completed both",
+   "mirrors are cancelled at once (the unsafe order, the command warns), the",
+   "destination's NBD server stops before its cont."]+SHDR("migrate-storage-7.2-7.2.jsonl"),
+  assemble("7.2","7.2",nb[:k+1]+[J(l) for l in tail]+rest,("pause-before-switchover",)), S7)
+
+write("storage-abort-mirror.jsonl",
+  ["domjobabort on the source in MIRROR (vda READY, vdb still copying): both",
+   "mirrors force-cancelled at once (BLOCK_JOB_CANCELLED, as recorded in",
+   "storage-abort-mirror-7.2-7.2.jsonl), the NBD client nodes deleted, the",
+   "destination QEMU killed (its created images removed), the guest never stopped."]+SBASE,
+  A(s_first_ready)+dst_gone+resumed()+force_cancel(DISKS)+del_nodes(), S7)
+
+write("storage-abort-perform.jsonl",
+  ["domjobabort while RAM moves with both mirrors READY: migrate_cancel ->",
+   "cancelled; the destination QEMU exits by itself; a guest write then fails",
+   "vda's mirror (BLOCK_JOB_ERROR + errored BLOCK_JOB_COMPLETED, recorded in",
+   "storage-cancel-precopy-7.2-7.2.jsonl); vdb is force-cancelled; NBD client nodes",
+   "deleted; the guest keeps running."]+SBASE,
+  A(s_active)+[cmd("src","migrate_cancel",id="c1"), ret("src","c1"), mig("src","cancelling"), mig("src","cancelled")]
+   +dst_fails_itself+mirror_error("vda",SIZES["vda"])+resumed()+force_cancel(["vdb"])+del_nodes(), S7)
+
+# abort while the orchestrator waits for the cancelled mirrors in pre-switchover
+pre=cut(SB, lambda o: o["side"]=="src" and o["dir"]=="send" and o.get("msg",{}).get("execute")=="block-job-cancel" and o["msg"]["arguments"]["device"]==JOB("vdb"))
+# the recorded ids of the two block-job-cancel commands: their replies follow
+CANCEL_IDS=[o["msg"]["id"] for o in pre if o["side"]=="src" and o["dir"]=="send" and o["msg"].get("execute")=="block-job-cancel"]
+write("storage-abort-pre-switchover.jsonl",
+  ["domjobabort in pre-switchover while the orchestrator waits for its cancelled",
+   "mirrors: migrate_cancel (QEMU leaves pre-switchover: cancelling, RESUME,",
+   "cancelled, DESIGN.md §6); the cancelled READY mirrors complete as usual; no",
+   "migrate-continue; NBD client nodes deleted; query-status shows the guest running.",
+   "The mirrors' completion is held until migrate_cancel was sent."]+SBASE,
+  A(pre)+[cmd("src","migrate_cancel",id="c1"),
+   ret("src",CANCEL_IDS[0]), jev("BLOCK_JOB_COMPLETED",JOB("vda"),len=SIZES["vda"],offset=SIZES["vda"],speed=0,type="mirror"),
+   ret("src",CANCEL_IDS[1]), jev("BLOCK_JOB_COMPLETED",JOB("vdb"),len=SIZES["vdb"],offset=SIZES["vdb"],speed=0,type="mirror"),
+   ret("src","c1"), mig("src","cancelling"), R("src","recv",ev("RESUME")), mig("src","cancelled")]
+   +dst_fails_itself+resumed()+del_nodes(), S7)
+
+write("storage-mirror-error-mirror.jsonl",
+  ["A mirror fails while the orchestrator waits for READY (vda: BLOCK_JOB_ERROR",
+   "and an errored BLOCK_JOB_COMPLETED, as QEMU 7.2 reports a failed write): the",
+   "migration aborts cleanly: vdb force-cancelled, NBD client nodes deleted, the",
+   "destination QEMU killed, the guest keeps running."]+SBASE,
+  A(s_mirrors_sent)+mirror_error("vda",SIZES["vda"])+dst_gone+resumed()+force_cancel(["vdb"])+del_nodes(), S7)
+
+write("storage-mirror-error-perform.jsonl",
+  ["A mirror fails while RAM moves (vda: BLOCK_JOB_ERROR + errored",
+   "BLOCK_JOB_COMPLETED): the disk copy is broken, so the migration is",
+   "cancelled (migrate_cancel), vdb force-cancelled, NBD client nodes deleted;",
+   "the destination QEMU exits by itself; the guest keeps running."]+SBASE,
+  A(s_active)+mirror_error("vda",SIZES["vda"])+[cmd("src","migrate_cancel",id="c1"), ret("src","c1"),
+   mig("src","cancelling"), mig("src","cancelled")]+dst_fails_itself+resumed()+force_cancel(["vdb"])+del_nodes(), S7)
+
+write("storage-failed-perform.jsonl",
+  ["QEMU reports `failed` while RAM moves with both mirrors READY: reason from",
+   "query-migrate; both mirrors force-cancelled; NBD client nodes deleted; the",
+   "destination QEMU exits by itself; the guest keeps running."]+SBASE,
+  A(s_active)+[mig("src","failed"), cmd("src","query-migrate",id="f1"),
+   ret("src","f1",{"status":"failed","error-desc":"Unable to write to socket: Connection reset by peer"})]
+   +dst_fails_itself+resumed()+force_cancel(DISKS)+del_nodes(), S7)
+
+sp=A(s_prepare)
+write("storage-dst-dies-prepare.jsonl",
+  ["The destination QEMU dies during Prepare, before migrate-incoming answers",
+   "(its NBD server and exports were set up): Prepare fails, the images it",
+   "created are removed; the source never mirrored and keeps running."]+SBASE,
+  sp+["# The destination QEMU dies.", R("dst","close")]+resumed(), S7)
+
+write("storage-dst-dies-mirror.jsonl",
+  ["The destination QEMU dies while the mirrors copy: both mirrors fail",
+   "(BLOCK_JOB_ERROR + errored BLOCK_JOB_COMPLETED), the NBD client nodes are",
+   "deleted, the guest keeps running."]+SBASE,
+  A(s_mirrors_sent)+["# The destination QEMU dies.", R("dst","close")]+mirror_error("vda",SIZES["vda"])
+   +mirror_error("vdb",SIZES["vdb"])+resumed()+del_nodes(), S7)
+
+write("storage-dst-dies-perform.jsonl",
+  ["The destination QEMU dies while RAM moves: the source's QEMU fails the",
+   "migration (reason from query-migrate); the idle READY mirrors are",
+   "force-cancelled, NBD client nodes deleted; the guest keeps running."]+SBASE,
+  A(s_active)+["# The destination QEMU dies.", R("dst","close"), mig("src","failed"),
+   cmd("src","query-migrate",id="f1"),
+   ret("src","f1",{"status":"failed","error-desc":"Unable to write to socket: Connection reset by peer"})]
+   +resumed()+force_cancel(DISKS)+del_nodes(), S7)
+
+write("storage-dst-dies-finish.jsonl",
+  ["The destination QEMU dies after the source's `completed` and before `cont`:",
+   "it never ran a vCPU, so the source is resumed; the mirrors were already",
+   "gone (cancelled at pre-switchover); the NBD client nodes are deleted."]+SBASE,
+  A(s_completed_both)+["# The destination QEMU dies before the orchestrator's cont arrives.",
+   R("dst","close")]+del_nodes()+resumed(False), S7)
