@@ -76,6 +76,9 @@
     X(handover_domain_migrate) \
     X(handover_domain_get_job_info) \
     X(handover_domain_abort_job) \
+    X(handover_domain_abort_job_flags) \
+    X(handover_domain_migrate_postcopy) \
+    X(handover_domain_migrate_recover) \
     X(handover_connect_register_job)
 
 static struct {
@@ -531,9 +534,11 @@ static const CommandOptions command_options[] = {
       "--parallel", "--parallel-connections", "--timeout", "--timeout-abort", "--unsafe",
       "--verbose", "--record", "--copy-storage-all", "--copy-storage-inc",
       "--copy-storage-synchronous-writes", "--migrate-disks", "--disks-port", "--disks-uri",
-      NULL}},
+      "--postcopy", "--postcopy-after-precopy", "--postcopy-bandwidth", "--postcopy-resume",
+      "--mode", NULL}},
     {"domjobinfo", {"--completed", "--json", NULL}},
-    {"domjobabort", {NULL}},
+    {"domjobabort", {"--postcopy", NULL}},
+    {"migrate-postcopy", {NULL}},
 };
 
 static void
@@ -632,7 +637,44 @@ test_cli_migrate_usage(void)
         {"invalid value 'x' for --timeout", {"migrate", "--timeout=x", "--timeout-abort", "vm1", "u"}},
         {"invalid value '' for --dname: it must not be empty", {"migrate", "--dname=", "vm1", "u"}},
         {"cannot open '/nonexistent/d.xml'", {"migrate", "--xml", "/nonexistent/d.xml", "vm1", "u"}},
-        {"Unknown option --postcopy", {"migrate", "--postcopy", "vm1", "u"}},
+        {"migrate: --postcopy-after-precopy needs --postcopy",
+         {"migrate", "--postcopy-after-precopy", "vm1", "u"}},
+        {"migrate: --postcopy-bandwidth needs --postcopy",
+         {"migrate", "--postcopy-bandwidth=100", "vm1", "u"}},
+        {"invalid value '0' for --postcopy-bandwidth: expected an integer from 1 to 1048576",
+         {"migrate", "--postcopy", "--postcopy-bandwidth=0", "vm1", "u"}},
+        {"invalid value 'lots' for --postcopy-bandwidth",
+         {"migrate", "--postcopy", "--postcopy-bandwidth=lots", "vm1", "u"}},
+        {"migrate: --postcopy-resume cannot be used with --postcopy: the paused job goes on "
+         "with the options it was started with",
+         {"migrate", "--postcopy-resume", "--postcopy", "vm1", "u"}},
+        {"migrate: --postcopy-resume cannot be used with --copy-storage-all",
+         {"migrate", "--postcopy-resume", "--copy-storage-all", "vm1", "u"}},
+        {"migrate: --postcopy-resume cannot be used with --live",
+         {"migrate", "--live", "--postcopy-resume", "vm1", "u"}},
+        {"migrate: --postcopy-resume cannot be used with --mode",
+         {"migrate", "--postcopy-resume", "--mode=normal", "vm1", "u"}},
+        {"migrate: missing DEST-URI", {"migrate", "--postcopy-resume", "vm1", NULL}},
+        {"migrate: missing DOMAIN and DEST-URI", {"migrate", "--postcopy", NULL}},
+        {"invalid value 'upgrade' for --mode: expected 'normal' or 'cpr-transfer'",
+         {"migrate", "--mode=upgrade", "vm1"}},
+        {"invalid value '' for --mode", {"migrate", "--mode=", "vm1", "u"}},
+        {"migrate: --mode cpr-transfer takes no DEST-URI ('handover+tcp://h/system'): it "
+         "replaces the domain's QEMU on this host",
+         {"migrate", "--mode", "cpr-transfer", "vm1", "handover+tcp://h/system"}},
+        {"migrate: missing DOMAIN", {"migrate", "--mode=cpr-transfer", NULL}},
+        {"migrate: --mode cpr-transfer cannot be used with --postcopy",
+         {"migrate", "--mode=cpr-transfer", "--postcopy", "vm1"}},
+        {"migrate: --mode cpr-transfer cannot be used with --copy-storage-all",
+         {"migrate", "--mode=cpr-transfer", "--copy-storage-all", "vm1"}},
+        {"migrate: --mode cpr-transfer cannot be used with --migrateuri",
+         {"migrate", "--mode=cpr-transfer", "--migrateuri=tcp://h:1", "vm1"}},
+        {"migrate: --mode cpr-transfer cannot be used with --persistent",
+         {"migrate", "--mode=cpr-transfer", "--persistent", "vm1"}},
+        {"migrate-postcopy: missing DOMAIN", {"migrate-postcopy", NULL}},
+        {"migrate-postcopy: unexpected argument 'b'", {"migrate-postcopy", "a", "b"}},
+        {"Unknown option --frob", {"migrate-postcopy", "--frob", "a"}},
+        {"domjobabort: missing DOMAIN", {"domjobabort", "--postcopy", NULL}},
         {"migrate: --copy-storage-all and --copy-storage-inc cannot be used together",
          {"migrate", "--copy-storage-all", "--copy-storage-inc", "vm1", "u"}},
         {"migrate: --copy-storage-synchronous-writes needs --copy-storage-all or "
@@ -967,6 +1009,303 @@ test_cli_migrate_storage_fake(void)
     g_clear_pointer(&srv, ho_rpc_server_free);
     json_object_put(fd.params);
     json_object_put(fd.completed);
+}
+
+/* ---- postcopy, recovery and CPR against a fake daemon ---- */
+
+/* What the CLI sent the postcopy fake. */
+typedef struct {
+    json_object *params;  /* the last domain.migrate params */
+    char *dest_uri;       /* the last domain.migrate or migrate_recover dest_uri, or NULL */
+    bool has_dest_uri;
+    int postcopy_calls;   /* domain.migrate_postcopy */
+    int recover_calls;    /* domain.migrate_recover */
+    int abort_calls;
+    bool abort_postcopy;  /* the last jobabort's "postcopy" */
+} PostcopyFake;
+
+static void
+postcopy_fake_dest(PostcopyFake *pf, json_object *params)
+{
+    json_object *val = NULL;
+
+    g_clear_pointer(&pf->dest_uri, g_free);
+    pf->has_dest_uri = json_object_object_get_ex(params, "dest_uri", &val);
+    if (pf->has_dest_uri)
+        pf->dest_uri = g_strdup(json_object_get_string(val));
+}
+
+static json_object *
+postcopy_fake_completed(void)
+{
+    json_object *info = fake_info("completed");
+
+    ho_json_add_int64(info, "memory_total", 512 * 1024 * 1024);
+    ho_json_add_int64(info, "memory_processed", 512 * 1024 * 1024);
+    ho_json_add_int64(info, "memory_remaining", 0);
+    ho_json_add_int64(info, "postcopy_requests", 4242);
+    ho_json_add_int64(info, "postcopy_bytes", 64 * 1024 * 1024);
+    return info;
+}
+
+/* A postcopy migration that pauses (its link broke): the events a daemon
+ * sends, then the answer that the job stays recoverable. A CPR transfer
+ * simply completes. */
+static int
+postcopy_fake_migrate(HoRpcCall *call, json_object *params, void *opaque)
+{
+    PostcopyFake *pf = opaque;
+    json_object *args = NULL;
+    json_object *mode = NULL;
+    json_object *info;
+    g_autoptr(HoError) err = NULL;
+
+    g_clear_pointer(&pf->params, json_object_put);
+    if (json_object_object_get_ex(params, "params", &args))
+        pf->params = json_object_get(args);
+    postcopy_fake_dest(pf, params);
+    if (args && json_object_object_get_ex(args, "mode", &mode)) {
+        fake_job_event(fake_server, "completed", postcopy_fake_completed());
+        ho_rpc_call_reply(call, postcopy_fake_completed());
+        return 0;
+    }
+    fake_job_event(fake_server, "phase", fake_info("perform"));
+    fake_job_event(fake_server, "phase", fake_info("postcopy"));
+    info = fake_info("postcopy");
+    ho_json_add_int64(info, "memory_total", 512 * 1024 * 1024);
+    ho_json_add_int64(info, "memory_processed", 384 * 1024 * 1024);
+    ho_json_add_int64(info, "memory_remaining", 128 * 1024 * 1024);
+    ho_json_add_int64(info, "postcopy_requests", 17);
+    fake_job_event(fake_server, "progress", info);
+    fake_job_event(fake_server, "phase", fake_info("postcopy-paused"));
+    err = ho_error_new(HO_ERR_OPERATION_INVALID, "%s",
+                       "the migration of domain 'vm1' is paused in postcopy and stays "
+                       "recoverable");
+    ho_rpc_call_error(call, err);
+    return 0;
+}
+
+/* The first recovery attempt fails (back to postcopy-paused), the second
+ * completes. */
+static int
+postcopy_fake_recover(HoRpcCall *call, json_object *params, void *opaque)
+{
+    PostcopyFake *pf = opaque;
+    g_autoptr(HoError) err = NULL;
+
+    postcopy_fake_dest(pf, params);
+    pf->recover_calls++;
+    fake_job_event(fake_server, "phase", fake_info("postcopy-recover"));
+    if (pf->recover_calls == 1) {
+        fake_job_event(fake_server, "phase", fake_info("postcopy-paused"));
+        err = ho_error_new(HO_ERR_QMP, "%s", "recovery failed: connection refused");
+        ho_rpc_call_error(call, err);
+        return 0;
+    }
+    fake_job_event(fake_server, "phase", fake_info("postcopy"));
+    fake_job_event(fake_server, "completed", postcopy_fake_completed());
+    ho_rpc_call_reply(call, postcopy_fake_completed());
+    return 0;
+}
+
+static int
+postcopy_fake_switch(HoRpcCall *call, json_object *params, void *opaque)
+{
+    ((PostcopyFake *)opaque)->postcopy_calls++;
+    ho_rpc_call_reply(call, NULL);
+    return 0;
+}
+
+static int
+postcopy_fake_abort(HoRpcCall *call, json_object *params, void *opaque)
+{
+    PostcopyFake *pf = opaque;
+    json_object *val = NULL;
+    g_autoptr(HoError) err = NULL;
+
+    pf->abort_calls++;
+    pf->abort_postcopy = json_object_object_get_ex(params, "postcopy", &val) &&
+                         json_object_get_boolean(val);
+    if (pf->abort_postcopy) {
+        ho_rpc_call_reply(call, NULL);
+        return 0;
+    }
+    err = ho_error_new(HO_ERR_OPERATION_INVALID, "%s",
+                       "cannot abort: the guest already runs on the destination");
+    ho_rpc_call_error(call, err);
+    return 0;
+}
+
+static int
+postcopy_fake_jobinfo(HoRpcCall *call, json_object *params, void *opaque)
+{
+    json_object *info = fake_info("postcopy-paused");
+
+    ho_json_add_int64(info, "memory_remaining", 128 * 1024 * 1024);
+    ho_json_add_int64(info, "postcopy_requests", 17);
+    ho_json_add_int64(info, "postcopy_bytes", 3 * 1024 * 1024);
+    ho_rpc_call_reply(call, info);
+    return 0;
+}
+
+static const HoRpcArgSpec postcopy_fake_args_migrate[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"dest_uri", HO_RPC_ARG_STRING, false},
+    {"params", HO_RPC_ARG_OBJECT, false},
+    {NULL},
+};
+static const HoRpcArgSpec postcopy_fake_args_recover[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"dest_uri", HO_RPC_ARG_STRING, true},
+    {NULL},
+};
+static const HoRpcArgSpec postcopy_fake_args_abort[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"postcopy", HO_RPC_ARG_BOOL, false},
+    {NULL},
+};
+static const HoRpcMethod postcopy_fake_methods[] = {
+    {"domain.info", fake_domain_info, fake_args_name, HO_RPC_METHOD_LOCAL},
+    {"domain.migrate", postcopy_fake_migrate, postcopy_fake_args_migrate, HO_RPC_METHOD_LOCAL},
+    {"domain.migrate_recover", postcopy_fake_recover, postcopy_fake_args_recover,
+     HO_RPC_METHOD_LOCAL},
+    {"domain.migrate_postcopy", postcopy_fake_switch, fake_args_name, HO_RPC_METHOD_LOCAL},
+    {"domain.jobabort", postcopy_fake_abort, postcopy_fake_args_abort, HO_RPC_METHOD_LOCAL},
+    {"domain.jobinfo", postcopy_fake_jobinfo, fake_args_name, HO_RPC_METHOD_LOCAL},
+};
+
+static void
+test_cli_migrate_postcopy_fake(void)
+{
+    g_autofree char *dir = test_make_tmpdir("clitest-postcopy");
+    g_autofree char *sock = g_build_filename(dir, "fake.sock", NULL);
+    g_autofree char *uri = g_strdup_printf("handover+unix:///system?socket=%s", sock);
+    json_object *hello = json_object_new_object();
+    PostcopyFake pf = {0};
+    g_auto(CliRun) r = {0};
+    json_object *val = NULL;
+    g_autoptr(HoRpcServer) srv = NULL;
+
+    ho_json_add_string(hello, "daemon", "handoverd fake");
+    ho_json_add_string(hello, "hostname", "fake");
+    ho_json_add_string(hello, "host_uuid", "00000000-0000-4000-8000-000000000001");
+    srv = ho_rpc_server_new(postcopy_fake_methods, G_N_ELEMENTS(postcopy_fake_methods), &pf,
+                            hello, NULL, NULL);
+    g_assert_nonnull(srv);
+    fake_server = srv;
+    g_assert_cmpint(ho_rpc_server_listen_unix(srv, sock, 0600), ==, 0);
+
+    /* A postcopy migration whose link breaks: the CLI says how to go on
+     * and fails; the job lives on in the daemon. */
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--live", "--postcopy",
+                                       "--postcopy-after-precopy", "--postcopy-bandwidth=300",
+                                       "--verbose", "vm1", "handover+tcp://h2/system", NULL});
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_nonnull(pf.params);
+    g_assert_true(json_object_object_get_ex(pf.params, "postcopy", &val));
+    g_assert_true(json_object_get_boolean(val));
+    g_assert_true(json_object_object_get_ex(pf.params, "postcopy_after_precopy", &val));
+    g_assert_true(json_object_get_boolean(val));
+    g_assert_true(json_object_object_get_ex(pf.params, "postcopy_bandwidth_mib", &val));
+    g_assert_cmpint(json_object_get_int64(val), ==, 300);
+    g_assert_false(json_object_object_get_ex(pf.params, "mode", NULL));
+    g_assert_cmpstr(pf.dest_uri, ==, "handover+tcp://h2/system");
+    g_assert_cmpstr(r.out, ==,
+                    "Migration: [  ? %] phase perform\n"
+                    "Migration: postcopy: the guest runs on the destination now\n"
+                    "Migration: postcopy [  ? %]\n"
+                    "Migration: postcopy [ 75 %] 384.000 MiB transferred, 128.000 MiB "
+                    "remaining, 17 page requests\n"
+                    "Migration: postcopy paused\n");
+    g_assert_cmpstr(r.err, ==,
+                    "error: postcopy paused: recoverable with handover migrate "
+                    "--postcopy-resume vm1 handover+tcp://h2/system\n");
+
+    /* Without --verbose: the same ending, nothing on stdout. */
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--postcopy", "vm1",
+                                       "handover+tcp://h2/system", NULL});
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_cmpstr(r.out, ==, "");
+    assert_contains(r.err, "postcopy paused: recoverable with handover migrate "
+                           "--postcopy-resume vm1 handover+tcp://h2/system\n");
+    g_assert_false(json_object_object_get_ex(pf.params, "postcopy_after_precopy", NULL));
+    g_assert_false(json_object_object_get_ex(pf.params, "postcopy_bandwidth_mib", NULL));
+
+    /* domjobinfo in postcopy-paused: the postcopy statistics. */
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri, (const char *const[]){"domjobinfo", "vm1", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "Phase:                postcopy-paused\n");
+    assert_contains(r.out, "Postcopy requests:    17\n");
+    assert_contains(r.out, "Postcopy data:        3.000 MiB\n");
+    assert_contains(r.out, "Postcopy:             paused, recoverable with 'handover migrate "
+                           "--postcopy-resume'\n");
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri, (const char *const[]){"domjobinfo", "--json", "vm1", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    assert_contains(r.out, "\"postcopy_requests\": 17");
+    assert_contains(r.out, "\"postcopy_bytes\": 3145728");
+
+    /* A failed recovery attempt: its error, and still recoverable. */
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--postcopy-resume", "--verbose", "vm1",
+                                       "handover+tcp://h2/system", NULL});
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_cmpint(pf.recover_calls, ==, 1);
+    g_assert_cmpstr(pf.dest_uri, ==, "handover+tcp://h2/system");
+    g_assert_cmpstr(r.out, ==, "Migration: postcopy recovering\nMigration: postcopy paused\n");
+    g_assert_cmpstr(r.err, ==,
+                    "error: recovery failed: connection refused\n"
+                    "error: postcopy paused: recoverable with handover migrate "
+                    "--postcopy-resume vm1 handover+tcp://h2/system\n");
+
+    /* The second attempt completes. */
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--postcopy-resume", "vm1",
+                                       "handover+tcp://h2/system", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_cmpint(pf.recover_calls, ==, 2);
+    g_assert_cmpstr(r.err, ==, "");
+
+    /* migrate-postcopy, domjobabort --postcopy, and the refusal of a plain
+     * domjobabort in postcopy. */
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri, (const char *const[]){"migrate-postcopy", "vm1", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_cmpint(pf.postcopy_calls, ==, 1);
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri, (const char *const[]){"domjobabort", "--postcopy", "vm1", NULL});
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_cmpint(pf.abort_calls, ==, 1);
+    g_assert_true(pf.abort_postcopy);
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri, (const char *const[]){"domjobabort", "vm1", NULL});
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_cmpint(pf.abort_calls, ==, 2);
+    g_assert_false(pf.abort_postcopy);
+    assert_contains(r.err, "the guest already runs on the destination");
+
+    /* CPR transfer: no destination URI goes to the daemon. */
+    cli_run_clear(&r);
+    fake_cli_run(&r, uri,
+                 (const char *const[]){"migrate", "--mode=cpr-transfer", "--verbose", "vm1",
+                                       NULL});
+    if (r.status != 0)
+        g_error("cpr migrate failed (%d):\n%s\n%s", r.status, r.out, r.err);
+    g_assert_false(pf.has_dest_uri);
+    g_assert_true(json_object_object_get_ex(pf.params, "mode", &val));
+    g_assert_cmpstr(json_object_get_string(val), ==, "cpr-transfer");
+    g_assert_false(json_object_object_get_ex(pf.params, "postcopy", NULL));
+
+    fake_server = NULL;
+    g_clear_pointer(&srv, ho_rpc_server_free);
+    json_object_put(pf.params);
+    g_free(pf.dest_uri);
 }
 
 static void
@@ -1790,6 +2129,7 @@ main(int argc, char **argv)
     g_test_add_func("/cli/usage-errors", test_cli_usage_errors);
     g_test_add_func("/cli/migrate-usage", test_cli_migrate_usage);
     g_test_add_func("/cli/migrate-storage-fake", test_cli_migrate_storage_fake);
+    g_test_add_func("/cli/migrate-postcopy-fake", test_cli_migrate_postcopy_fake);
     g_test_add_func("/cli/no-daemon", test_cli_no_daemon);
     g_test_add_func("/cli/version", test_cli_version);
     add_qemu_test("/cli/define", test_cli_define);

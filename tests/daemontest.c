@@ -1969,7 +1969,8 @@ test_peer_listener(void)
     json_object *kobj = NULL;
     static const char *const local_only[] = {
         "host.info", "domain.list", "domain.define", "domain.start", "domain.destroy",
-        "domain.migrate", "domain.jobinfo", "domain.jobabort", NULL,
+        "domain.migrate", "domain.jobinfo", "domain.jobabort", "domain.migrate_postcopy",
+        "domain.migrate_recover", NULL,
     };
     size_t i;
 
@@ -1993,6 +1994,13 @@ test_peer_listener(void)
              "unknown argument 'uuid' of 'migration.finish'");
     call_err(tcp, "migration.nbd_stop", "{}", HO_ERR_INVALID_ARG,
              "missing argument 'args' of 'migration.nbd_stop'");
+    call_err(tcp, "migration.recover", "{}", HO_ERR_INVALID_ARG,
+             "missing argument 'args' of 'migration.recover'");
+    call_err(tcp, "migration.pause", "{\"args\":{}}", HO_ERR_INVALID_ARG,
+             "missing argument 'args.uuid'");
+    call_err(tcp, "migration.recover",
+             "{\"args\":{\"uuid\":\"6f1d2c3b-0000-4000-8000-00000000b001\"}}",
+             HO_ERR_NO_DOMAIN, "6f1d2c3b-0000-4000-8000-00000000b001");
     /* Served, and answered by the orchestrator: no such incoming job. */
     call_err(tcp, "migration.nbd_stop",
              "{\"args\":{\"uuid\":\"6f1d2c3b-0000-4000-8000-00000000b001\"}}",
@@ -2010,8 +2018,10 @@ test_peer_listener(void)
         g_main_context_iteration(ctx, TRUE);
     g_assert_null(po.err);
     g_assert_cmpint(ho_json_get_object(ho_rpc_conn_get_hello(ka), "keepalive", &kobj), ==, 0);
-    g_assert_cmpint(res_int(kobj, "interval_ms"), ==, 5000);
-    g_assert_cmpint(res_int(kobj, "count"), ==, 5);
+    /* keepalive 5 s x 5, tightened so that a dead peer is noticed within
+     * postcopy_stall_timeout (10 s): (3 + 2) x 2 s. */
+    g_assert_cmpint(res_int(kobj, "interval_ms"), ==, 2000);
+    g_assert_cmpint(res_int(kobj, "count"), ==, 3);
 
     /* The UNIX socket serves both kinds. */
     call_err(c, "migration.prepare", "{}", HO_ERR_INVALID_ARG,
@@ -2036,6 +2046,17 @@ test_peer_migrate_errors(void)
     migrate_err(c, "nosuch", dest, NULL, HO_ERR_NO_DOMAIN, "nosuch");
     call_err(c, "domain.jobinfo", "{\"name\":\"nosuch\"}", HO_ERR_NO_DOMAIN, "nosuch");
     call_err(c, "domain.jobabort", "{\"name\":\"nosuch\"}", HO_ERR_NO_DOMAIN, "nosuch");
+    call_err(c, "domain.jobabort", "{\"name\":\"nosuch\",\"postcopy\":1}", HO_ERR_INVALID_ARG,
+             "postcopy");
+    call_err(c, "domain.migrate_postcopy", "{\"name\":\"nosuch\"}", HO_ERR_NO_DOMAIN, "nosuch");
+    call_err(c, "domain.migrate_postcopy", "{}", HO_ERR_INVALID_ARG,
+             "missing argument 'name' of 'domain.migrate_postcopy'");
+    call_err(c, "domain.migrate_recover", "{\"name\":\"vm1\"}", HO_ERR_INVALID_ARG,
+             "missing argument 'dest_uri' of 'domain.migrate_recover'");
+    call_err(c, "domain.migrate_recover", "{\"name\":\"nosuch\",\"dest_uri\":\"x\"}",
+             HO_ERR_NO_DOMAIN, "nosuch");
+    call_err(c, "migration.pause", "{}", HO_ERR_INVALID_ARG,
+             "missing argument 'args' of 'migration.pause'");
     call_err(c, "domain.migrate", "{\"name\":\"vm1\"}", HO_ERR_INVALID_ARG,
              "missing argument 'dest_uri' of 'domain.migrate'");
     call_err(c, "domain.migrate", "{\"name\":\"vm1\",\"dest_uri\":\"x\",\"params\":[]}",
@@ -2055,6 +2076,38 @@ test_peer_migrate_errors(void)
                 "cannot migrate domain 'vm1': it is not running");
     call_err(c, "domain.jobabort", "{\"name\":\"vm1\"}", HO_ERR_OPERATION_INVALID, "vm1");
     call_err(c, "domain.jobinfo", "{\"name\":\"vm1\"}", HO_ERR_OPERATION_INVALID, "vm1");
+
+    /* Postcopy: switching, recovering and pausing need a job. */
+    call_err(c, "domain.migrate_postcopy", "{\"name\":\"vm1\"}", HO_ERR_OPERATION_INVALID,
+             "domain 'vm1' has no migration job");
+    call_err(c, "domain.jobabort", "{\"name\":\"vm1\",\"postcopy\":true}",
+             HO_ERR_OPERATION_INVALID, "domain 'vm1' has no migration job");
+    {
+        json_object *p = json_object_new_object();
+
+        ho_json_add_string(p, "name", "vm1");
+        ho_json_add_string(p, "dest_uri", dest);
+        call_err_obj(c, "domain.migrate_recover", p, HO_ERR_OPERATION_INVALID,
+                     "domain 'vm1' has no migration job");
+    }
+    {
+        g_autoptr(json_object) info = call_ok(c, "domain.info", "{\"name\":\"vm1\"}");
+        g_autofree char *args = g_strdup_printf("{\"args\":{\"uuid\":\"%s\"}}",
+                                                res_string(info, "uuid"));
+
+        call_err(c, "migration.recover", args, HO_ERR_OPERATION_INVALID,
+                 "domain 'vm1' has no migration job");
+        call_err(c, "migration.pause", args, HO_ERR_OPERATION_INVALID,
+                 "domain 'vm1' has no migration job");
+    }
+    /* CPR transfer stays on this host: no destination URI; then the
+     * same checks as any migration. */
+    migrate_err(c, "vm1", dest, "{\"mode\":\"cpr-transfer\"}", HO_ERR_INVALID_ARG,
+                "cannot migrate domain 'vm1' with mode 'cpr-transfer' to");
+    call_err(c, "domain.migrate", "{\"name\":\"vm1\",\"params\":{\"mode\":\"cpr-transfer\"}}",
+             HO_ERR_OPERATION_INVALID, "cannot migrate domain 'vm1': it is not running");
+    call_err(c, "domain.migrate", "{\"name\":\"vm1\",\"params\":{\"mode\":\"normal\"}}",
+             HO_ERR_INVALID_ARG, "missing argument 'dest_uri' of 'domain.migrate'");
     assert_state(c, "vm1", "shutoff");
 }
 
@@ -2103,7 +2156,11 @@ test_real_migrate_refused(gconstpointer data)
     migrate_err(ca, "vm1", "handover+tcp://nonexistent.invalid/system", NULL, HO_ERR_SYSTEM,
                 "nonexistent.invalid");
     /* Unknown migration parameters are refused by name. */
-    migrate_err(ca, "vm1", uri_b, "{\"postcopy\":true}", HO_ERR_INVALID_ARG, "postcopy");
+    migrate_err(ca, "vm1", uri_b, "{\"precopy\":true}", HO_ERR_INVALID_ARG, "precopy");
+    migrate_err(ca, "vm1", uri_b, "{\"mode\":\"reboot\"}", HO_ERR_INVALID_ARG,
+                "unknown migration mode 'reboot'");
+    migrate_err(ca, "vm1", uri_b, "{\"postcopy_after_precopy\":true}", HO_ERR_INVALID_ARG,
+                "need 'postcopy'");
 
     /* Nothing changed: still running, no job, nothing on the other side. */
     assert_state(ca, "vm1", "running");

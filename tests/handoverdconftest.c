@@ -115,6 +115,7 @@ test_defaults(void)
     g_assert_cmpuint(conf->keepalive_count, ==, 5);
     g_assert_null(conf->migration_record_dir);
     g_assert_cmpuint(conf->migration_progress_interval, ==, 500);
+    g_assert_cmpuint(conf->postcopy_stall_timeout, ==, 10);
     g_assert_cmpstr(conf->migration_address, ==, "127.0.0.1");
     g_assert_cmpuint(conf->migration_port_min, ==, 49152);
     g_assert_cmpuint(conf->migration_port_max, ==, 49215);
@@ -381,7 +382,7 @@ test_example(void)
         g_string_append_printf(all, "%s\n", line);
     }
     /* Every key of the configuration is shown. */
-    g_assert_cmpuint(keys, ==, 27);
+    g_assert_cmpuint(keys, ==, 28);
     if (handoverd_conf_load_data(uncommented, all->str, all->len, path) < 0)
         g_error("%s", ho_error_last_message());
 }
@@ -405,7 +406,40 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 27);
+    g_assert_cmpuint(i, ==, 28);
+}
+
+/* The peer keepalive notices a dead peer within postcopy_stall_timeout:
+ * (count + 2) x interval, never looser than what is configured. */
+static void
+test_peer_keepalive(void)
+{
+    static const struct {
+        unsigned int interval_s, count, stall_s;
+        unsigned int want_ms, want_count;
+    } cases[] = {
+        {5, 5, 10, 2000, 3},   /* the defaults */
+        {1, 2, 10, 1000, 2},   /* already tighter: kept */
+        {5, 5, 60, 5000, 3},   /* a long stall timeout: the interval as configured */
+        {3600, 100, 3600, 720000, 3},
+        {5, 5, 1, 200, 3},     /* the floor */
+        {0, 5, 10, 0, 0},      /* off stays off */
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(HandoverdConf) conf = handoverd_conf_new();
+        unsigned int ms = 1, count = 1;
+
+        conf->keepalive_interval = cases[i].interval_s;
+        conf->keepalive_count = cases[i].count;
+        conf->postcopy_stall_timeout = cases[i].stall_s;
+        handoverd_conf_peer_keepalive(conf, &ms, &count);
+        g_assert_cmpuint(ms, ==, cases[i].want_ms);
+        g_assert_cmpuint(count, ==, cases[i].want_count);
+        if (ms >= 1000)
+            g_assert_cmpuint((count + 2) * ms, <=, cases[i].stall_s * 1000);
+    }
 }
 
 static gint
@@ -457,6 +491,7 @@ main(int argc, char **argv)
     g_test_add_func("/conf/defaults", test_defaults);
     g_test_add_func("/conf/example", test_example);
     g_test_add_func("/conf/doc-lists-keys", test_doc_lists_keys);
+    g_test_add_func("/conf/peer-keepalive", test_peer_keepalive);
     g_test_add_func("/conf/finish/system", test_finish_system);
     g_test_add_func("/conf/finish/user", test_finish_user);
     g_test_add_func("/conf/finish/file-dirs", test_finish_file_dirs);

@@ -88,6 +88,8 @@ typedef struct {
     bool paused;
     bool persistent;
     bool same_host; /* the peer says it is this host */
+    bool postcopy;  /* --postcopy --postcopy-after-precopy */
+    const char *log_has; /* a substring of the harness log (a refused action's error) */
     /* the action */
     ActKind action;
     bool action_on_dst;
@@ -386,6 +388,58 @@ static const Case cases[] = {
         .dst_phases = "prepare perform cancelled",
         .src_state = QEMU_DOMAIN_STATE_RUNNING,
         .dst_state = ABSENT,
+    },
+    /* ---- postcopy (issue 6) ---- */
+    {
+        /* --postcopy-after-precopy: the switch after the first full pass;
+         * the destination runs at its own postcopy-active, Finish finds
+         * it running (no second cont). */
+        .name = "postcopy-7.2-7.2",
+        .transcript = "postcopy-7.2-7.2.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .postcopy = true,
+        .outcome = OUT_COMPLETED,
+        .src_phases = "begin prepare perform pre-switchover switchover postcopy finish confirm "
+                      "completed",
+        .dst_phases = "prepare perform postcopy finish completed",
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
+        /* domjobabort in postcopy is refused with the explanation (on both
+         * sides), and the migration completes (DESIGN.md §2 invariant 4). */
+        .name = "postcopy-abort-refused",
+        .transcript = "postcopy-7.2-7.2.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .postcopy = true,
+        .action = ACT_ABORT,
+        .action_phase = QEMU_MIGRATION_PHASE_POSTCOPY,
+        .log_has = "abort refused: the migration of domain 'vm1' is in postcopy",
+        .outcome = OUT_COMPLETED,
+        .src_phases = "begin prepare perform pre-switchover switchover postcopy finish confirm "
+                      "completed",
+        .dst_phases = "prepare perform postcopy finish completed",
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
+        .name = "postcopy-abort-refused-dst",
+        .transcript = "postcopy-7.2-7.2.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .postcopy = true,
+        .action = ACT_ABORT,
+        .action_on_dst = true,
+        .action_phase = QEMU_MIGRATION_PHASE_POSTCOPY,
+        .log_has = "use --postcopy to pause",
+        .outcome = OUT_COMPLETED,
+        .src_phases = "begin prepare perform pre-switchover switchover postcopy finish confirm "
+                      "completed",
+        .dst_phases = "prepare perform postcopy finish completed",
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
     },
     /* ---- refusals: nothing changes ---- */
     {
@@ -1176,6 +1230,8 @@ fx_setup(Fx *f, const Case *c)
         .migration_port_max = 49215,
         /* No periodic query-migrate: a transcript cannot say when it comes. */
         .progress_interval_ms = 3600 * 1000,
+        /* Nor the postcopy stall check's. */
+        .postcopy_stall_s = 3600,
     };
     QemuMigrationConfig dst_cfg = src_cfg;
     QemuDomainObj *dom;
@@ -1347,7 +1403,10 @@ invariant_1_violation(const GPtrArray *h)
     for (guint i = 0; i < h->len; i++) {
         const char *l = h->pdata[i];
 
-        if (g_str_equal(l, "src recv MIGRATION completed") && src_completed < 0)
+        /* DESIGN.md §2 invariant 1: completed, or postcopy-active. */
+        if ((g_str_equal(l, "src recv MIGRATION completed") ||
+             g_str_equal(l, "src recv MIGRATION postcopy-active")) &&
+            src_completed < 0)
             src_completed = i;
         if (g_str_equal(l, "dst send cont") && dst_cont < 0) {
             if (src_completed < 0)
@@ -1471,6 +1530,8 @@ test_case(gconstpointer data)
     args.auto_converge = c->auto_converge;
     args.parallel = c->parallel;
     args.paused = c->paused;
+    args.postcopy = c->postcopy;
+    args.postcopy_after_precopy = c->postcopy;
     args.persistent = c->persistent;
     args.copy_storage_all = c->copy_storage;
     args.dxml = f.dst_xml; /* borrowed: args is not cleared */
@@ -1528,7 +1589,8 @@ test_case(gconstpointer data)
         fx_teardown(&f);
         return;
     }
-    g_assert_cmpstr(f.log->str, ==, "");
+    if (!c->log_has)
+        g_assert_cmpstr(f.log->str, ==, "");
     if (c->action != ACT_NONE)
         g_assert_true(f.acted);
 
@@ -1550,6 +1612,8 @@ test_case(gconstpointer data)
     case OUT_REFUSED:
         break;
     }
+    if (c->log_has && !strstr(f.log->str, c->log_has))
+        g_error("%s: the log '%s' does not mention '%s'", label, f.log->str, c->log_has);
     g_assert_cmpstr(f.src_phases->str, ==,
                     c->outcome == OUT_REFUSED ? "" : c->src_phases);
     if (!c->dst_phases_alt || !g_str_equal(f.dst_phases->str, c->dst_phases_alt))
@@ -1709,10 +1773,11 @@ test_phases(void)
 {
     static const char *const names[] = {"none", "begin", "prepare", "mirror", "perform",
                                         "pre-switchover",
-                                        "switchover", "finish", "confirm", "completed", "failed",
-                                        "cancelled"};
+                                        "switchover", "finish", "confirm", "postcopy",
+                                        "postcopy-paused", "postcopy-recover", "completed",
+                                        "failed", "cancelled"};
 
-    g_assert_cmpint(QEMU_MIGRATION_PHASE_LAST, ==, 12);
+    g_assert_cmpint(QEMU_MIGRATION_PHASE_LAST, ==, 15);
     g_assert_cmpint(G_N_ELEMENTS(names), ==, QEMU_MIGRATION_PHASE_LAST);
     for (int i = 0; i < QEMU_MIGRATION_PHASE_LAST; i++) {
         g_assert_cmpstr(qemu_migration_phase_to_string(i), ==, names[i]);

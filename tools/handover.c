@@ -68,6 +68,7 @@ static int cmd_capabilities(int argc, char **argv);
 static int cmd_migrate(int argc, char **argv);
 static int cmd_domjobinfo(int argc, char **argv);
 static int cmd_domjobabort(int argc, char **argv);
+static int cmd_migrate_postcopy(int argc, char **argv);
 
 static const HandoverCommand commands[] = {
     {"define", N_("FILE"), N_("define (or update) a domain from an XML file"), cmd_define},
@@ -92,6 +93,8 @@ static const HandoverCommand commands[] = {
     {"domjobinfo", N_("DOMAIN"), N_("show the progress and statistics of a domain's job"),
      cmd_domjobinfo},
     {"domjobabort", N_("DOMAIN"), N_("abort a domain's migration job"), cmd_domjobabort},
+    {"migrate-postcopy", N_("DOMAIN"), N_("switch a domain's running migration to postcopy"),
+     cmd_migrate_postcopy},
 };
 
 /* ---- errors ---- */
@@ -1263,6 +1266,9 @@ typedef struct {
     bool disk_shown;           /* a disk copy line is out (the mirror phase was seen) */
     bool disk_done;            /* ... and its final line too */
     bool warned;               /* the job's warning is printed */
+    bool resume;               /* --postcopy-resume: one recovery attempt */
+    bool postcopy_shown;       /* the switch to postcopy was announced */
+    bool postcopy_paused;      /* the job's latest phase is postcopy-paused */
     /* the worker's outcome */
     int rc;
     HandoverJobInfo completed;
@@ -1324,6 +1330,38 @@ migrate_show_disks(MigrateState *st, const HandoverJobInfo *info, bool ready)
     migrate_put_line(st, line);
 }
 
+/* Postcopy: the guest runs on the destination, which asks for the pages
+ * it misses while the rest is pushed. */
+static void
+migrate_show_postcopy(MigrateState *st, const HandoverJobInfo *info, const char *phase, int pct,
+                      const char *processed, const char *remaining)
+{
+    g_autofree char *line = NULL;
+
+    if (!st->postcopy_shown && g_str_equal(phase, "postcopy")) {
+        st->postcopy_shown = true;
+        migrate_end_line(st);
+        printf(_("Migration: postcopy: the guest runs on the destination now\n"));
+    }
+    if (g_str_equal(phase, "postcopy-paused"))
+        line = g_strdup(_("Migration: postcopy paused"));
+    else if (g_str_equal(phase, "postcopy-recover"))
+        line = g_strdup(_("Migration: postcopy recovering"));
+    else if (pct < 0)
+        line = g_strdup_printf(_("Migration: postcopy [  ? %%]"));
+    else if (info->postcopy_requests >= 0)
+        line = g_strdup_printf(_("Migration: postcopy [%1$3d %%] %2$s transferred, %3$s "
+                                 "remaining, %4$" G_GINT64_FORMAT " page requests"),
+                               pct, processed, remaining, info->postcopy_requests);
+    else
+        line = g_strdup_printf(_("Migration: postcopy [%1$3d %%] %2$s transferred, %3$s "
+                                 "remaining"),
+                               pct, processed, remaining);
+    migrate_put_line(st, line);
+    if (g_str_equal(phase, "postcopy-paused"))
+        migrate_end_line(st);
+}
+
 static void
 migrate_show_progress(MigrateState *st, const HandoverJobInfo *info, const char *event)
 {
@@ -1350,6 +1388,10 @@ migrate_show_progress(MigrateState *st, const HandoverJobInfo *info, const char 
     if (g_str_equal(event, "completed")) {
         pct = 100;
         st->shown_completed = true;
+    }
+    if (g_str_has_prefix(phase, "postcopy")) {
+        migrate_show_postcopy(st, info, phase, pct, processed, remaining);
+        return;
     }
     if (pct < 0)
         line = g_strdup_printf(_("Migration: [  ? %%] phase %1$s"), phase);
@@ -1383,6 +1425,8 @@ migrate_event_main(gpointer data)
     st->job_seen = true;
     if (st->abort_pending && !st->abort_sent)
         migrate_send_abort(st);
+    if (*ev->info.phase && !g_str_equal(ev->event, "warning"))
+        st->postcopy_paused = g_str_equal(ev->info.phase, "postcopy-paused");
     if (g_str_equal(ev->event, "phase")) {
         /* A phase event says only the phase: keep the numbers known. */
         g_strlcpy(st->last.phase, ev->info.phase, sizeof(st->last.phase));
@@ -1438,8 +1482,12 @@ migrate_worker(gpointer data)
     MigrateState *st = data;
 
     handover_job_info_init(&st->completed);
-    st->rc = handover_domain_migrate(st->conn, st->uuid, st->dest_uri, &st->params,
-                                     &st->completed);
+    if (st->resume)
+        st->rc = handover_domain_migrate_recover(st->conn, st->uuid, st->dest_uri,
+                                                 &st->completed);
+    else
+        st->rc = handover_domain_migrate(st->conn, st->uuid, st->dest_uri, &st->params,
+                                         &st->completed);
     if (st->rc < 0) {
         const HandoverError *err = handover_last_error();
 
@@ -1592,6 +1640,9 @@ cmd_migrate(int argc, char **argv)
     g_autofree char *migrate_disks = NULL;
     g_autofree char *disks_port = NULL;
     g_autofree char *disks_uri = NULL;
+    gboolean postcopy = FALSE, postcopy_after_precopy = FALSE, postcopy_resume = FALSE;
+    g_autofree char *postcopy_bandwidth = NULL;
+    g_autofree char *mode = NULL;
     GOptionEntry entries[] = {
         {"live", 0, 0, G_OPTION_ARG_NONE, &live,
          N_("keep the guest running while its memory moves"), NULL},
@@ -1642,6 +1693,18 @@ cmd_migrate(int argc, char **argv)
          N_("the port of the destination's NBD server for the disk copy"), N_("PORT")},
         {"disks-uri", 0, 0, G_OPTION_ARG_STRING, &disks_uri,
          N_("where the disk copy goes (tcp://HOST[:PORT] or unix:PATH)"), N_("URI")},
+        {"postcopy", 0, 0, G_OPTION_ARG_NONE, &postcopy,
+         N_("allow switching to postcopy (see 'handover migrate-postcopy')"), NULL},
+        {"postcopy-after-precopy", 0, 0, G_OPTION_ARG_NONE, &postcopy_after_precopy,
+         N_("switch to postcopy after the first full pass over the memory"), NULL},
+        {"postcopy-bandwidth", 0, 0, G_OPTION_ARG_STRING, &postcopy_bandwidth,
+         N_("limit the migration to this many MiB/s once in postcopy"), N_("MiB/s")},
+        {"postcopy-resume", 0, 0, G_OPTION_ARG_NONE, &postcopy_resume,
+         N_("recover a migration paused in postcopy (DEST-URI: the same destination daemon)"),
+         NULL},
+        {"mode", 0, 0, G_OPTION_ARG_STRING, &mode,
+         N_("normal, or cpr-transfer: replace the domain's QEMU on this host (no DEST-URI)"),
+         N_("MODE")},
         {NULL}};
     g_auto(GStrv) disks = NULL;
     g_autofree char *xml = NULL;
@@ -1649,13 +1712,97 @@ cmd_migrate(int argc, char **argv)
     g_autoptr(HandoverDomain) dom = NULL;
     g_autoptr(GThread) worker = NULL;
     MigrateState st = {0};
+    bool cpr = false;
     guint64 v = 0;
     guint sigint_id;
     int rc;
 
     if (parse_options("migrate", entries, &argc, &argv) < 0)
         return -1;
-    if (argc < 3) {
+    {
+        /* The options that mean nothing to a recovery or a CPR transfer. */
+        const struct {
+            const char *name;
+            bool given;
+            bool cpr_ok;
+        } given[] = {
+            {"live", live, true},
+            {"persistent", persistent, false},
+            {"undefinesource", undefinesource, false},
+            {"paused", paused, false},
+            {"dname", dname != NULL, false},
+            {"xml", xml_file != NULL, true},
+            {"migrateuri", migrateuri != NULL, false},
+            {"listen-address", listen_address != NULL, false},
+            {"bandwidth", bandwidth != NULL, true},
+            {"max-downtime", max_downtime != NULL, true},
+            {"auto-converge", auto_converge, false},
+            {"parallel", parallel, false},
+            {"parallel-connections", parallel_connections != NULL, false},
+            {"timeout", timeout != NULL, true},
+            {"timeout-abort", timeout_abort, true},
+            {"unsafe", unsafe, true},
+            {"record", record != NULL, true},
+            {"copy-storage-all", copy_all, false},
+            {"copy-storage-inc", copy_inc, false},
+            {"copy-storage-synchronous-writes", copy_sync, false},
+            {"migrate-disks", migrate_disks != NULL, false},
+            {"disks-port", disks_port != NULL, false},
+            {"disks-uri", disks_uri != NULL, false},
+            {"postcopy", postcopy, false},
+            {"postcopy-after-precopy", postcopy_after_precopy, false},
+            {"postcopy-bandwidth", postcopy_bandwidth != NULL, false},
+            {"mode", mode != NULL, true},
+        };
+        size_t i;
+
+        if (mode && !g_str_equal(mode, "normal") && !g_str_equal(mode, "cpr-transfer")) {
+            print_error(_("%1$s: invalid value '%2$s' for --%3$s: expected 'normal' or "
+                          "'cpr-transfer'"),
+                        "migrate", mode, "mode");
+            return -1;
+        }
+        if (!postcopy && postcopy_after_precopy) {
+            print_error(_("%1$s: --%2$s needs --postcopy"), "migrate", "postcopy-after-precopy");
+            return -1;
+        }
+        if (!postcopy && postcopy_bandwidth) {
+            print_error(_("%1$s: --%2$s needs --postcopy"), "migrate", "postcopy-bandwidth");
+            return -1;
+        }
+        for (i = 0; postcopy_resume && i < G_N_ELEMENTS(given); i++) {
+            if (given[i].given) {
+                print_error(_("%1$s: --postcopy-resume cannot be used with --%2$s: the paused "
+                              "job goes on with the options it was started with"),
+                            "migrate", given[i].name);
+                return -1;
+            }
+        }
+        st.resume = postcopy_resume;
+        if (mode && g_str_equal(mode, "cpr-transfer")) {
+            for (i = 0; i < G_N_ELEMENTS(given); i++) {
+                if (given[i].given && !given[i].cpr_ok) {
+                    print_error(_("%1$s: --mode cpr-transfer cannot be used with --%2$s: it "
+                                  "replaces the domain's QEMU on this host"),
+                                "migrate", given[i].name);
+                    return -1;
+                }
+            }
+            if (argc < 2) {
+                print_error(_("%1$s: missing %2$s (see 'handover %1$s --help')"), "migrate",
+                            _("DOMAIN"));
+                return -1;
+            }
+            if (argc > 2) {
+                print_error(_("%1$s: --mode cpr-transfer takes no DEST-URI ('%2$s'): it "
+                              "replaces the domain's QEMU on this host"),
+                            "migrate", argv[2]);
+                return -1;
+            }
+            cpr = true;
+        }
+    }
+    if (!cpr && argc < 3) {
         print_error(_("%1$s: missing %2$s (see 'handover %1$s --help')"), "migrate",
                     argc < 2 ? _("DOMAIN and DEST-URI") : _("DEST-URI"));
         return -1;
@@ -1716,6 +1863,16 @@ cmd_migrate(int argc, char **argv)
     if (migrate_storage_options(copy_all, copy_inc, copy_sync, migrate_disks, disks_port,
                                 disks_uri, &st.params, &disks) < 0)
         return -1;
+    st.params.postcopy = postcopy;
+    st.params.postcopy_after_precopy = postcopy_after_precopy;
+    if (postcopy_bandwidth) {
+        if (parse_uint_option("migrate", "postcopy-bandwidth", postcopy_bandwidth, 1,
+                              BANDWIDTH_MAX_MIB, &v) < 0)
+            return -1;
+        st.params.has_postcopy_bandwidth = true;
+        st.params.postcopy_bandwidth_mib = v;
+    }
+    st.params.mode = mode;
     if (xml_file) {
         if (!(xml = read_xml_file(xml_file)))
             return -1;
@@ -1731,7 +1888,7 @@ cmd_migrate(int argc, char **argv)
         return -1;
     st.name = argv[1];
     st.uuid = (char *)handover_domain_get_uuid(dom);
-    st.dest_uri = argv[2];
+    st.dest_uri = cpr ? NULL : argv[2];
     st.verbose = verbose;
     st.tty = isatty(STDOUT_FILENO);
     handover_job_info_init(&st.last);
@@ -1765,11 +1922,21 @@ cmd_migrate(int argc, char **argv)
         rc = 0;
     } else {
         migrate_end_line(&st);
-        if (st.abort_sent || st.abort_pending) {
-            printf(_("Migration: cancelled\n"));
-            fflush(stdout);
+        if (st.postcopy_paused) {
+            /* The job lives on in the daemon: say how to go on. A failed
+             * recovery attempt also says why it failed. */
+            if (st.resume)
+                print_error("%s", st.error);
+            print_error(_("postcopy paused: recoverable with handover migrate "
+                          "--postcopy-resume %1$s %2$s"),
+                        st.name, st.dest_uri);
+        } else {
+            if (st.abort_sent || st.abort_pending) {
+                printf(_("Migration: cancelled\n"));
+                fflush(stdout);
+            }
+            print_error("%s", st.error);
         }
-        print_error("%s", st.error);
         rc = -1;
     }
     g_free(st.error);
@@ -1882,6 +2049,12 @@ print_job_info(const HandoverJobInfo *info)
         printf("%-21s %s/s\n", _("Disk bandwidth:"), bw);
     }
     print_switchover(info);
+    if (info->postcopy_requests >= 0)
+        printf("%-21s %" G_GINT64_FORMAT "\n", _("Postcopy requests:"), info->postcopy_requests);
+    print_job_bytes(_("Postcopy data:"), info->postcopy_bytes);
+    if (g_str_equal(info->phase, "postcopy-paused"))
+        printf("%-21s %s\n", _("Postcopy:"),
+               _("paused, recoverable with 'handover migrate --postcopy-resume'"));
     if (*info->warning)
         printf("%-21s %s\n", _("Warning:"), info->warning);
     if (*info->error)
@@ -1917,6 +2090,8 @@ print_job_json(const HandoverJobInfo *info)
         {"switchover_us", offsetof(HandoverJobInfo, switchover_us)},
         {"switchover_qemu_us", offsetof(HandoverJobInfo, switchover_qemu_us)},
         {"switchover_own_us", offsetof(HandoverJobInfo, switchover_own_us)},
+        {"postcopy_requests", offsetof(HandoverJobInfo, postcopy_requests)},
+        {"postcopy_bytes", offsetof(HandoverJobInfo, postcopy_bytes)},
     };
     g_autoptr(GString) out = g_string_new("{\n  \"phase\": ");
     size_t i;
@@ -1976,7 +2151,13 @@ cmd_domjobinfo(int argc, char **argv)
 static int
 cmd_domjobabort(int argc, char **argv)
 {
-    GOptionEntry entries[] = {{NULL}};
+    gboolean postcopy = FALSE;
+    GOptionEntry entries[] = {
+        {"postcopy", 0, 0, G_OPTION_ARG_NONE, &postcopy,
+         N_("pause a postcopy migration instead (it stays recoverable with 'handover migrate "
+            "--postcopy-resume')"),
+         NULL},
+        {NULL}};
     g_autoptr(HandoverConnect) conn = NULL;
     const char *name;
 
@@ -1985,7 +2166,27 @@ cmd_domjobabort(int argc, char **argv)
         return -1;
     if (!(conn = open_connection()))
         return -1;
-    if (handover_domain_abort_job(conn, name) < 0) {
+    if (handover_domain_abort_job_flags(conn, name,
+                                        postcopy ? HANDOVER_ABORT_JOB_POSTCOPY : 0) < 0) {
+        print_api_error();
+        return -1;
+    }
+    return 0;
+}
+
+static int
+cmd_migrate_postcopy(int argc, char **argv)
+{
+    GOptionEntry entries[] = {{NULL}};
+    g_autoptr(HandoverConnect) conn = NULL;
+    const char *name;
+
+    if (parse_options("migrate-postcopy", entries, &argc, &argv) < 0 ||
+        single_argument("migrate-postcopy", _("DOMAIN"), argc, argv, &name) < 0)
+        return -1;
+    if (!(conn = open_connection()))
+        return -1;
+    if (handover_domain_migrate_postcopy(conn, name) < 0) {
         print_api_error();
         return -1;
     }
@@ -2002,7 +2203,7 @@ commands_description(void)
 
     g_string_append_c(s, '\n');
     for (i = 0; i < G_N_ELEMENTS(commands); i++)
-        g_string_append_printf(s, "  %-14s %s\n", commands[i].name, _(commands[i].summary));
+        g_string_append_printf(s, "  %-16s %s\n", commands[i].name, _(commands[i].summary));
     g_string_append(s, _("\nRun 'handover COMMAND --help' for a command's options."));
     return g_string_free(s, FALSE);
 }

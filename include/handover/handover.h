@@ -223,6 +223,14 @@ typedef struct {
                                        * ("vda") to copy, or NULL for every disk not shared */
     unsigned int disks_port;      /* --disks-port: the destination's NBD port; 0: its range */
     const char *disks_uri;        /* --disks-uri tcp://HOST[:PORT] or unix:PATH, or NULL */
+    /* Postcopy and CPR transfer (since 0.1, after disks_uri). */
+    bool postcopy;                /* --postcopy: allow switching to postcopy */
+    bool postcopy_after_precopy;  /* --postcopy-after-precopy: switch after the first full
+                                   * pass (needs postcopy) */
+    bool has_postcopy_bandwidth;
+    uint64_t postcopy_bandwidth_mib; /* --postcopy-bandwidth, MiB/s (needs postcopy) */
+    const char *mode;             /* --mode: NULL or "normal", or "cpr-transfer" (a new
+                                   * QEMU on the same host; dest_uri must be NULL) */
 } HandoverMigrateParams;
 
 /* Zero params and set its size. */
@@ -236,7 +244,8 @@ void handover_migrate_params_init(HandoverMigrateParams *params);
 typedef struct {
     size_t size;                  /* sizeof(HandoverJobInfo) of the caller */
     char phase[32];               /* "begin", "prepare", "mirror", "perform", "pre-switchover",
-                                   * "switchover", "finish", "confirm", "completed",
+                                   * "switchover", "finish", "confirm", "postcopy",
+                                   * "postcopy-paused", "postcopy-recover", "completed",
                                    * "failed", "cancelled" */
     char side[16];                /* "src" (outgoing) or "dst" (incoming) */
     int64_t elapsed_ms;
@@ -268,6 +277,9 @@ typedef struct {
                                    * QEMU without pause-before-switchover; several
                                    * warnings are joined by "; "; in a "warning" event,
                                    * that one warning */
+    /* Postcopy (since 0.1, after warning). */
+    int64_t postcopy_requests;    /* pages the destination asked for (page faults) */
+    int64_t postcopy_bytes;       /* bytes sent since the switch to postcopy */
 } HandoverJobInfo;
 
 /* Set every number to -1, the strings empty, and size. */
@@ -280,7 +292,12 @@ void handover_job_info_init(HandoverJobInfo *info);
  * and, when completed is non-NULL, the completed job's statistics; -1
  * and an error (refused with nothing changed, or failed and unwound, or
  * cancelled by handover_domain_abort_job). params may be NULL (all off).
- * Closing the connection or ending the program does not abort the job. */
+ * Closing the connection or ending the program does not abort the job.
+ * With params->postcopy the call also returns -1 when the job pauses in
+ * postcopy (phase "postcopy-paused"): the job then stays alive and
+ * recoverable with handover_domain_migrate_recover. With params->mode
+ * "cpr-transfer", dest_uri must be NULL: the domain's QEMU is replaced by
+ * a new one on the same host. */
 HANDOVER_API
 int handover_domain_migrate(HandoverConnect *conn, const char *name, const char *dest_uri,
                             const HandoverMigrateParams *params, HandoverJobInfo *completed);
@@ -290,9 +307,31 @@ HANDOVER_API
 int handover_domain_get_job_info(HandoverConnect *conn, const char *name, bool completed,
                                  HandoverJobInfo *info);
 /* Abort the domain's job (any phase before the switchover); the job then
- * ends cancelled, which its migrate call reports. */
+ * ends cancelled, which its migrate call reports. In postcopy the daemon
+ * refuses: the guest already runs on the destination. */
 HANDOVER_API
 int handover_domain_abort_job(HandoverConnect *conn, const char *name);
+/* Flags of handover_domain_abort_job_flags. */
+enum {
+    /* Pause a postcopy migration instead (migrate-pause on both sides):
+     * the job stays recoverable with handover_domain_migrate_recover. */
+    HANDOVER_ABORT_JOB_POSTCOPY = 1 << 0,
+};
+/* handover_domain_abort_job with flags (0: the same). */
+HANDOVER_API
+int handover_domain_abort_job_flags(HandoverConnect *conn, const char *name, unsigned int flags);
+/* Switch the domain's running migration (started with params->postcopy)
+ * to postcopy now. */
+HANDOVER_API
+int handover_domain_migrate_postcopy(HandoverConnect *conn, const char *name);
+/* Recover a migration paused in postcopy through the daemon at dest_uri
+ * (the same destination daemon, reached again): returns when this
+ * attempt ended, 0 and the completed job's statistics (completed may be
+ * NULL) when the migration completed, or -1 and the attempt's error; the
+ * job then stays paused and recoverable, and the call can be repeated. */
+HANDOVER_API
+int handover_domain_migrate_recover(HandoverConnect *conn, const char *name, const char *dest_uri,
+                                    HandoverJobInfo *completed);
 
 /* A job event: the domain, the event ("phase", "progress", "warning",
  * "completed", "failed", "cancelled") and what is known of the job

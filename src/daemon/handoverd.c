@@ -328,6 +328,8 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     QemuDriverConfig dcfg = {0};
     QemuMigrationConfig mcfg = {0};
     HandoverdPeerConfig pcfg = {0};
+    unsigned int ka_interval_ms = 0;
+    unsigned int ka_count = 0;
 
     if (handoverd_parse_options(argc, argv) < 0)
         return -1;
@@ -368,9 +370,10 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     if (!d->server)
         return -1;
     handoverd_methods_set_server(d->methods, d->server);
-    /* Peer daemons ask for pings in their hello; local clients do not. */
-    ho_rpc_server_set_keepalive(d->server, d->conf->keepalive_interval * 1000,
-                                d->conf->keepalive_count);
+    /* Peer daemons ask for pings in their hello; local clients do not.
+     * Both directions notice a dead peer within postcopy_stall_timeout. */
+    handoverd_conf_peer_keepalive(d->conf, &ka_interval_ms, &ka_count);
+    ho_rpc_server_set_keepalive(d->server, ka_interval_ms, ka_count);
 
     dcfg.state_dir = d->conf->state_dir;
     dcfg.runtime_dir = d->conf->runtime_dir;
@@ -395,12 +398,13 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     mcfg.nbd_port_min = (int)d->conf->nbd_port_min;
     mcfg.nbd_port_max = (int)d->conf->nbd_port_max;
     mcfg.mirror_stall_s = d->conf->migration_mirror_stall_timeout;
+    mcfg.postcopy_stall_s = d->conf->postcopy_stall_timeout;
     if (mcfg.record_dir && ho_file_ensure_dir(mcfg.record_dir, 0700) < 0)
         return -1;
     d->migration = qemu_migration_new(d->driver, &mcfg, handoverd_methods_migration_event,
                                       d->methods);
-    pcfg.keepalive_interval_ms = d->conf->keepalive_interval * 1000;
-    pcfg.keepalive_count = d->conf->keepalive_count;
+    pcfg.keepalive_interval_ms = ka_interval_ms;
+    pcfg.keepalive_count = ka_count;
     handoverd_methods_set_migration(d->methods, d->migration, &pcfg);
 
     d->signal_ids[0] = g_unix_signal_add(SIGTERM, handoverd_on_sigterm, d);

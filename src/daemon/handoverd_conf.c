@@ -74,6 +74,10 @@ static const ConfKey conf_keys[] = {
      * hiccup to a day. */
     {"migration_mirror_stall_timeout", CONF_UINT, CONF_OFF(migration_mirror_stall_timeout), 1,
      86400},
+    /* Seconds a postcopy migration may make no progress (or its peer
+     * daemon stay silent) before it is forced into postcopy-paused: from
+     * a hiccup to an hour. */
+    {"postcopy_stall_timeout", CONF_UINT, CONF_OFF(postcopy_stall_timeout), 1, 3600},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},
@@ -122,6 +126,7 @@ handoverd_conf_new(void)
     conf->keepalive_count = 5;
     conf->migration_progress_interval = 500;
     conf->migration_mirror_stall_timeout = 60;
+    conf->postcopy_stall_timeout = 10;
     conf->max_clients = 64;
     conf->max_message_size = 1024 * 1024;
     conf->max_requests_per_client = 32;
@@ -614,4 +619,34 @@ handoverd_conf_format(const HandoverdConf *conf)
         g_string_append_c(out, '\n');
     }
     return g_string_free(out, FALSE);
+}
+
+/* A dead peer is noticed after (count + 2) x interval at most: keep that
+ * within the postcopy stall timeout, so a silently dropped link in
+ * postcopy is forced into postcopy-paused in time (docs/handoverd.md). */
+#define CONF_PEER_KEEPALIVE_MAX_COUNT 3
+#define CONF_PEER_KEEPALIVE_MIN_MS 200
+
+void
+handoverd_conf_peer_keepalive(const HandoverdConf *conf, unsigned int *interval_ms,
+                              unsigned int *count)
+{
+    guint64 iv = (guint64)conf->keepalive_interval * 1000;
+    guint64 bound = (guint64)conf->postcopy_stall_timeout * 1000 /
+                    (CONF_PEER_KEEPALIVE_MAX_COUNT + 2);
+    unsigned int n = conf->keepalive_count;
+
+    if (iv == 0) {
+        *interval_ms = 0;
+        *count = 0;
+        return;
+    }
+    if (bound < CONF_PEER_KEEPALIVE_MIN_MS)
+        bound = CONF_PEER_KEEPALIVE_MIN_MS;
+    if (iv > bound)
+        iv = bound;
+    if (n == 0 || n > CONF_PEER_KEEPALIVE_MAX_COUNT)
+        n = CONF_PEER_KEEPALIVE_MAX_COUNT;
+    *interval_ms = (unsigned int)iv;
+    *count = n;
 }

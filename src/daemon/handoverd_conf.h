@@ -36,6 +36,9 @@ typedef struct {
     unsigned int migration_progress_interval; /* ms between job progress events, default 500 */
     unsigned int migration_mirror_stall_timeout; /* s a disk mirror may make no progress
                                                   * before the migration aborts, default 60 */
+    unsigned int postcopy_stall_timeout;  /* s a postcopy migration may stall (no progress,
+                                           * or a silent peer daemon) before it is forced
+                                           * into postcopy-paused, default 10 */
     char *host_uuid;                      /* NULL: state_dir/host-uuid (generated once) */
     char *default_emulator;               /* NULL: qemu-system-x86_64 on PATH */
     unsigned int max_clients;             /* default 64 */
@@ -81,6 +84,17 @@ int handoverd_conf_finish(HandoverdConf *conf, const char *root, const Handoverd
  * must exist). Sets conf->host_uuid; -1 and an error naming the file when
  * it cannot be read, is malformed or cannot be written. */
 int handoverd_conf_ensure_host_uuid(HandoverdConf *conf);
+
+/* The keepalive of connections between daemons (a migration's peer
+ * connection, both ways): the configured keepalive_interval and
+ * keepalive_count, tightened so that a dead peer is noticed within
+ * postcopy_stall_timeout. A connection is taken for dead after
+ * (count + 2) x interval of silence at most (one interval that may still
+ * have heard something, count unanswered pings, the final check), so the
+ * interval is at most a fifth of the stall timeout and count at most 3.
+ * Both 0 when keepalive_interval is 0 (off). */
+void handoverd_conf_peer_keepalive(const HandoverdConf *conf, unsigned int *interval_ms,
+                                   unsigned int *count);
 
 /* The effective configuration as "key = value" lines in a fixed order,
  * unset keys as "key = (unset)" (g_free it). */

@@ -63,6 +63,10 @@ typedef struct {
     QemuMigrationArgs args;
     HandoverdPeer *peer; /* until handed to the orchestrator */
     bool in_job;
+    bool resume;         /* domain.migrate_recover: one postcopy recovery attempt */
+    bool resumed;        /* resume: the job left postcopy-paused since the attempt began */
+    bool answered;       /* the call was answered when the job paused in postcopy; the
+                          * job goes on, and its end only frees this */
 } MethodsMigrate;
 
 /* The incoming migrations one source daemon's connection prepared and has
@@ -652,6 +656,8 @@ methods_domain_get_xml(HoRpcCall *call, json_object *params, void *opaque)
 
 /* ---- migration ---- */
 
+static bool methods_is_cpr(json_object *args_obj);
+
 static QemuMigration *
 methods_mig(HandoverdMethods *m)
 {
@@ -676,7 +682,9 @@ static void
 methods_migrate_finish(MethodsMigrate *op, json_object *result, const HoError *err)
 {
     g_hash_table_remove(op->m->migrations, op);
-    if (err) {
+    if (op->answered) {
+        json_object_put(result);
+    } else if (err) {
         json_object_put(result);
         ho_rpc_call_error(op->call, err);
     } else {
@@ -692,10 +700,13 @@ methods_migrate_done(QemuMigration *mig, const char *uuid, const HoError *err, j
     MethodsMigrate *op = opaque;
 
     if (err)
-        HO_INFO("domain '%s': migration to '%s' failed: %s", op->name, op->dest_uri,
-                err->message);
+        HO_INFO("domain '%s': %s to '%s' failed: %s", op->name,
+                op->resume ? "postcopy recovery" : "migration",
+                op->dest_uri ? op->dest_uri : "this host", err->message);
     else
-        HO_INFO("domain '%s': migration to '%s' completed", op->name, op->dest_uri);
+        HO_INFO("domain '%s': %s to '%s' completed", op->name,
+                op->resume ? "postcopy recovery" : "migration",
+                op->dest_uri ? op->dest_uri : "this host");
     methods_migrate_finish(op, err ? NULL : json_object_get(stats), err);
 }
 
@@ -743,6 +754,16 @@ methods_migrate_opened(HandoverdPeer *peer, const HoError *err, void *opaque)
     handoverd_peer_set_lost(peer, methods_migrate_peer_lost, op);
     op->in_job = true;
     /* The orchestrator owns the peer from here, whatever it answers. */
+    if (op->resume) {
+        if (qemu_migration_src_postcopy_resume(m->mig, dom, handoverd_peer_ops(),
+                                               g_steal_pointer(&op->peer), methods_migrate_done,
+                                               op) < 0) {
+            g_autoptr(HoError) refused = ho_error_steal();
+
+            methods_migrate_finish(op, NULL, refused);
+        }
+        return;
+    }
     if (qemu_migration_src_begin(m->mig, dom, &op->args, handoverd_peer_ops(),
                                  g_steal_pointer(&op->peer), methods_migrate_done, op) < 0) {
         g_autoptr(HoError) refused = ho_error_steal();
@@ -755,20 +776,36 @@ static int
 methods_domain_migrate(HoRpcCall *call, json_object *params, void *opaque)
 {
     HandoverdMethods *m = opaque;
-    QemuDomainObj *dom = methods_lookup(m, params);
     const char *dest_uri = methods_param_string(params, "dest_uri");
     json_object *args_obj = NULL;
     g_autoptr(json_object) empty = NULL;
     g_autofree char *host = NULL;
+    QemuDomainObj *dom;
     MethodsMigrate *op;
     int port;
 
-    if (!dom || !methods_mig(m))
-        return -1;
     if (!json_object_object_get_ex(params, "params", &args_obj))
         args_obj = empty = json_object_new_object();
-    if (handoverd_peer_parse_uri(dest_uri, &host, &port) < 0)
+    /* dest_uri is required unless the domain stays on this host. */
+    if (!dest_uri && !methods_is_cpr(args_obj)) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("missing argument '%1$s' of '%2$s'"), "dest_uri",
+                        "domain.migrate");
         return -1;
+    }
+    if (!(dom = methods_lookup(m, params)) || !methods_mig(m))
+        return -1;
+    if (methods_is_cpr(args_obj)) {
+        if (dest_uri) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("cannot migrate domain '%1$s' with mode 'cpr-transfer' to '%2$s': "
+                              "CPR transfer replaces the QEMU on this host and takes no "
+                              "destination URI"),
+                            qemu_domain_obj_name(dom), dest_uri);
+            return -1;
+        }
+    } else if (handoverd_peer_parse_uri(dest_uri, &host, &port) < 0) {
+        return -1;
+    }
     if (!qemu_domain_obj_is_active(dom)) {
         ho_error_report(HO_ERR_OPERATION_INVALID,
                         _("cannot migrate domain '%1$s': it is not running"),
@@ -792,6 +829,19 @@ methods_domain_migrate(HoRpcCall *call, json_object *params, void *opaque)
     op->name = g_strdup(qemu_domain_obj_name(dom));
     op->uuid = g_strdup(qemu_domain_obj_uuid(dom));
     op->dest_uri = g_strdup(dest_uri);
+    if (!dest_uri) {
+        /* CPR transfer: a new QEMU on this host, no peer daemon. */
+        g_hash_table_add(m->migrations, op);
+        op->in_job = true;
+        HO_INFO("domain '%s': CPR transfer to a new QEMU on this host", op->name);
+        if (qemu_migration_src_cpr_transfer(m->mig, dom, &op->args, methods_migrate_done, op) <
+            0) {
+            g_hash_table_remove(m->migrations, op);
+            methods_migrate_free(op);
+            return -1;
+        }
+        return 0;
+    }
     op->peer = handoverd_peer_connect(dest_uri, &m->peer_cfg, methods_migrate_opened, op);
     if (!op->peer) {
         methods_migrate_free(op);
@@ -800,6 +850,111 @@ methods_domain_migrate(HoRpcCall *call, json_object *params, void *opaque)
     g_hash_table_add(m->migrations, op);
     HO_INFO("domain '%s': migrating to '%s'", op->name, dest_uri);
     return 0;
+}
+
+/* Whether domain.migrate's params ask for a CPR transfer (the orchestrator
+ * checks the value itself; only "cpr-transfer" changes what the daemon does). */
+static bool
+methods_is_cpr(json_object *args_obj)
+{
+    return g_strcmp0(methods_param_string(args_obj, "mode"), "cpr-transfer") == 0;
+}
+
+/* 0 when the domain has a migration job, else -1 and an error. */
+static int
+methods_need_job(HandoverdMethods *m, QemuDomainObj *dom)
+{
+    if (qemu_migration_any_has_job(m->mig, dom))
+        return 0;
+    ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' has no migration job"),
+                    qemu_domain_obj_name(dom));
+    return -1;
+}
+
+/* handover migrate-postcopy: switch the running precopy to postcopy. */
+static int
+methods_domain_migrate_postcopy(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    QemuDomainObj *dom = methods_lookup(m, params);
+
+    if (!dom || !methods_mig(m) || methods_need_job(m, dom) < 0 ||
+        qemu_migration_src_start_postcopy(m->mig, dom) < 0)
+        return -1;
+    HO_INFO("domain '%s': switching the migration to postcopy", qemu_domain_obj_name(dom));
+    ho_rpc_call_reply(call, NULL);
+    return 0;
+}
+
+/* handover migrate --postcopy-resume: a fresh connection to the
+ * destination daemon, then one recovery attempt of the paused job. */
+static int
+methods_domain_migrate_recover(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    QemuDomainObj *dom = methods_lookup(m, params);
+    const char *dest_uri = methods_param_string(params, "dest_uri");
+    g_autofree char *host = NULL;
+    MethodsMigrate *op;
+    int port;
+
+    if (!dom || !methods_mig(m) || handoverd_peer_parse_uri(dest_uri, &host, &port) < 0 ||
+        methods_need_job(m, dom) < 0)
+        return -1;
+    op = g_new0(MethodsMigrate, 1);
+    op->m = m;
+    op->call = call;
+    op->resume = true;
+    op->name = g_strdup(qemu_domain_obj_name(dom));
+    op->uuid = g_strdup(qemu_domain_obj_uuid(dom));
+    op->dest_uri = g_strdup(dest_uri);
+    op->peer = handoverd_peer_connect(dest_uri, &m->peer_cfg, methods_migrate_opened, op);
+    if (!op->peer) {
+        methods_migrate_free(op);
+        return -1;
+    }
+    g_hash_table_add(m->migrations, op);
+    HO_INFO("domain '%s': resuming the postcopy migration through '%s'", op->name, dest_uri);
+    return 0;
+}
+
+/* The job of uuid paused in postcopy: the domain.migrate call waiting for
+ * it (and a recovery attempt that had got the job going again) is
+ * answered now, since the job stays paused until someone resumes it; the
+ * job's end later only frees the call's state. */
+static void
+methods_migrate_postcopy_phase(HandoverdMethods *m, const char *uuid, const char *phase)
+{
+    bool paused = g_str_equal(phase, "postcopy-paused");
+    GHashTableIter iter;
+    gpointer key;
+
+    if (!paused && !g_str_equal(phase, "postcopy"))
+        return;
+    g_hash_table_iter_init(&iter, m->migrations);
+    while (g_hash_table_iter_next(&iter, &key, NULL)) {
+        MethodsMigrate *op = key;
+        g_autoptr(HoError) err = NULL;
+
+        if (op->answered || !op->in_job || g_strcmp0(op->uuid, uuid) != 0)
+            continue;
+        if (!paused) {
+            op->resumed = op->resume;
+            continue;
+        }
+        /* A recovery attempt that fails reports its own error. */
+        if (op->resume && !op->resumed)
+            continue;
+        err = ho_error_new(HO_ERR_OPERATION_INVALID,
+                           _("the migration of domain '%1$s' is paused in postcopy and stays "
+                             "recoverable: the guest runs on the destination with the memory "
+                             "it has; resume the migration with 'handover migrate "
+                             "--postcopy-resume %1$s DEST-URI'"),
+                           op->name);
+        op->answered = true;
+        ho_rpc_call_error(op->call, err);
+        op->call = NULL;
+    }
 }
 
 static void
@@ -827,8 +982,18 @@ methods_domain_jobabort(HoRpcCall *call, json_object *params, void *opaque)
     HandoverdMethods *m = opaque;
     QemuDomainObj *dom = methods_lookup(m, params);
 
-    if (!dom || !methods_mig(m) || qemu_migration_any_abort(m->mig, dom) < 0)
+    if (!dom || !methods_mig(m))
         return -1;
+    if (methods_param_bool(params, "postcopy", false)) {
+        /* domjobabort --postcopy: migrate-pause, the job stays recoverable. */
+        if (methods_need_job(m, dom) < 0 ||
+            qemu_migration_any_pause_postcopy(m->mig, dom) < 0)
+            return -1;
+        HO_INFO("domain '%s': postcopy migration paused on request",
+                qemu_domain_obj_name(dom));
+    } else if (qemu_migration_any_abort(m->mig, dom) < 0) {
+        return -1;
+    }
     ho_rpc_call_reply(call, NULL);
     return 0;
 }
@@ -1023,6 +1188,82 @@ methods_migration_nbd_stop(HoRpcCall *call, json_object *params, void *opaque)
     return 0;
 }
 
+/* The domain of a peer call's {"args": {"uuid"}} with a migration job;
+ * NULL and an error. */
+static QemuDomainObj *
+methods_peer_job_domain(HandoverdMethods *m, json_object *args)
+{
+    const char *uuid = methods_param_string(args, "uuid");
+    QemuDomainObj *dom;
+
+    if (!methods_mig(m) || !methods_driver(m))
+        return NULL;
+    if (!uuid) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("missing argument '%1$s'"), "args.uuid");
+        return NULL;
+    }
+    if (!(dom = qemu_driver_lookup(m->driver, uuid)) || methods_need_job(m, dom) < 0)
+        return NULL;
+    return dom;
+}
+
+static void
+methods_recover_done(json_object *result, const HoError *err, void *opaque)
+{
+    MethodsPeerOp *pop = opaque;
+    MethodsPeerSession *ps = NULL;
+
+    /* This connection carries the job from now on: if it closes before
+     * migration.finish, the orchestrator hears (as after a prepare). */
+    if (!err && pop->uuid && (ps = methods_peer_session(pop->m, pop->call)))
+        g_hash_table_add(ps->uuids, g_strdup(pop->uuid));
+    methods_op_finish(pop->op, err ? NULL : json_object_get(result), err);
+    g_free(pop->uuid);
+    g_free(pop);
+}
+
+/* Postcopy recovery, destination: listen again (migrate-recover). */
+static int
+methods_migration_recover(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    json_object *args = NULL;
+    MethodsPeerOp *pop;
+
+    json_object_object_get_ex(params, "args", &args);
+    if (!methods_peer_job_domain(m, args))
+        return -1;
+    pop = g_new0(MethodsPeerOp, 1);
+    pop->m = m;
+    pop->call = call;
+    pop->uuid = g_strdup(methods_param_string(args, "uuid"));
+    pop->op = methods_op_new(m, call);
+    HO_INFO("%s: migration.recover", ho_rpc_call_client_label(call));
+    qemu_migration_dst_recover(m->mig, args, methods_recover_done, pop);
+    return 0;
+}
+
+static void
+methods_pause_done(json_object *result, const HoError *err, void *opaque)
+{
+    methods_op_finish(opaque, err ? NULL : json_object_get(result), err);
+}
+
+/* Postcopy, destination: force postcopy-paused (migrate-pause). */
+static int
+methods_migration_pause(HoRpcCall *call, json_object *params, void *opaque)
+{
+    HandoverdMethods *m = opaque;
+    json_object *args = NULL;
+
+    json_object_object_get_ex(params, "args", &args);
+    if (!methods_peer_job_domain(m, args))
+        return -1;
+    HO_INFO("%s: migration.pause", ho_rpc_call_client_label(call));
+    qemu_migration_dst_pause(m->mig, args, methods_pause_done, methods_op_new(m, call));
+    return 0;
+}
+
 /* ---- the table ---- */
 
 static const HoRpcArgSpec args_none[] = {
@@ -1056,8 +1297,18 @@ static const HoRpcArgSpec args_list[] = {
 };
 static const HoRpcArgSpec args_migrate[] = {
     {"name", HO_RPC_ARG_STRING, true},
-    {"dest_uri", HO_RPC_ARG_STRING, true},
+    {"dest_uri", HO_RPC_ARG_STRING, false}, /* required unless params.mode is cpr-transfer */
     {"params", HO_RPC_ARG_OBJECT, false},
+    {NULL, 0, false},
+};
+static const HoRpcArgSpec args_recover[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"dest_uri", HO_RPC_ARG_STRING, true},
+    {NULL, 0, false},
+};
+static const HoRpcArgSpec args_jobabort[] = {
+    {"name", HO_RPC_ARG_STRING, true},
+    {"postcopy", HO_RPC_ARG_BOOL, false},
     {NULL, 0, false},
 };
 static const HoRpcArgSpec args_jobinfo[] = {
@@ -1095,11 +1346,17 @@ static const HoRpcMethod methods_table[] = {
     {"domain.get_xml", methods_domain_get_xml, args_get_xml, HO_RPC_METHOD_LOCAL},
     {"domain.migrate", methods_domain_migrate, args_migrate, HO_RPC_METHOD_LOCAL},
     {"domain.jobinfo", methods_domain_jobinfo, args_jobinfo, HO_RPC_METHOD_LOCAL},
-    {"domain.jobabort", methods_domain_jobabort, args_name, HO_RPC_METHOD_LOCAL},
+    {"domain.jobabort", methods_domain_jobabort, args_jobabort, HO_RPC_METHOD_LOCAL},
+    {"domain.migrate_postcopy", methods_domain_migrate_postcopy, args_name,
+     HO_RPC_METHOD_LOCAL},
+    {"domain.migrate_recover", methods_domain_migrate_recover, args_recover,
+     HO_RPC_METHOD_LOCAL},
     /* Called by a source daemon over TCP (and served on the UNIX socket too). */
     {"migration.prepare", methods_migration_prepare, args_prepare, HO_RPC_METHOD_PEER},
     {"migration.finish", methods_migration_finish, args_finish, HO_RPC_METHOD_PEER},
     {"migration.nbd_stop", methods_migration_nbd_stop, args_finish, HO_RPC_METHOD_PEER},
+    {"migration.recover", methods_migration_recover, args_finish, HO_RPC_METHOD_PEER},
+    {"migration.pause", methods_migration_pause, args_finish, HO_RPC_METHOD_PEER},
 };
 
 const HoRpcMethod *
@@ -1157,7 +1414,8 @@ handoverd_methods_free(HandoverdMethods *m)
         g_hash_table_iter_init(&miter, m->migrations);
         while (g_hash_table_iter_next(&miter, &op, NULL)) {
             g_hash_table_iter_remove(&miter);
-            ho_rpc_call_error(((MethodsMigrate *)op)->call, err);
+            if (!((MethodsMigrate *)op)->answered)
+                ho_rpc_call_error(((MethodsMigrate *)op)->call, err);
             methods_migrate_free(op);
         }
     }
@@ -1269,6 +1527,9 @@ handoverd_methods_migration_event(QemuMigration *mig, const char *name, const ch
     ho_json_add_string(ev, "event", event);
     ho_json_add(ev, "data", data ? json_object_get(data) : json_object_new_object());
     ho_rpc_server_emit_event(m->server, "domain.job", ev);
+    /* After the event, so that a client sees the phase before the answer. */
+    if (g_str_equal(event, "phase") && methods_param_string(data, "phase"))
+        methods_migrate_postcopy_phase(m, uuid, methods_param_string(data, "phase"));
 }
 
 json_object *

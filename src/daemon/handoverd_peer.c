@@ -256,6 +256,26 @@ peer_op_nbd_stop(void *p, json_object *args, QemuMigrationReplyFunc cb, void *op
     peer_call(p, "migration.nbd_stop", params, cb, opaque);
 }
 
+/* Postcopy recovery: the destination listens again (migrate-recover). */
+static void
+peer_op_recover(void *p, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    json_object *params = json_object_new_object();
+
+    ho_json_add(params, "args", args);
+    peer_call(p, "migration.recover", params, cb, opaque);
+}
+
+/* Postcopy: force the destination into postcopy-paused (migrate-pause). */
+static void
+peer_op_pause(void *p, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    json_object *params = json_object_new_object();
+
+    ho_json_add(params, "args", args);
+    peer_call(p, "migration.pause", params, cb, opaque);
+}
+
 static const char *
 peer_op_host_uuid(void *p)
 {
@@ -281,6 +301,8 @@ static const QemuMigrationPeerOps peer_ops = {
     .hostname = peer_op_hostname,
     .free = peer_op_free,
     .nbd_stop = peer_op_nbd_stop,
+    .recover = peer_op_recover,
+    .pause = peer_op_pause,
 };
 
 const QemuMigrationPeerOps *

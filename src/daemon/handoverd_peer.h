@@ -3,8 +3,8 @@
  * migration job: the destination URI (handover+tcp://HOST[:PORT]/system),
  * an asynchronous connect and hello on the daemon's loop with keepalive,
  * and the orchestrator's QemuMigrationPeerOps over it
- * ("migration.prepare", "migration.nbd_stop" and "migration.finish",
- * docs/protocol.md).
+ * ("migration.prepare", "migration.nbd_stop", "migration.finish" and, for
+ * postcopy, "migration.recover" and "migration.pause", docs/protocol.md).
  *
  * Nothing here blocks the loop: the host name is resolved in a worker
  * thread, the connect and every call complete on the loop.

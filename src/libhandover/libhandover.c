@@ -791,6 +791,7 @@ handover_job_info_init(HandoverJobInfo *info)
     info->disk_total = info->disk_processed = info->disk_remaining = -1;
     info->disk_bandwidth_bps = -1;
     info->switchover_us = info->switchover_qemu_us = info->switchover_own_us = -1;
+    info->postcopy_requests = info->postcopy_bytes = -1;
 }
 
 /* The caller's structure may be older (smaller) than ours: write only its
@@ -841,6 +842,8 @@ static const struct {
     {"disk_processed", offsetof(HandoverJobInfo, disk_processed)},
     {"disk_remaining", offsetof(HandoverJobInfo, disk_remaining)},
     {"disk_bandwidth_bps", offsetof(HandoverJobInfo, disk_bandwidth_bps)},
+    {"postcopy_requests", offsetof(HandoverJobInfo, postcopy_requests)},
+    {"postcopy_bytes", offsetof(HandoverJobInfo, postcopy_bytes)},
 };
 
 /* Durations the daemon gives in milliseconds (maybe fractional) and, more
@@ -1013,7 +1016,26 @@ migrate_params_to_json(const HandoverMigrateParams *params)
         ho_json_add_int64(obj, "disks_port", p.disks_port);
     if (p.disks_uri)
         ho_json_add_string(obj, "disks_uri", p.disks_uri);
+    if (p.postcopy)
+        ho_json_add_bool(obj, "postcopy", true);
+    if (p.postcopy_after_precopy)
+        ho_json_add_bool(obj, "postcopy_after_precopy", true);
+    if (p.has_postcopy_bandwidth)
+        ho_json_add(obj, "postcopy_bandwidth_mib",
+                    json_object_new_uint64(p.postcopy_bandwidth_mib));
+    if (p.mode)
+        ho_json_add_string(obj, "mode", p.mode);
     return obj;
+}
+
+static bool
+migrate_params_is_cpr(json_object *args)
+{
+    json_object *val;
+
+    return json_object_object_get_ex(args, "mode", &val) &&
+           json_object_is_type(val, json_type_string) &&
+           g_str_equal(json_object_get_string(val), "cpr-transfer");
 }
 
 int
@@ -1027,16 +1049,22 @@ handover_domain_migrate(HandoverConnect *conn, const char *name, const char *des
 
     api_enter();
     if (!connect_check(conn, "handover_domain_migrate") ||
-        !check_arg(name, "handover_domain_migrate", "name") ||
-        !check_arg(dest_uri, "handover_domain_migrate", "dest_uri"))
+        !check_arg(name, "handover_domain_migrate", "name"))
         return -1;
     if (completed && job_info_check(completed, "handover_domain_migrate") < 0)
         return -1;
     if (!(args = migrate_params_to_json(params)))
         return -1;
+    /* A CPR transfer stays on this host; the daemon refuses a dest_uri with it. */
+    if (!dest_uri && !migrate_params_is_cpr(args) &&
+        !check_arg(dest_uri, "handover_domain_migrate", "dest_uri")) {
+        json_object_put(args);
+        return -1;
+    }
     req = json_object_new_object();
     ho_json_add_string(req, "name", name);
-    ho_json_add_string(req, "dest_uri", dest_uri);
+    if (dest_uri)
+        ho_json_add_string(req, "dest_uri", dest_uri);
     ho_json_add(req, "params", args);
     if (call(conn, "domain.migrate", g_steal_pointer(&req), &result,
              MAX(MIGRATE_MAX_WAIT_MS, conn->timeout_ms)) < 0)
@@ -1075,15 +1103,71 @@ handover_domain_get_job_info(HandoverConnect *conn, const char *name, bool compl
 int
 handover_domain_abort_job(HandoverConnect *conn, const char *name)
 {
+    return handover_domain_abort_job_flags(conn, name, 0);
+}
+
+int
+handover_domain_abort_job_flags(HandoverConnect *conn, const char *name, unsigned int flags)
+{
     json_object *req;
 
     api_enter();
     if (!connect_check(conn, "handover_domain_abort_job") ||
         !check_arg(name, "handover_domain_abort_job", "name"))
         return -1;
+    if (flags & ~(unsigned int)HANDOVER_ABORT_JOB_POSTCOPY) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("%1$s: unknown flags 0x%2$x"),
+                        "handover_domain_abort_job_flags",
+                        flags & ~(unsigned int)HANDOVER_ABORT_JOB_POSTCOPY);
+        return -1;
+    }
     req = json_object_new_object();
     ho_json_add_string(req, "name", name);
+    if (flags & HANDOVER_ABORT_JOB_POSTCOPY)
+        ho_json_add_bool(req, "postcopy", true);
     return call(conn, "domain.jobabort", req, NULL, 0);
+}
+
+int
+handover_domain_migrate_postcopy(HandoverConnect *conn, const char *name)
+{
+    json_object *req;
+
+    api_enter();
+    if (!connect_check(conn, "handover_domain_migrate_postcopy") ||
+        !check_arg(name, "handover_domain_migrate_postcopy", "name"))
+        return -1;
+    req = json_object_new_object();
+    ho_json_add_string(req, "name", name);
+    return call(conn, "domain.migrate_postcopy", req, NULL, 0);
+}
+
+int
+handover_domain_migrate_recover(HandoverConnect *conn, const char *name, const char *dest_uri,
+                                HandoverJobInfo *completed)
+{
+    g_autoptr(json_object) req = NULL;
+    g_autoptr(json_object) result = NULL;
+    HandoverJobInfo full;
+
+    api_enter();
+    if (!connect_check(conn, "handover_domain_migrate_recover") ||
+        !check_arg(name, "handover_domain_migrate_recover", "name") ||
+        !check_arg(dest_uri, "handover_domain_migrate_recover", "dest_uri"))
+        return -1;
+    if (completed && job_info_check(completed, "handover_domain_migrate_recover") < 0)
+        return -1;
+    req = json_object_new_object();
+    ho_json_add_string(req, "name", name);
+    ho_json_add_string(req, "dest_uri", dest_uri);
+    if (call(conn, "domain.migrate_recover", g_steal_pointer(&req), &result,
+             MAX(MIGRATE_MAX_WAIT_MS, conn->timeout_ms)) < 0)
+        return -1;
+    if (completed) {
+        job_info_from_json(result, &full);
+        job_info_copy_out(completed, &full);
+    }
+    return 0;
 }
 
 /* ---- events ---- */

@@ -355,7 +355,9 @@ qemu_command_build(const QemuDomainDef *def, const QemuCommandOptions *opts)
 
     machine_esc = qemu_command_escape_comma(machine);
     arg_add(argv, "-machine");
-    arg_addf(argv, "%s,accel=%s%s", machine_esc, accel, backend ? ",memory-backend=ram0" : "");
+    arg_addf(argv, "%s,accel=%s%s%s", machine_esc, accel, backend ? ",memory-backend=ram0" : "",
+             backend && opts->aux_ram_share && def->memfd && def->shared ? ",aux-ram-share=on"
+                                                                         : "");
     if (backend) {
         arg_add(argv, "-object");
         arg_addf(argv, "%s,id=ram0,size=%" G_GUINT64_FORMAT ",share=%s",
@@ -422,6 +424,20 @@ qemu_command_build(const QemuDomainDef *def, const QemuCommandOptions *opts)
     if (opts->incoming) {
         arg_add(argv, "-incoming");
         arg_add(argv, opts->incoming);
+    }
+    if (opts->cpr_channel_path) {
+        /* The CPR channel: QEMU reads the CPR state (memfds) from it before
+         * it creates anything else, its monitor included. */
+        json_object *chan = json_object_new_object();
+        json_object *addr = json_object_new_object();
+
+        json_object_object_add(addr, "transport", json_object_new_string("socket"));
+        json_object_object_add(addr, "type", json_object_new_string("unix"));
+        json_object_object_add(addr, "path", json_object_new_string(opts->cpr_channel_path));
+        json_object_object_add(chan, "channel-type", json_object_new_string("cpr"));
+        json_object_object_add(chan, "addr", addr);
+        arg_add(argv, "-incoming");
+        g_ptr_array_add(argv, json_take_string(chan));
     }
 
     if (ho_log_enabled(HO_LOG_DEBUG, HO_LOG_MODULE)) {

@@ -25,6 +25,13 @@ typedef struct {
     const char *accel;                /* "kvm" or "tcg"; NULL: from the domain type */
     const char *const *firmware_dirs; /* NULL-terminated, one -L each; may be NULL */
     const char *machine_override;     /* concrete machine type replacing the domain's */
+    /* CPR transfer (QEMU 10.0+): aux-ram-share=on on the machine when guest
+     * RAM is a shared memfd backend, so that every RAM block (ROMs too) can
+     * be handed over as a memfd; and, for the new QEMU of a CPR transfer,
+     * the UNIX socket of its CPR channel (a second -incoming, JSON form),
+     * or NULL. */
+    bool aux_ram_share;
+    const char *cpr_channel_path;
 } QemuCommandOptions;
 
 /* The command line to start def (argv[0] the emulator; g_strfreev it), or NULL

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1735,6 +1736,9 @@ start_caps_ready(QemuDriver *drv, CapsEntry *e, const HoError *err, void *opaque
     copts.accel = accel;
     copts.firmware_dirs = (const char *const *)fw_dirs;
     copts.machine_override = machine;
+    /* Shared memfd RAM on a QEMU that can do CPR transfer: every RAM block
+     * shareable, so the domain can later move to a new QEMU with it. */
+    copts.aux_ram_share = e->caps && qemu_caps_has(e->caps, QEMU_CAPS_CPR_TRANSFER);
     if (!(argv = qemu_command_build(op->def, &copts))) {
         start_fail_take(op);
         return;
@@ -3011,4 +3015,372 @@ qemu_domain_obj_remove_exit_watch(QemuDomainObj *dom, guint id)
             return;
         }
     }
+}
+
+/* ---- CPR transfer (issue 6) ------------------------------------------------ */
+
+struct _QemuDomainCpr {
+    QemuDriver *drv;
+    QemuDomainObj *dom;   /* a reference */
+    GPid pid;             /* 0 once it exited */
+    bool own_child;       /* child watch, else pidfd */
+    int pidfd;
+    GSource *watch;       /* child watch or pidfd source */
+    GSource *kill_timer;
+    unsigned long long start_time;
+    QemuMonitor *mon;     /* a reference, callbacks of the domain (ignored while not its own) */
+    QemuCaps *caps;
+    char *emulator;
+    char *qmp_path;
+    char *channel_path;
+    char *main_path;
+    bool orphan;          /* freed by its owner: frees itself once the QEMU exited */
+    QemuDomainCprExitFunc exit_cb;
+    void *opaque;
+};
+
+static void cpr_watch(QemuDomainCpr *cpr);
+
+static void
+cpr_release(QemuDomainCpr *cpr)
+{
+    clear_source(&cpr->watch);
+    clear_source(&cpr->kill_timer);
+    if (cpr->pidfd >= 0)
+        close(cpr->pidfd);
+    cpr->pidfd = -1;
+    if (cpr->mon) {
+        qemu_monitor_close(cpr->mon);
+        g_clear_pointer(&cpr->mon, qemu_monitor_unref);
+    }
+}
+
+static void
+cpr_free_now(QemuDomainCpr *cpr)
+{
+    cpr_release(cpr);
+    if (cpr->channel_path)
+        (void)unlink(cpr->channel_path);
+    if (cpr->main_path)
+        (void)unlink(cpr->main_path);
+    if (cpr->qmp_path)
+        (void)unlink(cpr->qmp_path);
+    qemu_caps_free(cpr->caps);
+    qemu_domain_obj_unref(cpr->dom);
+    g_free(cpr->emulator);
+    g_free(cpr->qmp_path);
+    g_free(cpr->channel_path);
+    g_free(cpr->main_path);
+    g_free(cpr);
+}
+
+static void
+cpr_exited(QemuDomainCpr *cpr, bool have_status, int status)
+{
+    g_autofree char *how = describe_exit(have_status, status);
+
+    HO_INFO("domain '%s': CPR transfer: QEMU pid %d %s", cpr->dom->name, (int)cpr->pid, how);
+    dom_log(cpr->dom, "CPR transfer: QEMU pid %d %s", (int)cpr->pid, how);
+    cpr->pid = 0;
+    cpr_release(cpr);
+    if (cpr->orphan) {
+        cpr_free_now(cpr);
+        return;
+    }
+    if (cpr->exit_cb)
+        cpr->exit_cb(cpr, how, cpr->opaque);
+}
+
+static void
+cpr_child_exited(GPid pid, gint status, gpointer opaque)
+{
+    QemuDomainCpr *cpr = opaque;
+
+    g_clear_pointer(&cpr->watch, g_source_unref);
+    cpr_exited(cpr, true, status);
+}
+
+static gboolean
+cpr_pidfd_ready(gint fd, GIOCondition cond, gpointer opaque)
+{
+    QemuDomainCpr *cpr = opaque;
+
+    g_clear_pointer(&cpr->watch, g_source_unref);
+    cpr_exited(cpr, false, 0);
+    return G_SOURCE_REMOVE;
+}
+
+/* Watch cpr->pid: a child watch for our child, else its pidfd. */
+static void
+cpr_watch(QemuDomainCpr *cpr)
+{
+    if (cpr->own_child) {
+        cpr->watch = g_child_watch_source_new(cpr->pid);
+        g_source_set_callback(cpr->watch, (GSourceFunc)(void (*)(void))cpr_child_exited, cpr,
+                              NULL);
+    } else {
+        cpr->watch = g_unix_fd_source_new(cpr->pidfd, G_IO_IN);
+        g_source_set_callback(cpr->watch, (GSourceFunc)(void (*)(void))cpr_pidfd_ready, cpr,
+                              NULL);
+    }
+    g_source_attach(cpr->watch, cpr->drv->ctx);
+}
+
+static char *
+cpr_file_path(QemuDomainObj *dom, const char *suffix)
+{
+    g_autofree char *file = g_strdup_printf("%s.%s", dom->name, suffix);
+
+    return g_build_filename(dom->drv->status_dir, file, NULL);
+}
+
+QemuDomainCpr *
+qemu_driver_domain_cpr_spawn(QemuDriver *drv, QemuDomainObj *dom, const char *emulator,
+                             const QemuCaps *caps, QemuDomainCprExitFunc exit_cb, void *opaque)
+{
+    QemuDomainCpr *cpr;
+    QemuProcessSpawn spawn = {0};
+    QemuCommandOptions copts = {0};
+    g_auto(GStrv) fw_dirs = NULL;
+    g_auto(GStrv) argv = NULL;
+    g_autoptr(QemuDomainDef) def = NULL;
+    g_autofree char *log_path = NULL;
+    g_autofree char *joined = NULL;
+    g_autoptr(json_object) caps_json = NULL;
+
+    if (!dom_check_owner(drv, dom))
+        return NULL;
+    if (dom->pid <= 0 || dom->start || !dom->live_def || !dom->mon) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' is not running"), dom->name);
+        return NULL;
+    }
+    if (!emulator)
+        emulator = dom->emulator;
+
+    def = qemu_domain_def_copy(dom->live_def);
+    g_free(def->emulator);
+    def->emulator = g_strdup(emulator);
+    cpr = g_new0(QemuDomainCpr, 1);
+    cpr->drv = drv;
+    cpr->dom = qemu_domain_obj_ref(dom);
+    cpr->pidfd = -1;
+    cpr->exit_cb = exit_cb;
+    cpr->opaque = opaque;
+    cpr->emulator = g_strdup(emulator);
+    caps_json = qemu_caps_to_json(caps);
+    cpr->caps = qemu_caps_from_json(caps_json);
+    cpr->qmp_path = cpr_file_path(dom, "cpr-qmp");
+    cpr->channel_path = cpr_file_path(dom, "cpr");
+    cpr->main_path = cpr_file_path(dom, "cpr-main");
+    /* Leftovers of an earlier attempt would make QEMU's listen fail. */
+    (void)unlink(cpr->channel_path);
+    (void)unlink(cpr->main_path);
+    if (!cpr->caps) {
+        cpr_free_now(cpr);
+        return NULL;
+    }
+
+    fw_dirs = qemu_process_firmware_dirs(emulator);
+    copts.emulator = emulator;
+    copts.start_paused = true;
+    copts.incoming = "defer";
+    copts.accel = dom->accel;
+    copts.firmware_dirs = (const char *const *)fw_dirs;
+    copts.machine_override = dom->live_def->machine;
+    copts.aux_ram_share = true;
+    copts.cpr_channel_path = cpr->channel_path;
+    if (!(argv = qemu_command_build(def, &copts))) {
+        cpr_free_now(cpr);
+        return NULL;
+    }
+    log_path = dom_log_path(dom);
+    joined = g_strjoinv(" ", argv);
+    dom_log(dom, "CPR transfer: starting the new QEMU: %s", joined);
+    spawn.emulator = argv[0];
+    spawn.qmp_path = cpr->qmp_path;
+    spawn.log_path = log_path;
+    spawn.log_append = true;
+    spawn.extra_args = (const char *const *)argv + 1;
+    spawn.args_complete = true;
+    spawn.die_with_parent = false;
+    if (driver_spawn(drv, &spawn, &cpr->pid) < 0) {
+        cpr->pid = 0;
+        cpr_free_now(cpr);
+        return NULL;
+    }
+    cpr->own_child = true;
+    cpr_watch(cpr);
+    if (qemu_process_start_time(cpr->pid, &cpr->start_time) < 0) {
+        qemu_domain_cpr_free(cpr);
+        return NULL;
+    }
+    /* The socket is listening already: the connect succeeds at once. Same
+     * callbacks as the domain's monitor: they ignore it until the switch. */
+    cpr->mon = qemu_monitor_open_unix(cpr->qmp_path, dom->name, drv->ctx, &dom_monitor_cbs, dom);
+    if (!cpr->mon) {
+        qemu_domain_cpr_free(cpr);
+        return NULL;
+    }
+    if (drv->recorder)
+        qemu_monitor_set_recorder(cpr->mon, drv->recorder);
+    (void)qemu_monitor_subscribe(cpr->mon, NULL, dom_monitor_event, dom);
+    dom_log(dom, "CPR transfer: new QEMU pid %d", (int)cpr->pid);
+    return cpr;
+}
+
+QemuMonitor *
+qemu_domain_cpr_monitor(const QemuDomainCpr *cpr)
+{
+    return cpr->mon;
+}
+
+int
+qemu_domain_cpr_pid(const QemuDomainCpr *cpr)
+{
+    return cpr->pid;
+}
+
+const char *
+qemu_domain_cpr_channel_path(const QemuDomainCpr *cpr)
+{
+    return cpr->channel_path;
+}
+
+const char *
+qemu_domain_cpr_main_path(const QemuDomainCpr *cpr)
+{
+    return cpr->main_path;
+}
+
+int
+qemu_driver_domain_cpr_switch(QemuDriver *drv, QemuDomainObj *dom, QemuDomainCpr *cpr)
+{
+    g_autofree char *sock = NULL;
+    GPid old_pid;
+    unsigned long long old_start;
+    bool old_own;
+    int old_pidfd;
+    QemuMonitor *old_mon;
+
+    if (!dom_check_owner(drv, dom))
+        return -1;
+    if (cpr->dom != dom || dom->pid <= 0 || dom->start || cpr->pid <= 0 || !cpr->mon) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the new QEMU of domain '%1$s' is not there to switch to"), dom->name);
+        return -1;
+    }
+    /* The new QEMU's socket takes the domain's usual name: a restarted
+     * daemon connects to it there. */
+    sock = dom_socket_path(dom);
+    if (rename(cpr->qmp_path, sock) < 0) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot rename '%1$s' to '%2$s'"),
+                              cpr->qmp_path, sock);
+        return -1;
+    }
+    g_clear_pointer(&cpr->qmp_path, g_free);
+
+    /* Swap the processes and monitors. */
+    clear_source(&cpr->watch);
+    clear_source(&dom->child_watch);
+    clear_source(&dom->pidfd_watch);
+    clear_source(&dom->mon_timeout);
+    old_pid = dom->pid;
+    old_start = dom->start_time;
+    old_own = dom->own_child;
+    old_pidfd = dom->pidfd;
+    old_mon = dom->mon;
+
+    dom->pid = cpr->pid;
+    dom->start_time = cpr->start_time;
+    dom->own_child = true;
+    dom->pidfd = -1;
+    dom->mon = cpr->mon;
+    dom->child_watch = g_child_watch_source_new(dom->pid);
+    g_source_set_callback(dom->child_watch, (GSourceFunc)(void (*)(void))dom_child_exited, dom,
+                          NULL);
+    g_source_attach(dom->child_watch, drv->ctx);
+    qemu_caps_free(dom->caps);
+    dom->caps = g_steal_pointer(&cpr->caps);
+    g_free(dom->emulator);
+    dom->emulator = g_strdup(cpr->emulator);
+    g_free(dom->live_def->emulator);
+    dom->live_def->emulator = g_strdup(cpr->emulator);
+    g_free(dom->monitor_path);
+    dom->monitor_path = g_strdup(sock);
+
+    cpr->pid = old_pid;
+    cpr->start_time = old_start;
+    cpr->own_child = old_own;
+    cpr->pidfd = old_pidfd;
+    cpr->mon = old_mon;
+    if (cpr->own_child || cpr->pidfd >= 0)
+        cpr_watch(cpr);
+    else
+        HO_WARN("domain '%s': the old QEMU pid %d cannot be watched", dom->name, (int)cpr->pid);
+
+    dom_log(dom, "CPR transfer: QEMU pid %d replaced by pid %d", (int)cpr->pid, (int)dom->pid);
+    /* The new QEMU waits for cont (-S): paused until the caller sends it. */
+    return dom_set_state(dom, QEMU_DOMAIN_STATE_PAUSED, "migration", NULL, NULL);
+}
+
+static gboolean
+cpr_kill_timeout(gpointer opaque)
+{
+    QemuDomainCpr *cpr = opaque;
+
+    g_clear_pointer(&cpr->kill_timer, g_source_unref);
+    if (cpr->pid > 0)
+        dom_log(cpr->dom, "CPR transfer: QEMU pid %d did not exit: sending SIGKILL",
+                (int)cpr->pid);
+    qemu_domain_cpr_end(cpr, false);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+cpr_kill(QemuDomainCpr *cpr, int sig)
+{
+    if (cpr->pid <= 0)
+        return;
+    if (cpr->pidfd >= 0) {
+        if (qemu_process_pidfd_send_signal(cpr->pidfd, sig) < 0)
+            ho_error_reset();
+    } else if (cpr->own_child) {
+        /* An unreaped child's pid cannot be reused. */
+        (void)kill(cpr->pid, sig);
+    }
+}
+
+void
+qemu_domain_cpr_end(QemuDomainCpr *cpr, bool graceful)
+{
+    if (cpr->pid <= 0)
+        return;
+    if (graceful && cpr->mon && qemu_monitor_is_ready(cpr->mon)) {
+        /* The reply may never come: the exit is what counts. */
+        qemu_monitor_json_quit(cpr->mon, NULL, NULL);
+        if (!cpr->kill_timer)
+            cpr->kill_timer = attach_timeout(cpr->drv, DESTROY_KILL_DELAY_S, cpr_kill_timeout,
+                                             cpr);
+        return;
+    }
+    cpr_kill(cpr, SIGKILL);
+}
+
+void
+qemu_domain_cpr_free(QemuDomainCpr *cpr)
+{
+    if (!cpr)
+        return;
+    if (cpr->pid > 0 && cpr->watch) {
+        /* Reaped by its watch, which then frees it. */
+        cpr->orphan = true;
+        clear_source(&cpr->kill_timer);
+        if (cpr->mon) {
+            qemu_monitor_close(cpr->mon);
+            g_clear_pointer(&cpr->mon, qemu_monitor_unref);
+        }
+        cpr_kill(cpr, SIGKILL);
+        return;
+    }
+    cpr_free_now(cpr);
 }

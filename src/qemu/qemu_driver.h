@@ -201,3 +201,42 @@ void qemu_driver_domain_quit_migrated(QemuDriver *drv, QemuDomainObj *dom,
  * the watch is removed after it ran. Returns an id for removal. */
 guint qemu_domain_obj_add_exit_watch(QemuDomainObj *dom, QemuDomainExitFunc fn, void *opaque);
 void qemu_domain_obj_remove_exit_watch(QemuDomainObj *dom, guint id);
+
+/* ---- CPR transfer (issue 6): a domain's QEMU replaced on this host ---- */
+
+/* The other QEMU of a CPR transfer: first the new one, until the switch;
+ * after qemu_driver_domain_cpr_switch the old one. */
+typedef struct _QemuDomainCpr QemuDomainCpr;
+/* That QEMU exited ("exited with status 1", ...); runs once. */
+typedef void (*QemuDomainCprExitFunc)(QemuDomainCpr *cpr, const char *how, void *opaque);
+
+/* Start the new QEMU for a CPR transfer of the running domain dom: its
+ * live definition with the same concrete machine type, emulator (NULL:
+ * the running one's) whose capabilities caps are (copied, from
+ * qemu_driver_get_caps), -S, -incoming defer plus the CPR channel (a UNIX
+ * socket the new QEMU listens on, qemu_domain_cpr_channel_path). Its QMP
+ * socket is created here and passed as an fd, so its monitor
+ * (qemu_domain_cpr_monitor) connects at once; the greeting comes only
+ * once QEMU has read the CPR state. The process is our child; exit_cb
+ * runs when it exits. NULL and an error, nothing left behind. */
+QemuDomainCpr *qemu_driver_domain_cpr_spawn(QemuDriver *drv, QemuDomainObj *dom,
+                                            const char *emulator, const QemuCaps *caps,
+                                            QemuDomainCprExitFunc exit_cb, void *opaque);
+/* Its monitor (borrowed; NULL once it exited), pid (0 once it exited),
+ * the CPR channel's path and the path for the main channel (the new
+ * QEMU's migrate-incoming unix:PATH). */
+QemuMonitor *qemu_domain_cpr_monitor(const QemuDomainCpr *cpr);
+int qemu_domain_cpr_pid(const QemuDomainCpr *cpr);
+const char *qemu_domain_cpr_channel_path(const QemuDomainCpr *cpr);
+const char *qemu_domain_cpr_main_path(const QemuDomainCpr *cpr);
+/* The switch, after the source QEMU completed: the domain becomes the new
+ * QEMU (pid, child watch, monitor, capabilities, emulator, QMP socket
+ * path, state paused "migrated" until the caller's cont; status file
+ * persisted) and cpr now holds the old QEMU with its monitor (exit_cb
+ * runs when it exits). -1 and an error: nothing changed. */
+int qemu_driver_domain_cpr_switch(QemuDriver *drv, QemuDomainObj *dom, QemuDomainCpr *cpr);
+/* End cpr's QEMU: `quit` on its monitor when graceful and it has one,
+ * else SIGKILL; SIGKILL after a short bound. exit_cb runs once it exited. */
+void qemu_domain_cpr_end(QemuDomainCpr *cpr, bool graceful);
+/* Free. A QEMU still running is killed and reaped later. Accepts NULL. */
+void qemu_domain_cpr_free(QemuDomainCpr *cpr);

@@ -30,6 +30,9 @@ static const char *const phase_names[] = {
     [QEMU_MIGRATION_PHASE_SWITCHOVER] = "switchover",
     [QEMU_MIGRATION_PHASE_FINISH] = "finish",
     [QEMU_MIGRATION_PHASE_CONFIRM] = "confirm",
+    [QEMU_MIGRATION_PHASE_POSTCOPY] = "postcopy",
+    [QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED] = "postcopy-paused",
+    [QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER] = "postcopy-recover",
     [QEMU_MIGRATION_PHASE_COMPLETED] = "completed",
     [QEMU_MIGRATION_PHASE_FAILED] = "failed",
     [QEMU_MIGRATION_PHASE_CANCELLED] = "cancelled",
@@ -75,6 +78,7 @@ qemu_migration_args_clear(QemuMigrationArgs *args)
     g_free(args->record_path);
     g_strfreev(args->migrate_disks);
     g_free(args->disks_uri);
+    g_free(args->mode);
     memset(args, 0, sizeof(*args));
 }
 
@@ -83,7 +87,7 @@ static const char *const args_fields[] = {
     "listen_address", "bandwidth_mib", "max_downtime_ms", "auto_converge", "parallel",
     "parallel_connections", "timeout_s", "timeout_abort", "unsafe", "record", "copy_storage_all",
     "copy_storage_inc", "copy_storage_synchronous_writes", "migrate_disks", "disks_port",
-    "disks_uri", NULL,
+    "disks_uri", "postcopy", "postcopy_after_precopy", "postcopy_bandwidth_mib", "mode", NULL,
 };
 
 static int
@@ -217,6 +221,22 @@ qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args)
     a.disks_port = (int)v;
     if (args_opt_disks(obj, &a.migrate_disks) < 0)
         goto error;
+    if (ho_json_opt_bool(obj, "postcopy", &a.postcopy) < 0 ||
+        ho_json_opt_bool(obj, "postcopy_after_precopy", &a.postcopy_after_precopy) < 0 ||
+        args_opt_uint(obj, "postcopy_bandwidth_mib", G_MAXUINT64 / (1024 * 1024),
+                      &a.has_postcopy_bandwidth, &a.postcopy_bandwidth_mib) < 0 ||
+        args_opt_str(obj, "mode", &a.mode) < 0)
+        goto error;
+    if (a.mode && !g_str_equal(a.mode, "normal") && !g_str_equal(a.mode, "cpr-transfer")) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("unknown migration mode '%1$s'"), a.mode);
+        goto error;
+    }
+    if ((a.postcopy_after_precopy || a.has_postcopy_bandwidth) && !a.postcopy) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s",
+                        _("migration parameters 'postcopy_after_precopy' and "
+                          "'postcopy_bandwidth_mib' need 'postcopy'"));
+        goto error;
+    }
     if (a.parallel_connections && !a.parallel) {
         ho_error_report(HO_ERR_INVALID_ARG, "%s",
                         _("migration parameter 'parallel_connections' needs 'parallel'"));
@@ -282,6 +302,12 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
         ho_json_add_int64(obj, "disks_port", args->disks_port);
     if (args->disks_uri)
         ho_json_add_string(obj, "disks_uri", args->disks_uri);
+    ho_json_add_bool(obj, "postcopy", args->postcopy);
+    ho_json_add_bool(obj, "postcopy_after_precopy", args->postcopy_after_precopy);
+    if (args->has_postcopy_bandwidth)
+        ho_json_add_int64(obj, "postcopy_bandwidth_mib", (int64_t)args->postcopy_bandwidth_mib);
+    if (args->mode)
+        ho_json_add_string(obj, "mode", args->mode);
     return obj;
 }
 
@@ -299,6 +325,7 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
 #define DEFAULT_MIRROR_STALL_S 60
 #define MIRROR_END_WAIT_S 30    /* block-job-cancel -> the mirror gone */
 #define MAX_STORAGE_DISKS 256
+#define DEFAULT_POSTCOPY_STALL_S 10
 /* No --bandwidth: as fast as the link goes (QEMU's own default throttles to
  * 128 MiB/s, or 32 MiB/s in older versions). */
 #define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT(1) << 53)
@@ -326,6 +353,7 @@ struct _QemuMigration {
     int nbd_port_max;
     unsigned int mirror_stall_s;
     char *qemu_img;
+    unsigned int postcopy_stall_s;
     QemuMigrationEventFunc event_cb;
     void *opaque;
     GHashTable *jobs;      /* uuid -> Job (a reference) */
@@ -403,6 +431,7 @@ struct _Job {
     GSource *bound_src;
     GSource *mirror_src; /* the bound on mirrors ending (switchover, teardown) */
     HoError *err;      /* the first error */
+    struct _CprJob *cpr; /* CPR transfer (issue 6): its state, see the CPR section */
     bool cancelled;    /* ends CANCELLED rather than FAILED */
 
     /* storage copy (both sides) */
@@ -431,6 +460,23 @@ struct _Job {
     bool nbd_running;
     int nbd_port_last;
     guint exports_pending;
+
+    /* postcopy (both sides) */
+    bool postcopy_started;   /* postcopy-active was seen: the source never runs again */
+    guint pass_sub;          /* src: MIGRATION_PASS (--postcopy-after-precopy) */
+    bool postcopy_switch_sent; /* src: migrate-start-postcopy went out */
+    GSource *stall_src;      /* src: the progress check in POSTCOPY */
+    uint64_t stall_bytes;    /* src: transferred bytes at the last check that moved */
+    gint64 stall_us;         /* src: when they last moved */
+    bool pause_sent;         /* migrate-pause went out since the last postcopy-active */
+    GSource *recover_src;    /* src: the bound on a recovery attempt */
+    QemuMigrationDoneFunc resume_cb; /* src: the pending recovery attempt's caller */
+    void *resume_opaque;
+    GPtrArray *old_peers;    /* src: peers replaced by a recovery, freed with the job */
+    char *recover_uri;       /* dst: migrate-recover listens here (until QEMU used it) */
+    int recover_port;        /* dst: the port being tried */
+    QemuMigrationReplyFunc recover_cb; /* dst: the pending recover answer */
+    void *recover_opaque;
 };
 
 /* One disk of a storage copy. */
@@ -498,6 +544,11 @@ job_unref(Job *job)
     clear_source(&job->progress_src);
     clear_source(&job->bound_src);
     clear_source(&job->mirror_src);
+    clear_source(&job->stall_src);
+    clear_source(&job->recover_src);
+    if (job->old_peers)
+        g_ptr_array_unref(job->old_peers);
+    g_free(job->recover_uri);
     qemu_block_job_set_free(job->mirrors);
     if (job->disks)
         g_ptr_array_unref(job->disks);
@@ -693,6 +744,11 @@ phase_persisted(QemuMigrationPhase phase)
     case QEMU_MIGRATION_PHASE_MIRROR:
     case QEMU_MIGRATION_PHASE_PERFORM:
     case QEMU_MIGRATION_PHASE_CONFIRM:
+    /* Postcopy: the destination resumed itself at postcopy-active, so
+     * these writes sit in no switchover window. */
+    case QEMU_MIGRATION_PHASE_POSTCOPY:
+    case QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED:
+    case QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER:
         return true;
     default:
         return false;
@@ -721,9 +777,22 @@ phase_allowed(bool src, QemuMigrationPhase old, QemuMigrationPhase phase)
         return src && (old == QEMU_MIGRATION_PHASE_PERFORM ||
                        old == QEMU_MIGRATION_PHASE_PRE_SWITCHOVER);
     case QEMU_MIGRATION_PHASE_FINISH:
-        return src ? old == QEMU_MIGRATION_PHASE_SWITCHOVER : old == QEMU_MIGRATION_PHASE_PERFORM;
+        return (src ? old == QEMU_MIGRATION_PHASE_SWITCHOVER : old == QEMU_MIGRATION_PHASE_PERFORM) ||
+               old == QEMU_MIGRATION_PHASE_POSTCOPY;
     case QEMU_MIGRATION_PHASE_CONFIRM:
         return src && old == QEMU_MIGRATION_PHASE_FINISH;
+    case QEMU_MIGRATION_PHASE_POSTCOPY:
+        /* postcopy-active: after precopy (with or without the pause), or
+         * again after a recovery. */
+        return old == QEMU_MIGRATION_PHASE_PERFORM ||
+               old == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED ||
+               old == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER ||
+               (src && (old == QEMU_MIGRATION_PHASE_PRE_SWITCHOVER ||
+                        old == QEMU_MIGRATION_PHASE_SWITCHOVER));
+    case QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED:
+        return old == QEMU_MIGRATION_PHASE_POSTCOPY || old == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER;
+    case QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER:
+        return old == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED;
     case QEMU_MIGRATION_PHASE_COMPLETED:
         return src ? old == QEMU_MIGRATION_PHASE_CONFIRM : old == QEMU_MIGRATION_PHASE_FINISH;
     case QEMU_MIGRATION_PHASE_FAILED:
@@ -814,6 +883,14 @@ info_add_qemu(json_object *info, const QemuMigrationInfo *qi)
         ho_json_add_int64(info, "bandwidth_bps", (int64_t)(r->mbps * 1000000.0 / 8.0));
         ho_json_add_int64(info, "dirty_rate_pps", (int64_t)r->dirty_pages_rate);
         ho_json_add_int64(info, "iteration", (int64_t)r->dirty_sync_count);
+        if (qi->status == QEMU_MIGRATION_STATUS_POSTCOPY_ACTIVE ||
+            qi->status == QEMU_MIGRATION_STATUS_POSTCOPY_PAUSED ||
+            qi->status == QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP ||
+            qi->status == QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER || r->postcopy_requests ||
+            r->postcopy_bytes) {
+            ho_json_add_int64(info, "postcopy_requests", (int64_t)r->postcopy_requests);
+            ho_json_add_int64(info, "postcopy_bytes", (int64_t)r->postcopy_bytes);
+        }
     }
     if (qi->has_expected_downtime)
         ho_json_add_int64(info, "expected_downtime_ms", qi->expected_downtime);
@@ -886,9 +963,15 @@ job_detach(Job *job)
     clear_source(&job->progress_src);
     clear_source(&job->bound_src);
     clear_source(&job->mirror_src);
+    clear_source(&job->stall_src);
+    clear_source(&job->recover_src);
     if (job->mon && job->mig_sub) {
         qemu_monitor_unsubscribe(job->mon, job->mig_sub);
         job->mig_sub = 0;
+    }
+    if (job->mon && job->pass_sub) {
+        qemu_monitor_unsubscribe(job->mon, job->pass_sub);
+        job->pass_sub = 0;
     }
     if (job->mon && job->rec) {
         /* Back to the daemon-wide recorder, if any. */
@@ -934,6 +1017,8 @@ job_warn(Job *job, const char *msg)
     ho_json_add_string(data, "message", msg);
     job_emit(job, "warning", data);
 }
+
+static void postcopy_job_ended(Job *job, QemuMigrationPhase phase, json_object *info);
 
 /* The job reached a terminal phase: persist (clears the record), keep
  * its info, emit, tell the source's caller, forget it. */
@@ -981,6 +1066,7 @@ job_end(Job *job, QemuMigrationPhase phase)
     }
     job_emit(job, event, json_object_get(info));
     g_hash_table_remove(mig->jobs, job->uuid);
+    postcopy_job_ended(job, phase, info);
     if (job->done_cb)
         job->done_cb(mig, job->uuid, phase == QEMU_MIGRATION_PHASE_COMPLETED ? NULL : job->err,
                      info, job->done_opaque);
@@ -1032,6 +1118,12 @@ static void src_delete_nodes(Job *job, QemuMonitorDoneFunc cb);
 static void src_node_del_done(QemuMonitor *mon, const HoError *err, void *opaque);
 static gboolean src_mirror_end_timeout(gpointer opaque);
 static void src_switchover_continue(Job *job);
+static void src_postcopy_lost(Job *job);
+static void src_postcopy_event(Job *job, QemuMigrationStatus st);
+static void postcopy_src_caps(Job *job, const QemuCaps *caps, const char **names, bool *states,
+                              size_t *n);
+static void postcopy_src_params(Job *job, json_object *params);
+static void postcopy_src_begin(Job *job, QemuMonitor *mon);
 
 static Job *
 mig_find_job(QemuMigration *mig, const char *uuid)
@@ -1122,7 +1214,9 @@ src_resume_if_needed(Job *job)
 {
     QemuMonitor *mon = job->dom ? qemu_domain_obj_monitor(job->dom) : NULL;
 
-    if (job->qemu_gone || !mon) {
+    /* DESIGN.md §2 invariant 4: after postcopy-active the destination ran
+     * the guest; the source's RAM and disks are stale. */
+    if (job->qemu_gone || !mon || job->postcopy_started) {
         src_unwind_done(job);
         return;
     }
@@ -1146,7 +1240,8 @@ src_tell_peer_failed(Job *job)
 {
     json_object *args;
 
-    if (!job->prepared || job->peer_gone || job->finish_sent || !job->ops || !job->ops->finish)
+    if (!job->prepared || job->peer_gone || job->finish_sent || !job->ops || !job->ops->finish ||
+        job->postcopy_started)
         return;
     job->finish_sent = true;
     args = json_object_new_object();
@@ -1202,6 +1297,10 @@ src_unwind(Job *job)
 
     if (!job_live(job) || job->unwinding)
         return;
+    if (job->postcopy_started) {
+        src_postcopy_lost(job);
+        return;
+    }
     job->unwinding = true;
     clear_source(&job->timeout_src);
     clear_source(&job->progress_src);
@@ -1494,6 +1593,12 @@ src_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint6
     case QEMU_MIGRATION_STATUS_COMPLETED:
         src_completed(job);
         return;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_ACTIVE:
+    case QEMU_MIGRATION_STATUS_POSTCOPY_PAUSED:
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP:
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER:
+        src_postcopy_event(job, st);
+        return;
     case QEMU_MIGRATION_STATUS_FAILED:
         if (job->unwinding) {
             clear_source(&job->bound_src);
@@ -1529,6 +1634,12 @@ src_qemu_exited(QemuDomainObj *dom, const char *how, void *opaque)
         return;
     if (job->finish_sent && !job->unwinding)
         return; /* the destination's answer decides */
+    if (job->postcopy_started)
+        job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
+                                         _("the source QEMU of domain '%1$s' %2$s during postcopy: "
+                                           "the guest on the destination has lost the memory it "
+                                           "had not received yet"),
+                                         job->name, how));
     job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
                                      _("QEMU of domain '%1$s' %2$s during the migration"),
                                      job->name, how));
@@ -1708,6 +1819,7 @@ src_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
         ho_json_add_int64(params, "downtime-limit", (int64_t)a->max_downtime_ms);
     if (a->parallel && a->parallel_connections)
         ho_json_add_int64(params, "multifd-channels", a->parallel_connections);
+    postcopy_src_params(job, params);
     qemu_monitor_json_migrate_set_parameters(mon, params, src_params_done, job_ref(job));
 }
 
@@ -1717,8 +1829,8 @@ src_perform(Job *job)
 {
     QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
     const QemuCaps *caps = qemu_domain_obj_caps(job->dom);
-    const char *names[4];
-    bool states[4];
+    const char *names[6];
+    bool states[6];
     size_t n = 0;
 
     if (!mon || !caps) {
@@ -1742,6 +1854,7 @@ src_perform(Job *job)
         names[n] = "multifd";
         states[n++] = job->args.parallel;
     }
+    postcopy_src_caps(job, caps, names, states, &n);
     qemu_monitor_json_migrate_set_capabilities(mon, names, states, n, src_caps_done,
                                                job_ref(job));
 }
@@ -2553,6 +2666,12 @@ src_check(QemuMigration *mig, QemuDomainObj *dom, const QemuMigrationArgs *args,
                         name, "--parallel");
         return -1;
     }
+    if (args->postcopy && !qemu_caps_has(caps, QEMU_CAPS_POSTCOPY_RAM)) {
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' on the source does not support '%2$s'"),
+                        name, "--postcopy");
+        return -1;
+    }
     if (src_check_storage(name, def, caps, args) < 0)
         return -1;
     for (guint i = 0; !args->unsafe && i < def->disks->len; i++) {
@@ -2638,6 +2757,7 @@ args_copy(QemuMigrationArgs *dst, const QemuMigrationArgs *src)
     dst->record_path = g_strdup(src->record_path);
     dst->migrate_disks = g_strdupv(src->migrate_disks);
     dst->disks_uri = g_strdup(src->disks_uri);
+    dst->mode = g_strdup(src->mode);
 }
 
 static Job *
@@ -2683,6 +2803,7 @@ src_cookie(Job *job)
     ho_json_add_bool(wanted, "events", true);
     ho_json_add_bool(wanted, "auto-converge", job->args.auto_converge);
     ho_json_add_bool(wanted, "multifd", job->args.parallel);
+    ho_json_add_bool(wanted, "postcopy-ram", job->args.postcopy);
     ho_json_add(cookie, "caps", wanted);
     if (job->record_path) {
         json_object *rec = json_object_new_object();
@@ -2764,6 +2885,7 @@ qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigra
 
     g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
     job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", src_migration_event, job);
+    postcopy_src_begin(job, mon);
     job->exit_watch = qemu_domain_obj_add_exit_watch(dom, src_qemu_exited, job);
     if (job_set_phase(job, QEMU_MIGRATION_PHASE_BEGIN) < 0) {
         HoError *saved = ho_error_save();
@@ -2783,6 +2905,8 @@ qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigra
     return 0;
 }
 
+static bool postcopy_peer_lost(Job *job);
+
 void
 qemu_migration_src_peer_lost(QemuMigration *mig, const char *uuid, const HoError *err)
 {
@@ -2795,6 +2919,8 @@ qemu_migration_src_peer_lost(QemuMigration *mig, const char *uuid, const HoError
     job->peer_gone = true;
     HO_WARN("domain '%s': lost the destination daemon: %s", job->name,
             err ? err->message : "-");
+    if (postcopy_peer_lost(job))
+        return;
     if (job->phase >= QEMU_MIGRATION_PHASE_CONFIRM)
         return; /* the destination runs the guest */
     if (job->finish_sent && !job->unwinding) {
@@ -3039,6 +3165,11 @@ dst_run(Job *job)
         dst_finished(job, false);
         return;
     }
+    if (job->postcopy_started && job->cont_sent) {
+        /* Resumed at postcopy-active already. */
+        dst_finished(job, true);
+        return;
+    }
     if (!mon) {
         dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
                                    _("the monitor of domain '%1$s' is not available"),
@@ -3048,6 +3179,9 @@ dst_run(Job *job)
     job->cont_sent = true;
     qemu_monitor_json_cont(mon, dst_cont_done, job_ref(job));
 }
+
+static bool dst_postcopy_event(Job *job, QemuMigrationStatus st);
+static bool dst_postcopy_exited(Job *job, const char *how);
 
 static void
 dst_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
@@ -3069,6 +3203,8 @@ dst_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint6
         job->incoming_completed = true;
         if (job->finish_waiting)
             dst_run(job);
+    } else if (dst_postcopy_event(job, st)) {
+        return;
     } else if (st == QEMU_MIGRATION_STATUS_FAILED || st == QEMU_MIGRATION_STATUS_CANCELLED) {
         dst_fail(job, ho_error_new(HO_ERR_QMP,
                                    _("the incoming migration of domain '%1$s' failed in QEMU"),
@@ -3083,6 +3219,8 @@ dst_qemu_exited(QemuDomainObj *dom, const char *how, void *opaque)
 
     job->exit_watch = 0;
     if (!job_live(job) || job->unwinding)
+        return;
+    if (dst_postcopy_exited(job, how))
         return;
     dst_fail(job, ho_error_new(HO_ERR_SYSTEM,
                                _("QEMU of domain '%1$s' %2$s during the incoming migration"),
@@ -3488,8 +3626,8 @@ dst_started(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaqu
     g_autoptr(Job) job = opaque;
     QemuMonitor *mon;
     const QemuCaps *caps;
-    const char *names[4];
-    bool states[4];
+    const char *names[6];
+    bool states[6];
     size_t n = 0;
 
     if (!job->mig)
@@ -3532,6 +3670,12 @@ dst_started(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaqu
     if (qemu_caps_has(caps, QEMU_CAPS_MULTIFD)) {
         names[n] = "multifd";
         states[n++] = job->args.parallel;
+    }
+    /* postcopy-ram on both sides: a destination without it dies on the
+     * first postcopy message (a fresh QEMU has it off). */
+    if (job->args.postcopy && qemu_caps_has(caps, QEMU_CAPS_POSTCOPY_RAM)) {
+        names[n] = "postcopy-ram";
+        states[n++] = job->args.postcopy;
     }
     qemu_monitor_json_migrate_set_capabilities(mon, names, states, n, dst_caps_set_done,
                                                job_ref(job));
@@ -3725,6 +3869,8 @@ dst_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *
         flag = "--auto-converge";
     else if (job->args.parallel && !qemu_caps_has(caps, QEMU_CAPS_MULTIFD))
         flag = "--parallel";
+    else if (job->args.postcopy && !qemu_caps_has(caps, QEMU_CAPS_POSTCOPY_RAM))
+        flag = "--postcopy";
     else if (job->disks && (!qemu_caps_has(caps, QEMU_CAPS_BLOCK_EXPORT_ADD) ||
                             !qemu_caps_has_command(caps, "nbd-server-start")))
         flag = job->args.copy_storage_inc ? "--copy-storage-inc" : "--copy-storage-all";
@@ -3982,6 +4128,15 @@ qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationRe
                                  _("the incoming migration of domain '%1$s' is busy"), job->name));
         return;
     }
+    if (!success && job->postcopy_started) {
+        /* The guest runs here: nothing to unwind (DESIGN.md §2 invariant 4). */
+        reply_later(mig, cb, opaque, NULL,
+                    ho_error_new(HO_ERR_OPERATION_INVALID,
+                                 _("domain '%1$s' runs here in postcopy: the migration cannot be "
+                                   "abandoned"),
+                                 job->name));
+        return;
+    }
     job->reply_cb = cb;
     job->reply_opaque = opaque;
     if (!success) {
@@ -4002,7 +4157,8 @@ qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationRe
         return;
     }
     job->reply_kind = REPLY_FINISH;
-    if (job->phase != QEMU_MIGRATION_PHASE_PERFORM) {
+    if (job->phase != QEMU_MIGRATION_PHASE_PERFORM &&
+        !(job->postcopy_started && job->phase == QEMU_MIGRATION_PHASE_POSTCOPY)) {
         dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
                                    _("the incoming migration of domain '%1$s' cannot finish in "
                                      "phase '%2$s'"),
@@ -4031,6 +4187,8 @@ qemu_migration_dst_peer_lost(QemuMigration *mig, const char *uuid)
     if (!job || job->src || !job_live(job))
         return;
     hold = job_ref(job);
+    if (postcopy_peer_lost(job))
+        return;
     if (job->phase >= QEMU_MIGRATION_PHASE_FINISH)
         return; /* the source asked us to run: we do */
     if (job->incoming_completed) {
@@ -4051,6 +4209,8 @@ qemu_migration_dst_peer_lost(QemuMigration *mig, const char *uuid)
 
 /* ---- both ---------------------------------------------------------------------- */
 
+static int cpr_abort(Job *job);
+
 int
 qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
 {
@@ -4063,6 +4223,16 @@ qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
         return -1;
     }
     hold = job_ref(job);
+    if (job->cpr)
+        return cpr_abort(job);
+    if (job->postcopy_started) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' is in postcopy (phase '%2$s'): the guest "
+                          "already runs on the destination and cannot go back to the source; use "
+                          "--postcopy to pause the migration instead"),
+                        job->name, qemu_migration_phase_to_string(job->phase));
+        return -1;
+    }
     if (job->src ? (job->phase >= QEMU_MIGRATION_PHASE_SWITCHOVER || job->finish_sent)
                  : job->phase >= QEMU_MIGRATION_PHASE_FINISH) {
         ho_error_report(HO_ERR_OPERATION_INVALID,
@@ -4298,6 +4468,8 @@ recover_storage(Job *job, json_object *rec)
     ho_error_reset();
 }
 
+static bool postcopy_recover_job(Job *job);
+
 void
 qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
 {
@@ -4350,6 +4522,8 @@ qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
     }
     job->mon = qemu_monitor_ref(mon);
     recover_storage(job, rec);
+    if (postcopy_recover_job(job))
+        return;
     if (!job->src) {
         job->exit_watch = qemu_domain_obj_add_exit_watch(dom, dst_qemu_exited, job);
         qemu_monitor_json_query_status(mon, recover_dst_status_done, job_ref(job));
@@ -4416,6 +4590,8 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
     mig->mirror_stall_s = cfg && cfg->mirror_stall_s ? cfg->mirror_stall_s
                                                      : DEFAULT_MIRROR_STALL_S;
     mig->qemu_img = g_strdup(cfg ? cfg->qemu_img : NULL);
+    mig->postcopy_stall_s = cfg && cfg->postcopy_stall_s ? cfg->postcopy_stall_s
+                                                         : DEFAULT_POSTCOPY_STALL_S;
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
@@ -4455,4 +4631,1816 @@ qemu_migration_free(QemuMigration *mig)
     g_free(mig->record_dir);
     g_free(mig->qemu_img);
     g_free(mig);
+}
+
+/* ==== Postcopy and its recovery (issue 6; helper P1's section) ========== */
+
+/* From postcopy-active on (DESIGN.md §2 invariant 4) the destination runs
+ * the guest and the source only holds the RAM still to send: the source
+ * is never resumed again, a broken stream leaves both QEMUs in
+ * postcopy-paused and the job alive there (persisted, no timeout ends
+ * it) until a recovery or an explicit destroy. The destination resumes
+ * itself at its own postcopy-active (no daemon hop): its QEMU reaches
+ * that state only after the source's QEMU stopped the guest. */
+
+#define POSTCOPY_TICK_MIN_MS 500
+
+static bool
+job_postcopy_phase(const Job *job)
+{
+    return job->phase == QEMU_MIGRATION_PHASE_POSTCOPY ||
+           job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED ||
+           job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER;
+}
+
+/* Move to phase unless already there; errors are logged (the phases of
+ * postcopy follow QEMU, which has already moved). */
+static void
+postcopy_set_phase(Job *job, QemuMigrationPhase phase)
+{
+    if (job->phase == phase)
+        return;
+    if (job_set_phase(job, phase) < 0) {
+        HO_ERROR("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+    }
+}
+
+/* The pending recovery attempt ended (err NULL: the migration completed). */
+static void
+src_resume_reply(Job *job, const HoError *err)
+{
+    QemuMigrationDoneFunc cb = job->resume_cb;
+    void *opaque = job->resume_opaque;
+
+    job->resume_cb = NULL;
+    job->resume_opaque = NULL;
+    clear_source(&job->recover_src);
+    if (cb && job->mig)
+        cb(job->mig, job->uuid, err, NULL, opaque);
+}
+
+static void
+postcopy_job_ended(Job *job, QemuMigrationPhase phase, json_object *info)
+{
+    QemuMigrationDoneFunc cb = job->resume_cb;
+    void *opaque = job->resume_opaque;
+
+    job->resume_cb = NULL;
+    job->resume_opaque = NULL;
+    if (cb)
+        cb(job->mig, job->uuid, phase == QEMU_MIGRATION_PHASE_COMPLETED ? NULL : job->err, info,
+           opaque);
+}
+
+/* Say that the job is paused and recoverable: the "postcopy-paused" event. */
+static void
+postcopy_emit_paused(Job *job)
+{
+    json_object *data = json_object_new_object();
+    g_autofree char *msg = g_strdup_printf(
+        _("postcopy migration of domain '%1$s' is paused: recoverable with "
+          "'handover migrate --postcopy-resume %2$s DEST-URI'"),
+        job->name, job->name);
+
+    HO_WARN("%s", msg);
+    ho_json_add_string(data, "side", job_side(job));
+    ho_json_add_bool(data, "recoverable", true);
+    ho_json_add_string(data, "message", msg);
+    job_emit(job, "postcopy-paused", data);
+}
+
+/* Source in postcopy with nothing left to recover (its QEMU failed the
+ * migration or is gone): the guest is lost; the source stays as it is. */
+static void
+src_postcopy_lost(Job *job)
+{
+    HoError *lost;
+
+    lost = ho_error_new(HO_ERR_OPERATION_INVALID,
+                        _("postcopy migration of domain '%1$s' cannot go on (%2$s): the guest "
+                          "that ran on the destination is lost; the source keeps its stale copy "
+                          "paused for inspection and is never resumed"),
+                        job->name, job->err ? job->err->message : _("unknown error"));
+    ho_error_free(job->err);
+    job->err = lost;
+    job->unwinding = true;
+    job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+}
+
+static void
+postcopy_pause_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !err)
+        return;
+    /* QEMU may have paused by itself in the meantime: its event says so. */
+    HO_WARN("domain '%s': migrate-pause failed: %s", job->name, err->message);
+    job->pause_sent = false;
+}
+
+static void
+postcopy_peer_pause_done(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (err)
+        HO_WARN("domain '%s': the destination could not pause its postcopy migration: %s",
+                job->name, err->message);
+}
+
+/* Force postcopy-paused on this side's QEMU (and, from the source, ask
+ * the destination's too): a link that silently drops traffic is not
+ * noticed by QEMU for a long time (DESIGN.md §6). */
+static void
+postcopy_force_pause(Job *job, bool peer_too)
+{
+    if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY || !job->mon || job->qemu_gone)
+        return;
+    if (!job->pause_sent) {
+        job->pause_sent = true;
+        qemu_monitor_json_migrate_pause(job->mon, postcopy_pause_done, job_ref(job));
+    }
+    if (peer_too && job->src && !job->peer_gone && job->ops && job->ops->pause) {
+        json_object *args = json_object_new_object();
+
+        ho_json_add_string(args, "uuid", job->uuid);
+        job->ops->pause(job->peer, args, postcopy_peer_pause_done, job_ref(job));
+    }
+}
+
+/* ---- the source's stall check in POSTCOPY ---- */
+
+static void
+src_stall_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+               void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    gint64 now = ho_time_now_us();
+    json_object *info;
+
+    if (!job_live(job) || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY || err ||
+        qi->status != QEMU_MIGRATION_STATUS_POSTCOPY_ACTIVE)
+        return;
+    info = job_info_base(job);
+    info_add_qemu(info, qi);
+    job_emit(job, "progress", info);
+    if (!qi->has_ram || qi->ram.transferred != job->stall_bytes) {
+        job->stall_bytes = qi->has_ram ? qi->ram.transferred : 0;
+        job->stall_us = now;
+        return;
+    }
+    if (now - job->stall_us < (gint64)job->mig->postcopy_stall_s * G_USEC_PER_SEC ||
+        job->pause_sent)
+        return;
+    {
+        g_autofree char *msg = g_strdup_printf(
+            _("postcopy migration of domain '%1$s' made no progress for %2$u seconds: "
+              "pausing it so that it can be recovered"),
+            job->name, job->mig->postcopy_stall_s);
+
+        job_warn(job, msg);
+    }
+    postcopy_force_pause(job, true);
+}
+
+static gboolean
+src_stall_tick(gpointer opaque)
+{
+    Job *job = opaque;
+
+    if (!job_live(job) || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY || !job->mon)
+        return G_SOURCE_CONTINUE;
+    qemu_monitor_json_query_migrate(job->mon, src_stall_done, job_ref(job));
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+src_stall_start(Job *job)
+{
+    guint ms = MAX(POSTCOPY_TICK_MIN_MS, job->mig->postcopy_stall_s * 1000 / 4);
+
+    clear_source(&job->stall_src);
+    job->stall_bytes = G_MAXUINT64;
+    job->stall_us = ho_time_now_us();
+    job->stall_src = job_timeout(job, ms, src_stall_tick);
+}
+
+/* ---- source events ---- */
+
+static void
+src_postcopy_event(Job *job, QemuMigrationStatus st)
+{
+    switch (st) {
+    case QEMU_MIGRATION_STATUS_POSTCOPY_ACTIVE:
+        if (!job->postcopy_started) {
+            /* From here on the destination runs the guest. */
+            job->postcopy_started = true;
+            job->dst_ran = true;
+            job->unwinding = false;
+            clear_source(&job->timeout_src);
+            clear_source(&job->progress_src);
+            HO_INFO("domain '%s': postcopy: the destination runs the guest", job->name);
+        } else if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY) {
+            HO_INFO("domain '%s': postcopy recovered", job->name);
+            clear_source(&job->recover_src);
+        }
+        job->pause_sent = false;
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY);
+        src_stall_start(job);
+        return;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_PAUSED: {
+        bool attempt = job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER;
+
+        clear_source(&job->stall_src);
+        if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED)
+            return;
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+        postcopy_emit_paused(job);
+        if (attempt) {
+            g_autoptr(HoError) err = ho_error_new(
+                HO_ERR_OPERATION_INVALID,
+                _("the recovery of the postcopy migration of domain '%1$s' failed: QEMU could "
+                  "not reach the destination; the migration stays paused and recoverable"),
+                job->name);
+
+            src_resume_reply(job, err);
+        }
+        return;
+    }
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP:
+        /* QEMU 9.1+: still paused; recover or paused follows. */
+        return;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER:
+        clear_source(&job->recover_src);
+        if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED)
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---- source setup ---- */
+
+static void
+postcopy_src_caps(Job *job, const QemuCaps *caps, const char **names, bool *states, size_t *n)
+{
+    /* Only when asked: a precopy source keeps the capability list it
+     * always had (a source that ran a postcopy migration before is gone
+     * or paused for good). */
+    if (job->args.postcopy && qemu_caps_has(caps, QEMU_CAPS_POSTCOPY_RAM)) {
+        names[*n] = "postcopy-ram";
+        states[(*n)++] = job->args.postcopy;
+    }
+}
+
+static void
+postcopy_src_params(Job *job, json_object *params)
+{
+    if (job->args.postcopy && job->args.has_postcopy_bandwidth)
+        ho_json_add_int64(params, "max-postcopy-bandwidth",
+                          (int64_t)(job->args.postcopy_bandwidth_mib * 1024 * 1024));
+}
+
+static void
+src_start_postcopy_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !err)
+        return;
+    job->postcopy_switch_sent = false;
+    if (job->qstatus == QEMU_MIGRATION_STATUS_COMPLETED || job->postcopy_started)
+        return; /* precopy won the race */
+    {
+        g_autofree char *msg = g_strdup_printf(
+            _("cannot switch the migration of domain '%1$s' to postcopy: %2$s"), job->name,
+            err->message);
+
+        job_warn(job, msg);
+    }
+}
+
+static void
+src_send_start_postcopy(Job *job)
+{
+    job->postcopy_switch_sent = true;
+    HO_INFO("domain '%s': switching to postcopy", job->name);
+    qemu_monitor_json_migrate_start_postcopy(job->mon, src_start_postcopy_done, job_ref(job));
+}
+
+/* --postcopy-after-precopy: switch once the first full pass is done. */
+static void
+src_pass_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+               gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+    int64_t pass = 0;
+
+    if (!job_live(job) || !data || ho_json_get_int64(data, "pass", &pass) < 0) {
+        ho_error_reset();
+        return;
+    }
+    if (pass < 2 || !job->migrate_sent || job->unwinding || job->postcopy_switch_sent ||
+        job->postcopy_started || job->phase != QEMU_MIGRATION_PHASE_PERFORM ||
+        job->qstatus != QEMU_MIGRATION_STATUS_ACTIVE)
+        return;
+    src_send_start_postcopy(job);
+}
+
+static void
+postcopy_src_begin(Job *job, QemuMonitor *mon)
+{
+    if (job->args.postcopy && job->args.postcopy_after_precopy)
+        job->pass_sub = qemu_monitor_subscribe(mon, "MIGRATION_PASS", src_pass_event, job);
+}
+
+/* ---- the peer lost, either side ---- */
+
+/* True when postcopy handled it: in POSTCOPY the side that can pauses
+ * (never an unwinding); paused or recovering jobs just stay. */
+static bool
+postcopy_peer_lost(Job *job)
+{
+    if (!job->postcopy_started || !job_postcopy_phase(job))
+        return false;
+    if (!job->src && job->incoming_completed) {
+        /* Everything arrived: the guest runs here. */
+        job->phase = QEMU_MIGRATION_PHASE_FINISH;
+        dst_finished(job, !job->args.paused);
+        return true;
+    }
+    if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY) {
+        HO_WARN("domain '%s': the peer daemon is lost in postcopy: forcing postcopy-paused",
+                job->name);
+        postcopy_force_pause(job, false);
+    }
+    return true;
+}
+
+/* ---- destination ---- */
+
+static void
+dst_postcopy_cont_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !err)
+        return;
+    {
+        g_autofree char *msg = g_strdup_printf(
+            _("cannot run domain '%1$s' on the destination in postcopy: %2$s"), job->name,
+            err->message);
+
+        job_warn(job, msg);
+    }
+}
+
+static bool
+dst_postcopy_event(Job *job, QemuMigrationStatus st)
+{
+    switch (st) {
+    case QEMU_MIGRATION_STATUS_POSTCOPY_ACTIVE:
+        if (!job->postcopy_started) {
+            QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
+
+            /* The source's QEMU stopped the guest before it sent what
+             * puts us here: run at once (cont during an incoming
+             * migration takes effect when QEMU starts the vCPUs). */
+            job->postcopy_started = true;
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY);
+            if (!job->args.paused && mon) {
+                job->cont_sent = true;
+                qemu_monitor_json_cont(mon, dst_postcopy_cont_done, job_ref(job));
+            }
+            return true;
+        }
+        job->pause_sent = false;
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY);
+        return true;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_PAUSED:
+        if (!job->postcopy_started || job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED)
+            return true;
+        /* A listener of an earlier migrate-recover was used up. */
+        g_clear_pointer(&job->recover_uri, g_free);
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+        postcopy_emit_paused(job);
+        return true;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP:
+        return true;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER:
+        g_clear_pointer(&job->recover_uri, g_free);
+        if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED)
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER);
+        return true;
+    case QEMU_MIGRATION_STATUS_FAILED:
+    case QEMU_MIGRATION_STATUS_CANCELLED:
+        if (!job->postcopy_started)
+            return false;
+        job_keep_error(job, ho_error_new(HO_ERR_QMP,
+                                         _("the incoming postcopy migration of domain '%1$s' "
+                                           "failed in QEMU: the guest is lost; its QEMU is left "
+                                           "as it is for inspection"),
+                                         job->name));
+        job->unwinding = true;
+        dst_reply_failure(job);
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool
+dst_postcopy_exited(Job *job, const char *how)
+{
+    if (!job->postcopy_started)
+        return false;
+    job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
+                                     _("the destination QEMU of domain '%1$s' %2$s in postcopy: "
+                                       "the guest is lost; the source keeps a stale copy paused "
+                                       "and never resumes it"),
+                                     job->name, how));
+    job->unwinding = true;
+    dst_reply_failure(job);
+    job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+    return true;
+}
+
+/* ---- after a daemon restart ---- */
+
+static void
+recover_postcopy_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                      void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    QemuMigrationStatus st = err ? QEMU_MIGRATION_STATUS_NONE : qi->status;
+
+    if (!job_live(job))
+        return;
+    job->qstatus = st;
+    switch (st) {
+    case QEMU_MIGRATION_STATUS_POSTCOPY_ACTIVE:
+        if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY) {
+            /* paused/recover -> active: allowed; persist what QEMU says */
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY);
+        }
+        if (job->src)
+            src_stall_start(job);
+        return;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_PAUSED:
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP:
+        if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER)
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+        else if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY)
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+        postcopy_emit_paused(job);
+        return;
+    case QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER:
+        if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY)
+            postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER);
+        return;
+    case QEMU_MIGRATION_STATUS_COMPLETED:
+        if (!job->src) {
+            job->phase = QEMU_MIGRATION_PHASE_FINISH;
+            dst_finished(job, !job->args.paused);
+            return;
+        }
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+            _("the daemon restarted during the postcopy migration of domain '%1$s', which "
+              "completed meanwhile: the source stays paused; check that the destination runs "
+              "the guest, then destroy the source"),
+            job->name));
+        job->unwinding = true;
+        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    default:
+        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                         _("the daemon restarted during the postcopy migration "
+                                           "of domain '%1$s' and QEMU reports '%2$s'"),
+                                         job->name, qemu_migration_status_to_string(st)));
+        if (job->src)
+            src_postcopy_lost(job);
+        else
+            dst_postcopy_exited(job, _("failed"));
+        return;
+    }
+}
+
+static bool
+postcopy_recover_job(Job *job)
+{
+    if (!job_postcopy_phase(job))
+        return false;
+    job->postcopy_started = true;
+    job->migrate_sent = true;
+    if (job->src) {
+        job->dst_ran = true;
+        job->exit_watch = qemu_domain_obj_add_exit_watch(job->dom, src_qemu_exited, job);
+        job->mig_sub = qemu_monitor_subscribe(job->mon, "MIGRATION", src_migration_event, job);
+    } else {
+        job->cont_sent = true;
+        job->exit_watch = qemu_domain_obj_add_exit_watch(job->dom, dst_qemu_exited, job);
+        job->mig_sub = qemu_monitor_subscribe(job->mon, "MIGRATION", dst_migration_event, job);
+    }
+    HO_INFO("domain '%s': the %s job stays in postcopy: asking QEMU where it is", job->name,
+            job_side(job));
+    qemu_monitor_json_query_migrate(job->mon, recover_postcopy_done, job_ref(job));
+    return true;
+}
+
+/* ---- the API ---- */
+
+static Job *
+postcopy_find(QemuMigration *mig, QemuDomainObj *dom)
+{
+    Job *job = mig_find_job(mig, qemu_domain_obj_uuid(dom));
+
+    if (!job || !job_live(job)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' has no migration job"),
+                        qemu_domain_obj_name(dom));
+        return NULL;
+    }
+    return job;
+}
+
+int
+qemu_migration_src_start_postcopy(QemuMigration *mig, QemuDomainObj *dom)
+{
+    Job *job = postcopy_find(mig, dom);
+
+    if (!job)
+        return -1;
+    if (!job->src || !job->args.postcopy) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' was not started with --postcopy"),
+                        job->name);
+        return -1;
+    }
+    if (job->postcopy_started || job->postcopy_switch_sent) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' is already switching to postcopy"),
+                        job->name);
+        return -1;
+    }
+    if (job->phase != QEMU_MIGRATION_PHASE_PERFORM || !job->migrate_sent || job->unwinding ||
+        job->qstatus != QEMU_MIGRATION_STATUS_ACTIVE) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' cannot switch to postcopy in phase "
+                          "'%2$s' (QEMU status '%3$s')"),
+                        job->name, qemu_migration_phase_to_string(job->phase),
+                        qemu_migration_status_to_string(job->qstatus));
+        return -1;
+    }
+    src_send_start_postcopy(job);
+    return 0;
+}
+
+int
+qemu_migration_any_pause_postcopy(QemuMigration *mig, QemuDomainObj *dom)
+{
+    Job *job = postcopy_find(mig, dom);
+
+    if (!job)
+        return -1;
+    if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY || !job->mon) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' is not in postcopy (phase '%2$s'): "
+                          "nothing to pause"),
+                        job->name, qemu_migration_phase_to_string(job->phase));
+        return -1;
+    }
+    HO_INFO("domain '%s': pausing the postcopy migration on request", job->name);
+    postcopy_force_pause(job, false);
+    return 0;
+}
+
+typedef struct {
+    QemuMigration *mig;
+    char *uuid;
+    QemuMigrationReplyFunc cb;
+    void *opaque;
+} PauseCall;
+
+static void
+dst_pause_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    PauseCall *c = opaque;
+    json_object *res = err ? NULL : json_object_new_object();
+
+    c->cb(res, err, c->opaque);
+    json_object_put(res);
+    g_free(c->uuid);
+    g_free(c);
+}
+
+void
+qemu_migration_dst_pause(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
+                         void *opaque)
+{
+    const char *uuid = NULL;
+    Job *job;
+    PauseCall *c;
+
+    if (!args || ho_json_get_string(args, "uuid", &uuid) < 0) {
+        reply_later(mig, cb, opaque, NULL, ho_error_steal());
+        return;
+    }
+    job = mig_find_job(mig, uuid);
+    if (!job || job->src || !job_live(job) || !job_postcopy_phase(job) || !job->mon) {
+        reply_later(mig, cb, opaque, NULL,
+                    ho_error_new(HO_ERR_OPERATION_INVALID,
+                                 _("no incoming postcopy migration of domain '%1$s' here"), uuid));
+        return;
+    }
+    if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY || job->pause_sent) {
+        reply_later(mig, cb, opaque, json_object_new_object(), NULL);
+        return;
+    }
+    HO_INFO("domain '%s': the source asks to pause the postcopy migration", job->name);
+    job->pause_sent = true;
+    c = g_new0(PauseCall, 1);
+    c->mig = mig;
+    c->uuid = g_strdup(uuid);
+    c->cb = cb;
+    c->opaque = opaque;
+    qemu_monitor_json_migrate_pause(job->mon, dst_pause_done, c);
+}
+
+/* ---- recovery, destination ---- */
+
+static void dst_recover_try(Job *job);
+
+static void
+dst_recover_answer(Job *job, json_object *result, HoError *err)
+{
+    QemuMigrationReplyFunc cb = job->recover_cb;
+    void *opaque = job->recover_opaque;
+
+    job->recover_cb = NULL;
+    job->recover_opaque = NULL;
+    if (cb)
+        cb(result, err, opaque);
+    json_object_put(result);
+    ho_error_free(err);
+}
+
+static json_object *
+dst_recover_result(Job *job)
+{
+    json_object *obj = json_object_new_object();
+
+    ho_json_add_string(obj, "uri", job->recover_uri);
+    return obj;
+}
+
+static void
+dst_recover_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    g_autofree char *hostport = NULL;
+
+    if (!job->mig)
+        return;
+    if (!job_live(job)) {
+        dst_recover_answer(job, NULL,
+                           ho_error_new(HO_ERR_OPERATION_INVALID,
+                                        _("the incoming migration of domain '%1$s' ended"),
+                                        job->name));
+        return;
+    }
+    if (err) {
+        if (err->code == HO_ERR_QMP && job->recover_port < job->port_last) {
+            job->recover_port++;
+            dst_recover_try(job);
+            return;
+        }
+        dst_recover_answer(job, NULL,
+                           ho_error_new(err->code,
+                                        _("cannot listen for the recovery of the postcopy "
+                                          "migration of domain '%1$s' (last port tried %2$d): "
+                                          "%3$s"),
+                                        job->name, job->recover_port, err->message));
+        return;
+    }
+    hostport = ho_uri_format_hostport(job->public_host, job->recover_port);
+    g_free(job->recover_uri);
+    job->recover_uri = g_strdup_printf("tcp:%s", hostport);
+    HO_INFO("domain '%s': postcopy recovery listens on %s", job->name, job->recover_uri);
+    dst_recover_answer(job, dst_recover_result(job), NULL);
+}
+
+static void
+dst_recover_try(Job *job)
+{
+    g_autofree char *hostport = NULL;
+    g_autofree char *uri = NULL;
+
+    while (job->recover_port < job->port_last &&
+           !dst_port_free(job->listen_host, job->recover_port))
+        job->recover_port++;
+    hostport = ho_uri_format_hostport(job->listen_host, job->recover_port);
+    uri = g_strdup_printf("tcp:%s", hostport);
+    qemu_monitor_json_migrate_recover(job->mon, uri, dst_recover_done, job_ref(job));
+}
+
+void
+qemu_migration_dst_recover(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
+                           void *opaque)
+{
+    const char *uuid = NULL;
+    Job *job;
+
+    if (!args || ho_json_get_string(args, "uuid", &uuid) < 0) {
+        reply_later(mig, cb, opaque, NULL, ho_error_steal());
+        return;
+    }
+    job = mig_find_job(mig, uuid);
+    if (!job || job->src || !job_live(job) || !job->postcopy_started || !job->mon) {
+        QemuDomainObj *dom = qemu_driver_lookup(mig->drv, uuid);
+
+        ho_error_reset();
+        reply_later(mig, cb, opaque, NULL,
+                    dom && qemu_domain_obj_is_active(dom)
+                        ? ho_error_new(HO_ERR_OPERATION_INVALID,
+                                       _("domain '%1$s' has no incoming postcopy migration to "
+                                         "recover here"),
+                                       qemu_domain_obj_name(dom))
+                        : ho_error_new(HO_ERR_OPERATION_INVALID,
+                                       _("no incoming postcopy migration of domain '%1$s' here: "
+                                         "if its QEMU died in postcopy, the guest is lost"),
+                                       uuid));
+        return;
+    }
+    if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED || job->recover_cb) {
+        reply_later(mig, cb, opaque, NULL,
+                    ho_error_new(HO_ERR_OPERATION_INVALID,
+                                 _("the incoming migration of domain '%1$s' cannot be recovered "
+                                   "in phase '%2$s'"),
+                                 job->name, qemu_migration_phase_to_string(job->phase)));
+        return;
+    }
+    if (job->recover_uri) {
+        /* QEMU still listens from an earlier attempt the source did not
+         * complete (QEMU 7.2 refuses a second migrate-recover then). */
+        reply_later(mig, cb, opaque, dst_recover_result(job), NULL);
+        return;
+    }
+    if (!job->listen_host && dst_choose_address(job) < 0) {
+        reply_later(mig, cb, opaque, NULL, ho_error_steal());
+        return;
+    }
+    job->recover_cb = cb;
+    job->recover_opaque = opaque;
+    /* A fixed port (--migrateuri HOST:PORT) again, else the range anew:
+     * QEMU closed the first listener once the source connected. */
+    job->recover_port = job->port == job->port_last ? job->port : job->mig->port_min;
+    dst_recover_try(job);
+}
+
+/* ---- recovery, source ---- */
+
+typedef struct {
+    const QemuMigrationPeerOps *ops;
+    void *peer;
+} OldPeer;
+
+static void
+old_peer_free(gpointer p)
+{
+    OldPeer *o = p;
+
+    if (o->ops && o->ops->free && o->peer)
+        o->ops->free(o->peer);
+    g_free(o);
+}
+
+static void
+src_recover_failed(Job *job, HoError *err)
+{
+    if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER)
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+    HO_WARN("domain '%s': %s", job->name, err->message);
+    src_resume_reply(job, err);
+    ho_error_free(err);
+}
+
+static void
+src_recover_bound_info(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                       void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER)
+        return;
+    if (!err && qi->status != QEMU_MIGRATION_STATUS_POSTCOPY_PAUSED &&
+        qi->status != QEMU_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP)
+        return; /* moving: its events follow */
+    src_recover_failed(job, ho_error_new(HO_ERR_TIMEOUT,
+        _("the recovery of the postcopy migration of domain '%1$s' made no progress within "
+          "%2$u seconds (this QEMU reports no event when it cannot set up the channel): the "
+          "migration stays paused and recoverable"),
+        job->name, job->mig->postcopy_stall_s));
+}
+
+static gboolean
+src_recover_bound(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->recover_src, g_source_unref);
+    if (job_live(job) && job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER && job->mon)
+        qemu_monitor_json_query_migrate(job->mon, src_recover_bound_info, job_ref(job));
+    return G_SOURCE_REMOVE;
+}
+
+static void
+src_resume_migrate_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER)
+        return;
+    if (err) {
+        src_recover_failed(job, ho_error_new(err->code,
+                                             _("cannot recover the postcopy migration of domain "
+                                               "'%1$s': %2$s"),
+                                             job->name, err->message));
+        return;
+    }
+    /* QEMU 9.1+ says recover-setup -> recover or -> paused; older ones
+     * stay silent in postcopy-paused when the channel fails: a bound. */
+    clear_source(&job->recover_src);
+    job->recover_src = job_timeout(job, job->mig->postcopy_stall_s * 1000, src_recover_bound);
+}
+
+static void
+src_recover_reply(json_object *result, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    const char *uri = NULL;
+
+    if (!job_live(job) || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER)
+        return;
+    if (err) {
+        src_recover_failed(job, ho_error_new(err->code,
+                                             _("the destination cannot recover the postcopy "
+                                               "migration of domain '%1$s': %2$s"),
+                                             job->name, err->message));
+        return;
+    }
+    if (ho_json_get_string(result, "uri", &uri) < 0) {
+        src_recover_failed(job, ho_error_steal());
+        return;
+    }
+    g_free(job->uri);
+    job->uri = g_strdup(uri);
+    HO_INFO("domain '%s': resuming the postcopy migration to %s", job->name, uri);
+    qemu_monitor_json_migrate(job->mon, uri, true, src_resume_migrate_done, job_ref(job));
+}
+
+int
+qemu_migration_src_postcopy_resume(QemuMigration *mig, QemuDomainObj *dom,
+                                   const QemuMigrationPeerOps *ops, void *peer,
+                                   QemuMigrationDoneFunc cb, void *opaque)
+{
+    Job *job = postcopy_find(mig, dom);
+    json_object *args;
+    const QemuCaps *caps = qemu_domain_obj_caps(dom);
+
+    if (!job || !job->src || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED || !job->mon ||
+        job->resume_cb || !ops || !ops->recover) {
+        if (job && (!job->src || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED))
+            ho_error_report(HO_ERR_OPERATION_INVALID,
+                            _("the migration of domain '%1$s' is not a paused postcopy "
+                              "migration (phase '%2$s')"),
+                            job->name, qemu_migration_phase_to_string(job->phase));
+        else if (job && job->resume_cb)
+            ho_error_report(HO_ERR_OPERATION_INVALID,
+                            _("a recovery of the migration of domain '%1$s' is under way"),
+                            job->name);
+        else if (job)
+            ho_error_report(HO_ERR_INTERNAL, "%s", _("the peer operations are incomplete"));
+        if (ops && ops->free && peer)
+            ops->free(peer);
+        return -1;
+    }
+    if (caps && !qemu_caps_has(caps, QEMU_CAPS_MIGRATE_RECOVER)) {
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' cannot recover a postcopy migration"),
+                        job->name);
+        if (ops->free && peer)
+            ops->free(peer);
+        return -1;
+    }
+    if (job->peer && job->ops) {
+        OldPeer *o = g_new0(OldPeer, 1);
+
+        /* Callbacks may still be pending on it: freed with the job. */
+        o->ops = job->ops;
+        o->peer = job->peer;
+        if (!job->old_peers)
+            job->old_peers = g_ptr_array_new_with_free_func(old_peer_free);
+        g_ptr_array_add(job->old_peers, o);
+    }
+    job->ops = ops;
+    job->peer = peer;
+    job->peer_gone = false;
+    job->finish_sent = false;
+    job->prepared = true;
+    if (ops->host_uuid && ops->host_uuid(peer)) {
+        g_free(job->peer_host_uuid);
+        job->peer_host_uuid = g_strdup(ops->host_uuid(peer));
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER) < 0)
+        return -1; /* the peer is the job's now */
+    job->resume_cb = cb;
+    job->resume_opaque = opaque;
+    args = json_object_new_object();
+    ho_json_add_string(args, "uuid", job->uuid);
+    ops->recover(peer, args, src_recover_reply, job_ref(job));
+    return 0;
+}
+
+/* ==== CPR transfer (issue 6; helper P2's section) ========================= */
+
+/*
+ * `handover migrate --mode cpr-transfer`: the domain's QEMU is replaced by
+ * a new one on this host, guest RAM handed over as memfds (DESIGN.md §3).
+ * The job is a source job of this daemon with no peer: BEGIN (checks),
+ * PREPARE (the new QEMU starts: -S, -incoming defer and its CPR channel;
+ * its monitor connects at once through the passed socket, its greeting
+ * comes once it has read the CPR state), PERFORM (migrate with the main
+ * and CPR channels; QEMU stops the guest itself), SWITCHOVER (the old
+ * QEMU completed; waiting for the new one's own completed), FINISH (the
+ * driver switches the domain to the new QEMU, cont), CONFIRM (the old
+ * QEMU quits), COMPLETED. Before the old QEMU completed, a failure or
+ * cancel ends the new QEMU and leaves the old one to QEMU's own resume:
+ * the run state is checked and cont sent only if QEMU did not resume the
+ * guest within a bound (never a second resume).
+ */
+
+#define CPR_GREETING_WAIT_S 30  /* migrate sent -> the new QEMU's monitor answered */
+#define CPR_INCOMING_WAIT_S 30  /* old completed -> the new QEMU completed */
+#define CPR_RESUME_WAIT_S 10    /* old failed/cancelled -> QEMU's own RESUME */
+#define CPR_EXIT_WAIT_S 10      /* a QEMU told to go -> it exited */
+
+typedef struct _CprJob {
+    QemuDomainCpr *other;     /* the new QEMU, after the switch the old one */
+    bool switched;            /* the domain runs the new QEMU */
+    bool other_gone;          /* the other QEMU exited */
+    bool new_completed;       /* the new QEMU's incoming completed */
+    bool src_completed;       /* the old QEMU's migration completed */
+    bool incoming_sent;
+    bool cont_sent;           /* cont went to the new QEMU */
+    bool resumed;             /* a RESUME from the old QEMU after migrate */
+    bool status_asked;        /* the failure path: query-status went to the old QEMU */
+    bool resuming;            /* the failure path: awaiting QEMU's own RESUME */
+    bool ending;              /* the failure path: waiting for the new QEMU to exit */
+    guint new_sub;            /* MIGRATION on the new QEMU */
+    GFileMonitor *chan_watch; /* waiting for the new QEMU's CPR channel socket */
+    bool chan_ready;
+    guint resume_sub;         /* RESUME on the old QEMU */
+    QemuMonitor *resume_mon;  /* ... on this monitor (a reference) */
+    gint64 completed_us;
+    gint64 running_us;
+} CprJob;
+
+static void cpr_fail(Job *job, HoError *err);
+static void cpr_unwind(Job *job);
+static void cpr_cont_old_done(QemuMonitor *mon, const HoError *err, void *opaque);
+static void cpr_confirm(Job *job);
+static void cpr_chan_changed(GFileMonitor *monitor, GFile *file, GFile *other_file,
+                             GFileMonitorEvent event, gpointer opaque);
+
+static void
+cpr_job_free(CprJob *c)
+{
+    if (!c)
+        return;
+    if (c->chan_watch) {
+        g_signal_handlers_disconnect_matched(c->chan_watch, G_SIGNAL_MATCH_FUNC, 0, 0, NULL,
+                                             (gpointer)cpr_chan_changed, NULL);
+        g_file_monitor_cancel(c->chan_watch);
+        g_clear_object(&c->chan_watch);
+    }
+    if (c->resume_mon && c->resume_sub)
+        qemu_monitor_unsubscribe(c->resume_mon, c->resume_sub);
+    qemu_monitor_unref(c->resume_mon);
+    if (c->other && c->new_sub && qemu_domain_cpr_monitor(c->other))
+        qemu_monitor_unsubscribe(qemu_domain_cpr_monitor(c->other), c->new_sub);
+    qemu_domain_cpr_free(c->other);
+    g_free(c);
+}
+
+/* End the job (terminal phase), dropping the CPR state first. */
+static void
+cpr_end(Job *job, QemuMigrationPhase phase)
+{
+    g_autoptr(Job) hold = job_ref(job);
+
+    clear_source(&job->bound_src);
+    g_clear_pointer(&job->cpr, cpr_job_free);
+    job_end(job, phase);
+}
+
+static gboolean
+cpr_bound_fired(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->bound_src, g_source_unref);
+    if (!job_live(job) || !job->cpr)
+        return G_SOURCE_REMOVE;
+    if (job->cpr->switched) {
+        /* The old QEMU was told to quit (and then killed) but is still there. */
+        HO_WARN("domain '%s': the old QEMU did not exit within %u s", job->name,
+                (unsigned int)CPR_EXIT_WAIT_S);
+        job->cpr->other_gone = true;
+        if (job->err)
+            cpr_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        else
+            cpr_confirm(job);
+    } else if (job->cpr->ending && !job->cpr->other_gone) {
+        /* The new QEMU was SIGKILLed and did not go: end anyway. */
+        HO_WARN("domain '%s': the new QEMU did not exit within %u s", job->name,
+                (unsigned int)CPR_EXIT_WAIT_S);
+        job->cpr->other_gone = true;
+        cpr_unwind(job);
+    } else if (job->cpr->resuming) {
+        /* QEMU did not resume the guest itself: we do, once. */
+        HO_WARN("domain '%s': QEMU did not resume the guest within %u s of the failed CPR "
+                "transfer: sending cont", job->name, (unsigned int)CPR_RESUME_WAIT_S);
+        job->cpr->resuming = false;
+        qemu_monitor_json_cont(job->mon, cpr_cont_old_done, job_ref(job));
+    } else if (job->unwinding && job->cancel_sent && !qstatus_is_final(job->qstatus)) {
+        HO_WARN("domain '%s': QEMU did not finish cancelling the CPR transfer within %u s",
+                job->name, (unsigned int)CANCEL_WAIT_S);
+        job->qstatus = QEMU_MIGRATION_STATUS_CANCELLED;
+        cpr_unwind(job);
+    } else if (job->cpr->src_completed || job->cpr->incoming_sent) {
+        cpr_fail(job, ho_error_new(HO_ERR_TIMEOUT,
+                                   _("the CPR transfer of domain '%1$s' did not complete within "
+                                     "%2$u seconds"),
+                                   job->name, (unsigned int)CPR_INCOMING_WAIT_S));
+    } else {
+        cpr_fail(job, ho_error_new(HO_ERR_TIMEOUT,
+                                   _("the new QEMU of domain '%1$s' did not answer within %2$u "
+                                     "seconds of the CPR transfer's start"),
+                                   job->name, (unsigned int)CPR_GREETING_WAIT_S));
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void
+cpr_bound(Job *job, guint seconds)
+{
+    clear_source(&job->bound_src);
+    job->bound_src = job_timeout(job, seconds * 1000, cpr_bound_fired);
+}
+
+/* ---- failure and cancel ---- */
+
+static void
+cpr_cont_old_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !job->cpr)
+        return;
+    if (err)
+        HO_WARN("domain '%s': the guest could not be resumed in its old QEMU: %s", job->name,
+                err->message);
+    else
+        HO_INFO("domain '%s': resumed in its old QEMU", job->name);
+    job->cpr->resumed = true;
+    cpr_unwind(job);
+}
+
+static void
+cpr_old_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError *err,
+                    void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    CprJob *c;
+
+    if (!job_live(job) || !(c = job->cpr))
+        return;
+    if (err) {
+        HO_WARN("domain '%s': query-status after the failed CPR transfer: %s", job->name,
+                err->message);
+        c->resumed = true; /* nothing more can be done */
+        cpr_unwind(job);
+        return;
+    }
+    HO_INFO("domain '%s': after the failed CPR transfer the old QEMU is %s", job->name,
+            qemu_run_state_to_string(st->state));
+    if (st->running || !job->was_running || c->resumed) {
+        c->resumed = true;
+        cpr_unwind(job);
+        return;
+    }
+    if (c->src_completed) {
+        /* QEMU's migration completed, so QEMU does not resume the guest;
+         * it never ran in the new QEMU (no cont went there). */
+        qemu_monitor_json_cont(mon, cpr_cont_old_done, job_ref(job));
+        return;
+    }
+    /* QEMU resumes the guest itself after a failed or cancelled CPR
+     * transfer: wait for that RESUME, bounded. */
+    c->resuming = true;
+    cpr_bound(job, CPR_RESUME_WAIT_S);
+}
+
+/* The failure path, called again as each step completes:
+ * 1. the old QEMU's migration reaches a final status (cancelled if needed);
+ * 2. the new QEMU is killed and has exited;
+ * 3. the old guest's run state is known: QEMU's own resume, or ours once
+ *    when QEMU did not (a migration that completed, or no RESUME in time);
+ * then the job ends. */
+static void
+cpr_unwind(Job *job)
+{
+    CprJob *c = job->cpr;
+    QemuMonitor *old_mon = job->mon;
+
+    if (!job_live(job) || !c)
+        return;
+    job->unwinding = true;
+    if (job->migrate_sent && !qstatus_is_final(job->qstatus) && !job->qemu_gone) {
+        if (!job->cancel_sent) {
+            job->cancel_sent = true;
+            HO_INFO("domain '%s': cancelling the CPR transfer", job->name);
+            qemu_monitor_json_migrate_cancel(old_mon, NULL, NULL);
+            cpr_bound(job, CANCEL_WAIT_S);
+        }
+        return; /* the final MIGRATION event (or the bound) continues */
+    }
+    if (c->other && !c->other_gone) {
+        if (!c->ending) {
+            c->ending = true;
+            qemu_domain_cpr_end(c->other, false);
+            cpr_bound(job, CPR_EXIT_WAIT_S);
+        }
+        return; /* its exit (or the bound) continues */
+    }
+    if (c->resuming)
+        return; /* QEMU's RESUME (or the bound) continues */
+    if (!c->resumed && !c->status_asked && !job->qemu_gone && !qemu_monitor_is_closed(old_mon)) {
+        c->status_asked = true;
+        clear_source(&job->bound_src);
+        qemu_monitor_json_query_status(old_mon, cpr_old_status_done, job_ref(job));
+        return;
+    }
+    if (!c->resumed && job->was_running && !job->qemu_gone)
+        HO_WARN("domain '%s': the guest may still be paused in its old QEMU", job->name);
+    cpr_end(job, job->cancelled ? QEMU_MIGRATION_PHASE_CANCELLED : QEMU_MIGRATION_PHASE_FAILED);
+}
+
+/* Fail (err consumed) before the guest runs in the new QEMU. */
+static void
+cpr_fail(Job *job, HoError *err)
+{
+    job_keep_error(job, err);
+    cpr_unwind(job);
+}
+
+static void
+cpr_fail_take(Job *job)
+{
+    HoError *err = ho_error_steal();
+
+    cpr_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
+}
+
+static int
+cpr_abort(Job *job)
+{
+    if (job->phase >= QEMU_MIGRATION_PHASE_SWITCHOVER || (job->cpr && job->cpr->src_completed)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the CPR transfer of domain '%1$s' is past the point where it can be "
+                          "aborted (phase '%2$s')"),
+                        job->name, qemu_migration_phase_to_string(job->phase));
+        return -1;
+    }
+    if (job->unwinding) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("the migration of domain '%1$s' is already being cancelled"), job->name);
+        return -1;
+    }
+    HO_INFO("domain '%s': CPR transfer abort requested in phase %s", job->name,
+            qemu_migration_phase_to_string(job->phase));
+    job->cancelled = true;
+    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                     _("migration of domain '%1$s' was cancelled"), job->name));
+    if (job->phase == QEMU_MIGRATION_PHASE_BEGIN) {
+        job->unwinding = true; /* the start sees it */
+        return 0;
+    }
+    cpr_unwind(job);
+    return 0;
+}
+
+/* ---- success ---- */
+
+static void
+cpr_confirm(Job *job)
+{
+    CprJob *c = job->cpr;
+
+    /* The old QEMU is gone: done. */
+    if (c->other && !c->other_gone)
+        return;
+    HO_INFO("domain '%s': CPR transfer completed, now QEMU pid %d", job->name,
+            qemu_domain_obj_pid(job->dom));
+    cpr_end(job, QEMU_MIGRATION_PHASE_COMPLETED);
+}
+
+static void
+cpr_new_cont_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    CprJob *c;
+
+    if (!job_live(job) || !(c = job->cpr))
+        return;
+    if (err) {
+        /* The new QEMU holds the guest and refused to run it; the old
+         * one's state is older than the new one's: keep the domain
+         * paused in the new QEMU, end the old. */
+        job_keep_error(job, ho_error_new(HO_ERR_QMP,
+                                         _("the new QEMU of domain '%1$s' refused cont after the "
+                                           "CPR transfer: %2$s"),
+                                         job->name, err->message));
+    } else {
+        c->running_us = ho_time_now_us();
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_CONFIRM) < 0) {
+        HO_WARN("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+    }
+    /* The old QEMU (in postmigrate) quits; its exit ends the job. */
+    qemu_domain_cpr_end(c->other, true);
+    cpr_bound(job, CPR_EXIT_WAIT_S);
+}
+
+/* Both QEMUs completed: the domain takes the new QEMU, which runs. */
+static void
+cpr_switch(Job *job)
+{
+    CprJob *c = job->cpr;
+    QemuMonitor *new_mon;
+
+    if (!c->src_completed || !c->new_completed || c->switched)
+        return;
+    clear_source(&job->bound_src);
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_FINISH) < 0) {
+        cpr_fail_take(job);
+        return;
+    }
+    new_mon = qemu_domain_cpr_monitor(c->other);
+    if (c->new_sub) {
+        qemu_monitor_unsubscribe(new_mon, c->new_sub);
+        c->new_sub = 0;
+    }
+    /* Our subscriptions stay with the old monitor (job->mon). */
+    if (qemu_driver_domain_cpr_switch(job->mig->drv, job->dom, c->other) < 0) {
+        cpr_fail_take(job);
+        return;
+    }
+    c->switched = true;
+    c->other_gone = false;
+    if (job->args.paused || !job->was_running) {
+        cpr_new_cont_done(new_mon, NULL, job_ref(job));
+        return;
+    }
+    c->cont_sent = true;
+    qemu_monitor_json_cont(new_mon, cpr_new_cont_done, job_ref(job));
+}
+
+/* ---- the QEMUs' events ---- */
+
+/* MIGRATION on the old QEMU. */
+static void
+cpr_src_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+              gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+    g_autoptr(Job) hold = NULL;
+    const char *status = NULL;
+    QemuMigrationStatus st;
+
+    if (!job_live(job) || !job->cpr || !data || ho_json_opt_string(data, "status", &status) <= 0) {
+        ho_error_reset();
+        return;
+    }
+    hold = job_ref(job);
+    st = qemu_migration_status_from_string(status);
+    job->qstatus = st;
+    switch (st) {
+    case QEMU_MIGRATION_STATUS_COMPLETED:
+        job->cpr->src_completed = true;
+        job->cpr->completed_us = ho_time_now_us();
+        if (job->unwinding) {
+            cpr_unwind(job);
+            return;
+        }
+        if (job_set_phase(job, QEMU_MIGRATION_PHASE_SWITCHOVER) < 0) {
+            cpr_fail_take(job);
+            return;
+        }
+        if (!job->cpr->new_completed)
+            cpr_bound(job, CPR_INCOMING_WAIT_S);
+        cpr_switch(job);
+        break;
+    case QEMU_MIGRATION_STATUS_FAILED:
+        if (!job->cancelled)
+            job_keep_error(job, ho_error_new(HO_ERR_QMP,
+                                             _("QEMU reported the CPR transfer of domain '%1$s' "
+                                               "as failed"),
+                                             job->name));
+        cpr_unwind(job);
+        break;
+    case QEMU_MIGRATION_STATUS_CANCELLED:
+        if (!job->cancelled)
+            job_keep_error(job, ho_error_new(HO_ERR_QMP,
+                                             _("the CPR transfer of domain '%1$s' was cancelled "
+                                               "in QEMU"),
+                                             job->name));
+        cpr_unwind(job);
+        break;
+    default:
+        break;
+    }
+}
+
+/* RESUME on the old QEMU: QEMU's own resume after a failure or cancel. */
+static void
+cpr_src_resume(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+               gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+    g_autoptr(Job) hold = NULL;
+
+    if (!job_live(job) || !job->cpr || !job->migrate_sent)
+        return;
+    hold = job_ref(job);
+    HO_INFO("domain '%s': QEMU resumed the guest in its old QEMU", job->name);
+    job->cpr->resumed = true;
+    if (job->cpr->resuming) {
+        job->cpr->resuming = false;
+        clear_source(&job->bound_src);
+        cpr_unwind(job);
+    }
+}
+
+/* MIGRATION on the new QEMU (its incoming side). */
+static void
+cpr_new_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+              gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+    g_autoptr(Job) hold = NULL;
+    const char *status = NULL;
+    QemuMigrationStatus st;
+
+    if (!job_live(job) || !job->cpr || !data || ho_json_opt_string(data, "status", &status) <= 0) {
+        ho_error_reset();
+        return;
+    }
+    hold = job_ref(job);
+    st = qemu_migration_status_from_string(status);
+    if (st == QEMU_MIGRATION_STATUS_COMPLETED) {
+        job->cpr->new_completed = true;
+        if (!job->unwinding)
+            cpr_switch(job);
+    } else if (st == QEMU_MIGRATION_STATUS_FAILED) {
+        /* The old QEMU's migration fails too; its event drives the unwinding. */
+        job_keep_error(job, ho_error_new(HO_ERR_QMP,
+                                         _("the new QEMU of domain '%1$s' failed to receive the "
+                                           "CPR transfer"),
+                                         job->name));
+        if (job->cpr->src_completed)
+            cpr_unwind(job);
+    }
+}
+
+/* The other QEMU exited: before the switch the new one, after it the old. */
+static void
+cpr_other_exited(QemuDomainCpr *cpr, const char *how, void *opaque)
+{
+    Job *job = opaque;
+    g_autoptr(Job) hold = NULL;
+    CprJob *c;
+
+    if (!job_live(job) || !(c = job->cpr))
+        return;
+    hold = job_ref(job);
+    c->other_gone = true;
+    if (c->switched) {
+        clear_source(&job->bound_src);
+        if (job->err) {
+            cpr_end(job, QEMU_MIGRATION_PHASE_FAILED);
+            return;
+        }
+        cpr_confirm(job);
+        return;
+    }
+    if (!c->ending)
+        job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
+                                         _("the new QEMU of domain '%1$s' %2$s during the CPR "
+                                           "transfer"),
+                                         job->name, how));
+    if (c->ending)
+        clear_source(&job->bound_src);
+    cpr_unwind(job);
+}
+
+/* The domain's QEMU exited: before the switch the old one, after it the new one. */
+static void
+cpr_dom_exited(QemuDomainObj *dom, const char *how, void *opaque)
+{
+    Job *job = opaque;
+    g_autoptr(Job) hold = NULL;
+    CprJob *c;
+
+    job->exit_watch = 0; /* removed after it ran */
+    if (!job_live(job) || !(c = job->cpr))
+        return;
+    hold = job_ref(job);
+    job->qemu_gone = true;
+    if (c->switched) {
+        job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
+                                         _("the new QEMU of domain '%1$s' %2$s right after the "
+                                           "CPR transfer: the guest is lost"),
+                                         job->name, how));
+        if (c->other && !c->other_gone)
+            qemu_domain_cpr_end(c->other, false);
+        cpr_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        return;
+    }
+    job_keep_error(job, ho_error_new(HO_ERR_SYSTEM,
+                                     _("the QEMU of domain '%1$s' %2$s during the CPR transfer"),
+                                     job->name, how));
+    job->qstatus = QEMU_MIGRATION_STATUS_FAILED;
+    cpr_unwind(job);
+}
+
+/* ---- the start ---- */
+
+static void
+cpr_migrate_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !job->cpr || !err)
+        return;
+    /* Refused at once (say a RAM block that is not shareable): QEMU's
+     * migration never started, the guest was not stopped. */
+    job->qstatus = QEMU_MIGRATION_STATUS_FAILED;
+    cpr_fail(job, ho_error_new(HO_ERR_QMP, _("the CPR transfer of domain '%1$s' failed: %2$s"),
+                               job->name, err->message));
+}
+
+static json_object *
+cpr_channel(const char *type, const char *path)
+{
+    json_object *chan = json_object_new_object();
+    json_object *addr = json_object_new_object();
+
+    ho_json_add_string(addr, "transport", "socket");
+    ho_json_add_string(addr, "type", "unix");
+    ho_json_add_string(addr, "path", path);
+    ho_json_add_string(chan, "channel-type", type);
+    ho_json_add(chan, "addr", addr);
+    return chan;
+}
+
+static void
+cpr_src_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    json_object *channels;
+    CprJob *c;
+
+    if (!job_live(job) || !(c = job->cpr) || job->unwinding)
+        return;
+    if (err) {
+        cpr_fail(job, ho_error_copy(err));
+        return;
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
+        cpr_fail_take(job);
+        return;
+    }
+    channels = json_object_new_array();
+    json_object_array_add(channels, cpr_channel("main", qemu_domain_cpr_main_path(c->other)));
+    json_object_array_add(channels, cpr_channel("cpr", qemu_domain_cpr_channel_path(c->other)));
+    job->migrate_sent = true;
+    qemu_monitor_json_migrate_channels(mon, channels, cpr_migrate_done, job_ref(job));
+    /* The new QEMU's monitor answers once it has read the CPR state. */
+    cpr_bound(job, CPR_GREETING_WAIT_S);
+}
+
+static void
+cpr_src_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    json_object *params;
+
+    if (!job_live(job) || !job->cpr || job->unwinding)
+        return;
+    if (err) {
+        cpr_fail(job, ho_error_copy(err));
+        return;
+    }
+    params = json_object_new_object();
+    ho_json_add_string(params, "mode", qemu_mig_mode_to_string(QEMU_MIG_MODE_CPR_TRANSFER));
+    qemu_monitor_json_migrate_set_parameters(mon, params, cpr_src_params_done, job_ref(job));
+}
+
+static void
+cpr_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !job->cpr || !err)
+        return;
+    if (job->cpr->ending || job->cpr->other_gone)
+        return; /* killed by us, or its exit says more */
+    cpr_fail(job, ho_error_new(HO_ERR_QMP,
+                               _("the new QEMU of domain '%1$s' refused the incoming CPR "
+                                 "transfer: %2$s"),
+                               job->name, err->message));
+}
+
+static void
+cpr_new_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    CprJob *c;
+
+    if (!job_live(job) || !(c = job->cpr) || c->ending || c->other_gone)
+        return;
+    if (err) {
+        cpr_fail(job, ho_error_new(HO_ERR_QMP,
+                                   _("the new QEMU of domain '%1$s' did not take the migration "
+                                     "settings: %2$s"),
+                                   job->name, err->message));
+        return;
+    }
+    /* The monitor answered: the CPR state is in. Now the main channel. */
+    c->incoming_sent = true;
+    {
+        g_autofree char *uri = g_strdup_printf("unix:%s", qemu_domain_cpr_main_path(c->other));
+
+        qemu_monitor_json_migrate_incoming(mon, uri, cpr_incoming_done, job_ref(job));
+    }
+    cpr_bound(job, CPR_INCOMING_WAIT_S);
+}
+
+/* Once the CPR channel socket exists: the source's settings, then migrate. */
+static void
+cpr_chan_check(Job *job)
+{
+    CprJob *c = job->cpr;
+
+    if (!job_live(job) || !c || c->chan_ready || !c->other || job->unwinding ||
+        !g_file_test(qemu_domain_cpr_channel_path(c->other), G_FILE_TEST_EXISTS))
+        return;
+    c->chan_ready = true;
+    if (c->chan_watch) {
+        g_signal_handlers_disconnect_matched(c->chan_watch, G_SIGNAL_MATCH_DATA, 0, 0, NULL,
+                                             NULL, job);
+        g_file_monitor_cancel(c->chan_watch);
+        g_clear_object(&c->chan_watch);
+    }
+    {
+        static const char *const names[] = {"events"};
+        static const bool states[] = {true};
+
+        qemu_monitor_json_migrate_set_capabilities(job->mon, names, states, 1, cpr_src_caps_done,
+                                                   job_ref(job));
+    }
+}
+
+static void
+cpr_chan_changed(GFileMonitor *monitor, GFile *file, GFile *other_file,
+                 GFileMonitorEvent event, gpointer opaque)
+{
+    Job *job = opaque;
+    g_autoptr(Job) hold = job_ref(job);
+
+    cpr_chan_check(job);
+}
+
+/* The new QEMU's capabilities are known: it must do CPR transfer too. */
+static void
+cpr_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+    CprJob *c;
+    QemuMonitor *new_mon;
+    static const char *const names[] = {"events"};
+    static const bool states[] = {true};
+
+    if (!job_live(job) || !(c = job->cpr))
+        return;
+    if (job->unwinding) {
+        cpr_unwind(job);
+        return;
+    }
+    if (err) {
+        cpr_fail(job, ho_error_copy(err));
+        return;
+    }
+    if (!qemu_caps_has(caps, QEMU_CAPS_CPR_TRANSFER)) {
+        cpr_fail(job, ho_error_new(HO_ERR_NO_SUPPORT,
+                                   _("the new QEMU '%1$s' for domain '%2$s' cannot do a CPR "
+                                     "transfer"),
+                                   job->emulator ? job->emulator
+                                                 : qemu_domain_obj_emulator(job->dom),
+                                   job->name));
+        return;
+    }
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PREPARE) < 0) {
+        cpr_fail_take(job);
+        return;
+    }
+    c->other = qemu_driver_domain_cpr_spawn(drv, job->dom, job->emulator, caps, cpr_other_exited,
+                                            job);
+    if (!c->other) {
+        cpr_fail_take(job);
+        return;
+    }
+    new_mon = qemu_domain_cpr_monitor(c->other);
+    if (job->rec)
+        qemu_monitor_set_recorder(new_mon, job->rec);
+    c->new_sub = qemu_monitor_subscribe(new_mon, "MIGRATION", cpr_new_event, job);
+    /* Queued until its greeting, which comes after the source's migrate. */
+    qemu_monitor_json_migrate_set_capabilities(new_mon, names, states, 1, cpr_new_caps_done,
+                                               job_ref(job));
+    /* The source may connect only once the new QEMU listens on its CPR
+     * channel (QEMU 10.0 takes no passed fd there): wait for the socket
+     * file (inotify; QEMU listens right after it binds), bounded. */
+    {
+        g_autofree char *dir = g_path_get_dirname(qemu_domain_cpr_channel_path(c->other));
+        g_autoptr(GFile) gdir = g_file_new_for_path(dir);
+        g_autoptr(GError) gerr = NULL;
+
+        c->chan_watch = g_file_monitor_directory(gdir, G_FILE_MONITOR_NONE, NULL, &gerr);
+        if (!c->chan_watch) {
+            cpr_fail(job, ho_error_new(HO_ERR_SYSTEM, _("cannot watch '%1$s': %2$s"), dir,
+                                       gerr->message));
+            return;
+        }
+        g_signal_connect(c->chan_watch, "changed", G_CALLBACK(cpr_chan_changed), job);
+    }
+    cpr_bound(job, CPR_GREETING_WAIT_S);
+    cpr_chan_check(job);
+}
+
+static gboolean
+cpr_start(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->bound_src, g_source_unref);
+    if (!job_live(job))
+        return G_SOURCE_REMOVE;
+    if (job->unwinding) {
+        cpr_unwind(job);
+        return G_SOURCE_REMOVE;
+    }
+    qemu_driver_get_caps(job->mig->drv,
+                         job->emulator ? job->emulator : qemu_domain_obj_emulator(job->dom),
+                         cpr_caps_ready, job_ref(job));
+    return G_SOURCE_REMOVE;
+}
+
+/* The checks before anything is touched; -1 and an error. */
+static int
+cpr_check(QemuMigration *mig, QemuDomainObj *dom, const QemuMigrationArgs *args,
+          char **emulator)
+{
+    const char *name = qemu_domain_obj_name(dom);
+    const QemuDomainDef *def = qemu_domain_obj_def(dom, false);
+    const QemuCaps *caps = qemu_domain_obj_caps(dom);
+    QemuDomainState state = qemu_domain_obj_state(dom);
+
+    if (mig_find_job(mig, qemu_domain_obj_uuid(dom)) || qemu_domain_obj_get_job(dom)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID, _("domain '%1$s' is already in a migration job"),
+                        name);
+        return -1;
+    }
+    if (!qemu_domain_obj_is_active(dom) || !qemu_domain_obj_monitor(dom) ||
+        qemu_domain_obj_is_reconnecting(dom) || !def || !caps ||
+        (state != QEMU_DOMAIN_STATE_RUNNING && state != QEMU_DOMAIN_STATE_PAUSED)) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("domain '%1$s' is not running (or its monitor is not available)"), name);
+        return -1;
+    }
+    if (!qemu_caps_has(caps, QEMU_CAPS_CPR_TRANSFER) ||
+        !qemu_caps_has(caps, QEMU_CAPS_MIGRATE_CHANNELS) ||
+        !qemu_caps_has(caps, QEMU_CAPS_EVENTS_CAP)) {
+        unsigned int v = qemu_caps_version(caps);
+        g_autofree char *version =
+            g_strdup_printf("%u.%u.%u", v / 1000000, (v / 1000) % 1000, v % 1000);
+
+        ho_error_report(HO_ERR_NO_SUPPORT,
+                        _("the QEMU of domain '%1$s' (version %2$s) cannot do a CPR transfer "
+                          "(migration mode 'cpr-transfer' needs QEMU 10.0 or later)"),
+                        name, version);
+        return -1;
+    }
+    if (!def->memfd || !def->shared) {
+        ho_error_report(HO_ERR_OPERATION_INVALID,
+                        _("domain '%1$s' needs its memory in a shared memfd backend "
+                          "(<memoryBacking><source type='memfd'/><access mode='shared'/>) for a "
+                          "CPR transfer"),
+                        name);
+        return -1;
+    }
+    if (args->postcopy || args->postcopy_after_precopy || storage_copy(args) || args->parallel ||
+        args->migrate_uri || args->listen_address || args->dname || args->auto_converge ||
+        args->persistent || args->undefine_source || args->timeout_s) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s",
+                        _("a CPR transfer takes no postcopy, storage copy, parallel, URI, "
+                          "dname, auto-converge, persistent, undefinesource or timeout options"));
+        return -1;
+    }
+    *emulator = NULL;
+    if (args->dxml) {
+        g_autoptr(QemuDomainDef) nd = qemu_domain_def_parse_string(args->dxml, NULL);
+
+        if (!nd)
+            return -1;
+        if (!g_str_equal(nd->name, def->name) || memcmp(nd->uuid, def->uuid, 16) != 0) {
+            ho_error_report(HO_ERR_INVALID_ARG,
+                            _("the XML for the CPR transfer of domain '%1$s' names another "
+                              "domain"),
+                            name);
+            return -1;
+        }
+        *emulator = g_strdup(nd->emulator);
+    }
+    return 0;
+}
+
+int
+qemu_migration_src_cpr_transfer(QemuMigration *mig, QemuDomainObj *dom,
+                                const QemuMigrationArgs *args, QemuMigrationDoneFunc cb,
+                                void *opaque)
+{
+    g_autoptr(Job) job = NULL;
+    g_autofree char *emulator = NULL;
+    QemuMonitor *mon;
+
+    if (cpr_check(mig, dom, args, &emulator) < 0)
+        return -1;
+    mon = qemu_domain_obj_monitor(dom);
+    job = job_new(mig, true, qemu_domain_obj_name(dom), qemu_domain_obj_uuid(dom));
+    job->dom = qemu_domain_obj_ref(dom);
+    args_copy(&job->args, args);
+    job->emulator = g_steal_pointer(&emulator);
+    job->done_cb = cb;
+    job->done_opaque = opaque;
+    job->was_running = qemu_domain_obj_state(dom) == QEMU_DOMAIN_STATE_RUNNING;
+    job->cpr = g_new0(CprJob, 1);
+    job->peer_host_uuid = g_strdup(mig->host_uuid);
+    job->peer_hostname = g_strdup(mig->hostname);
+    if (args->record_path) {
+        job->record_path = g_strdup(args->record_path);
+    } else if (mig->record_dir) {
+        g_autofree char *stamp = record_stamp();
+        g_autofree char *file = g_strdup_printf("%s-%s-cpr.jsonl", job->name, stamp);
+
+        job->record_path = g_build_filename(mig->record_dir, file, NULL);
+    }
+    job->mon = qemu_monitor_ref(mon);
+    job_attach_recorder(job, mon);
+
+    g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
+    job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", cpr_src_event, job);
+    job->cpr->resume_mon = qemu_monitor_ref(mon);
+    job->cpr->resume_sub = qemu_monitor_subscribe(mon, "RESUME", cpr_src_resume, job);
+    job->exit_watch = qemu_domain_obj_add_exit_watch(dom, cpr_dom_exited, job);
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_BEGIN) < 0) {
+        HoError *saved = ho_error_save();
+
+        job->ended = true;
+        job_detach(job);
+        g_clear_pointer(&job->cpr, cpr_job_free);
+        g_hash_table_remove(mig->jobs, job->uuid);
+        ho_error_restore(&saved);
+        return -1;
+    }
+    HO_INFO("domain '%s': CPR transfer begins", job->name);
+    job->bound_src = g_idle_source_new();
+    g_source_set_callback(job->bound_src, cpr_start, job_ref(job), (GDestroyNotify)job_unref);
+    g_source_attach(job->bound_src, mig->ctx);
+    return 0;
 }

@@ -54,6 +54,13 @@ typedef enum {
     QEMU_MIGRATION_PHASE_FINISH,         /* src: completed, destination asked to run;
                                           * dst: cont being issued */
     QEMU_MIGRATION_PHASE_CONFIRM,        /* src: quitting the source QEMU, or unwinding */
+    /* Postcopy (issue 6): from POSTCOPY on the destination runs the guest
+     * and the source is never resumed again. */
+    QEMU_MIGRATION_PHASE_POSTCOPY,        /* both: postcopy-active */
+    QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED, /* both: postcopy-paused (or the source's
+                                           * postcopy-recover-setup): recoverable */
+    QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER, /* both: recovery under way (migrate-recover on
+                                            * the destination, migrate resume on the source) */
     QEMU_MIGRATION_PHASE_COMPLETED,      /* terminal */
     QEMU_MIGRATION_PHASE_FAILED,         /* terminal */
     QEMU_MIGRATION_PHASE_CANCELLED,      /* terminal */
@@ -61,7 +68,8 @@ typedef enum {
 } QemuMigrationPhase;
 
 /* "begin", "prepare", "mirror", "perform", "pre-switchover", "switchover", "finish",
- * "confirm", "completed", "failed", "cancelled" ("none" for NONE). */
+ * "confirm", "postcopy", "postcopy-paused", "postcopy-recover", "completed", "failed",
+ * "cancelled" ("none" for NONE). */
 const char *qemu_migration_phase_to_string(QemuMigrationPhase phase);
 /* QEMU_MIGRATION_PHASE_LAST for an unknown name. */
 QemuMigrationPhase qemu_migration_phase_from_string(const char *s);
@@ -98,6 +106,12 @@ typedef struct {
                                   * names); NULL: every disk that is not shared */
     int disks_port;              /* --disks-port: NBD port on the destination; 0: range */
     char *disks_uri;             /* --disks-uri tcp://HOST[:PORT] or unix:PATH, or NULL */
+    /* Postcopy and CPR (issue 6). */
+    bool postcopy;               /* --postcopy: postcopy-ram on both sides, switch allowed */
+    bool postcopy_after_precopy; /* --postcopy-after-precopy: switch after the first pass */
+    bool has_postcopy_bandwidth;
+    uint64_t postcopy_bandwidth_mib; /* --postcopy-bandwidth, MiB/s */
+    char *mode;                  /* --mode: NULL or "normal", or "cpr-transfer" */
 } QemuMigrationArgs;
 
 void qemu_migration_args_clear(QemuMigrationArgs *args);
@@ -108,7 +122,8 @@ void qemu_migration_args_clear(QemuMigrationArgs *args);
  * "parallel_connections", "timeout_s", "timeout_abort", "unsafe",
  * "record", "copy_storage_all", "copy_storage_inc",
  * "copy_storage_synchronous_writes", "migrate_disks" (array of strings),
- * "disks_port", "disks_uri"). Unknown fields are refused. 0, or -1 and an error naming the
+ * "disks_port", "disks_uri", "postcopy", "postcopy_after_precopy",
+ * "postcopy_bandwidth_mib", "mode"). Unknown fields are refused. 0, or -1 and an error naming the
  * field; *args is untouched on failure. */
 int qemu_migration_args_from_json(json_object *obj, QemuMigrationArgs *args);
 /* The same fields back (a new object), for the job record and the cookie. */
@@ -141,6 +156,11 @@ typedef struct {
     /* Storage copy, destination: the qemu-img that creates missing target
      * images; NULL: the one next to the emulator, else qemu-img on PATH. */
     const char *qemu_img;
+    /* Postcopy: a postcopy-active migration whose transferred bytes do not
+     * move for this many seconds while the guest faults on missing pages,
+     * or whose peer connection is lost, is forced into postcopy-paused
+     * with migrate-pause so recovery can start; 0: 10. */
+    unsigned int postcopy_stall_s;
 } QemuMigrationConfig;
 
 /* A job event: the domain (name and uuid), the event ("phase",
@@ -201,6 +221,13 @@ typedef struct {
      * Without it the destination stops the server itself in Finish,
      * right before cont. */
     void (*nbd_stop)(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque);
+    /* Postcopy recovery: ask the destination to listen again. args
+     * consumed: {"uuid"}; the reply is what qemu_migration_dst_recover
+     * answers: {"uri": "tcp:HOST:PORT"} once migrate-recover was accepted. */
+    void (*recover)(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque);
+    /* Postcopy: force the destination into postcopy-paused (migrate-pause
+     * there). args consumed: {"uuid"}; reply {} or an error. May be NULL. */
+    void (*pause)(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque);
 } QemuMigrationPeerOps;
 
 /* ---- source ---- */
@@ -289,3 +316,42 @@ void qemu_migration_any_job_info(QemuMigration *mig, QemuDomainObj *dom, bool co
                                  QemuMigrationInfoFunc cb, void *opaque);
 /* Whether the domain has a running job. */
 bool qemu_migration_any_has_job(QemuMigration *mig, QemuDomainObj *dom);
+
+/* ---- postcopy and its recovery (issue 6) ---- */
+
+/* `handover migrate-postcopy`: switch the domain's running precopy job
+ * to postcopy (migrate-start-postcopy). Refused (-1 and an error) without
+ * a job, when the job was not started with postcopy, or past PERFORM. */
+int qemu_migration_src_start_postcopy(QemuMigration *mig, QemuDomainObj *dom);
+/* `handover migrate --postcopy-resume DOMAIN DEST-URI`: recover a job in
+ * POSTCOPY_PAUSED. The peer (consumed) is a fresh connection to the
+ * destination daemon; its recover op gets a fresh URI, then the source
+ * issues migrate {"uri", "resume": true}. cb runs once when this attempt
+ * ends: err NULL when the migration completed, or the attempt's error
+ * (the job then stays recoverable in POSTCOPY_PAUSED). -1 and an error
+ * when there is no paused job. */
+int qemu_migration_src_postcopy_resume(QemuMigration *mig, QemuDomainObj *dom,
+                                       const QemuMigrationPeerOps *ops, void *peer,
+                                       QemuMigrationDoneFunc cb, void *opaque);
+/* Destination side of the recovery: args {"uuid"} (borrowed);
+ * migrate-recover on a port from the range; cb gets {"uri"} or the error. */
+void qemu_migration_dst_recover(QemuMigration *mig, json_object *args,
+                                QemuMigrationReplyFunc cb, void *opaque);
+/* `handover domjobabort --postcopy`, or the peer's pause op: migrate-pause
+ * on this side's QEMU; -1 and an error when the job is not in POSTCOPY. */
+int qemu_migration_any_pause_postcopy(QemuMigration *mig, QemuDomainObj *dom);
+/* The destination side of the peer's pause op: args {"uuid"} borrowed. */
+void qemu_migration_dst_pause(QemuMigration *mig, json_object *args, QemuMigrationReplyFunc cb,
+                              void *opaque);
+
+/* ---- CPR transfer (issue 6, QEMU 10.0+) ---- */
+
+/* `handover migrate --mode cpr-transfer DOMAIN`: replace the domain's
+ * QEMU on this host by a new one (this host's emulator, or args->dxml's)
+ * with guest RAM handed over as memfds. Refused at once (-1 and an
+ * error, nothing touched) when QEMU lacks cpr-transfer or the domain's
+ * memory is not a shared memfd backend. cb runs once when the job ends;
+ * on failure or cancel QEMU itself resumes the guest (never twice). */
+int qemu_migration_src_cpr_transfer(QemuMigration *mig, QemuDomainObj *dom,
+                                    const QemuMigrationArgs *args, QemuMigrationDoneFunc cb,
+                                    void *opaque);

@@ -519,3 +519,46 @@ write("storage-dst-dies-finish.jsonl",
    "gone (cancelled at pre-switchover); the NBD client nodes are deleted."]+SBASE,
   A(s_completed_both)+["# The destination QEMU dies before the orchestrator's cont arrives.",
    R("dst","close")]+del_nodes()+resumed(False), S7)
+
+# ==== postcopy (issue 6) ====================================================
+# From the 7.2 -> 7.2 recording up to the source's `active`; the postcopy
+# part is written by hand after what QEMU 7.2 did here under a minimal QMP
+# script (postcopy-ram on both sides, pause-before-switchover on the source):
+# migrate-start-postcopy -> STOP -> pre-switchover -> migrate-continue ->
+# postcopy-active (src) -> postcopy-active (dst) -> cont on the destination
+# -> RESUME there -> completed on both.
+def postcopy_caps(body):
+    out=[]
+    for o in body:
+        m=o.get("msg",{})
+        if m.get("execute")=="migrate-set-capabilities":
+            m=json.loads(json.dumps(m)); o=dict(o); o["msg"]=m
+            m["arguments"]["capabilities"].append({"capability":"postcopy-ram","state":True})
+        out.append(o)
+    return out
+PC=postcopy_caps(to_active)
+PC_HDR=["The postcopy part is written by hand after QEMU 7.2 as observed here (a",
+        "minimal QMP script, pause-before-switchover on): migrate-start-postcopy ->",
+        "STOP -> pre-switchover -> migrate-continue -> postcopy-active on the source;",
+        "the destination's postcopy-active comes next and it is resumed at once."]
+pc_switch=["# The first full pass is done: --postcopy-after-precopy switches.",
+    R("src","recv",{"event":"MIGRATION_PASS","data":{"pass":2}}),
+    cmd("src","migrate-start-postcopy",id="pc1"), ret("src","pc1"),
+    R("src","recv",ev("STOP")), mig("src","pre-switchover"),
+    cmd("src","migrate-continue",{"state":"pre-switchover"},id="pc2"), ret("src","pc2"),
+    mig("src","postcopy-active"),
+    "# The destination runs the guest at once: cont at its own postcopy-active.",
+    mig("dst","postcopy-active"), cmd("dst","cont",id="pc3"),
+    R("dst","recv",ev("RESUME")), ret("dst","pc3")]
+write("postcopy-7.2-7.2.jsonl",
+  ["Postcopy happy path, QEMU 7.2 -> 7.2, --postcopy --postcopy-after-precopy."]+BASE7+PC_HDR+
+  ["The source then completes, Finish finds the destination running (no second",
+   "cont), the source is asked for its statistics and quit."],
+  assemble("7.2","7.2",PC)+pc_switch+[mig("src","completed"), mig("dst","completed"),
+   cmd("src","query-migrate",id="pc4"),
+   ret("src","pc4",{"status":"completed","setup-time":2,"downtime":3,"total-time":900,
+       "ram":{"total":134750208,"postcopy-requests":6,"dirty-sync-count":2,"remaining":0,
+              "transferred":1000000,"postcopy-bytes":400000,"duplicate":32000,"normal":200,
+              "normal-bytes":819200,"mbps":100.0,"dirty-pages-rate":0}}),
+   cmd("src","quit",id="pc5"), R("src","recv",{"event":"SHUTDOWN","data":{"guest":False,"reason":"host-qmp-quit"}}),
+   ret("src","pc5"), R("src","close")], S(0))
