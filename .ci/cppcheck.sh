@@ -27,4 +27,4 @@ cppcheck --quiet --error-exitcode=1 --inline-suppr --std=c11 \
     --library="$work/gtk.cfg" --library=.ci/glib-extra.cfg \
     --enable=warning,portability,performance \
     -I src/util -I src/qemu -I src/rpc -I src/daemon -I include -I tests \
-    src tools tests "$@"
+    src tools tests bench "$@"

@@ -3285,6 +3285,27 @@ dst_port_free(const char *host, int port)
     return true;
 }
 
+/* Whether another incoming job of this daemon already chose port (for
+ * its stream or its NBD server): two jobs probing at once would both find
+ * it free before either QEMU binds it. */
+static bool
+dst_port_taken(Job *self, int port)
+{
+    GHashTableIter it;
+    gpointer value;
+
+    g_hash_table_iter_init(&it, self->mig->jobs);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        Job *other = value;
+
+        if (other == self || other->src || other->ended)
+            continue;
+        if (other->port == port || other->nbd_port == port)
+            return true;
+    }
+    return false;
+}
+
 /* QEMU listens on its own socket (migrate-incoming tcp:...), not on an fd
  * we accept and pass with getfd: the stream then goes straight from the
  * network into QEMU with no copy through the daemon and no extra fd
@@ -3297,7 +3318,8 @@ dst_try_port(Job *job)
     g_autofree char *hostport = NULL;
     g_autofree char *uri = NULL;
 
-    while (job->port < job->port_last && !dst_port_free(job->listen_host, job->port))
+    while (job->port < job->port_last &&
+           (dst_port_taken(job, job->port) || !dst_port_free(job->listen_host, job->port)))
         job->port++;
     hostport = ho_uri_format_hostport(job->listen_host, job->port);
     uri = g_strdup_printf("tcp:%s", hostport);
@@ -3435,7 +3457,9 @@ static void
 dst_nbd_try_port(Job *job)
 {
     if (!job->nbd_path) {
-        while (job->nbd_port < job->nbd_port_last && !dst_port_free(job->nbd_host, job->nbd_port))
+        while (job->nbd_port < job->nbd_port_last &&
+               (dst_port_taken(job, job->nbd_port) ||
+                !dst_port_free(job->nbd_host, job->nbd_port)))
             job->nbd_port++;
     }
     if (job->nbd_path)

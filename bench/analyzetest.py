@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Checks bench/analyze.py's figures against a recording whose numbers are
+known: tests/qemumonitorjsondata/migrate-storage-7.2-10.0.jsonl (the
+minimal flow recorded by qemurecord), where the expected values below were
+read off the transcript's lines by hand; and the conversion of libvirtd's
+monitor log. Run by meson test (suite unit); exits non-zero on a mismatch."""
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import analyze  # noqa: E402
+
+failures = []
+
+
+def check(name, got, want):
+    ok = got == want if not isinstance(want, float) else got is not None and abs(got - want) < 1e-6
+    print("%s %s: got %r, want %r" % ("ok" if ok else "FAIL", name, got, want))
+    if not ok:
+        failures.append(name)
+
+
+def main():
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(top, "tests", "qemumonitorjsondata", "migrate-storage-7.2-10.0.jsonl")
+    f = analyze.figures(analyze.load(path + ":src"), analyze.load(path + ":dst"))
+    # STOP at 1796411488.309113 (QEMU's clock), RESUME at .319503.
+    check("pause_ms", f["pause_ms"], 10.39)
+    check("qemu_downtime_ms", f["qemu_downtime_ms"], 5)
+    check("qemu_total_ms", f["qemu_total_ms"], 18)
+    # pre-switchover received at 3185373234, migrate-continue sent at 3185375022;
+    # cancels sent at ...3265 and ...3559, the last BLOCK_JOB_COMPLETED at ...4987.
+    check("preswitch_to_continue_ms", f["preswitch_to_continue_ms"], 1.788)
+    check("preswitch_qemu_ms", f["preswitch_qemu_ms"], 1.722)
+    check("preswitch_own_ms", f["preswitch_own_ms"], 0.066)
+    # src completed received at 3185376963, dst cont sent at 3185381971.
+    check("completed_to_cont_ms", f["completed_to_cont_ms"], 5.008)
+
+    # Overlapping and disjoint intervals.
+    check("union_len", analyze.union_len([(5, 9), (0, 2), (1, 3), (8, 10)]), 8)
+
+    # libvirtd's log -> a recording.
+    log = (
+        '2026-12-04 19:40:12.691+0000: 13236: info : qemuMonitorIOWrite:366 : '
+        'QEMU_MONITOR_IO_WRITE: mon=0x1 buf={"execute":"cont","id":"libvirt-9"}\r\n'
+        ' len=36 ret=36 errno=0\n'
+        '2026-12-04 19:40:12.693+0000: 13236: info : qemuMonitorJSONIOProcessLine:208 : '
+        'QEMU_MONITOR_RECV_REPLY: mon=0x1 reply={"return": {}, "id": "libvirt-9"}\n'
+        '2026-12-04 19:40:12.694+0000: 13236: debug : qemuMonitorJSONIOProcessLine:189 : '
+        'Line [{"event": "RESUME"}]\n'
+        '2026-12-04 19:40:12.694+0000: 13236: info : qemuMonitorJSONIOProcessEvent:205 : '
+        'QEMU_MONITOR_RECV_EVENT: mon=0x1 event={"timestamp": {"seconds": 1, "microseconds": 2}, '
+        '"event": "RESUME"}\n')
+    with tempfile.TemporaryDirectory() as d:
+        src, out = os.path.join(d, "l.log"), os.path.join(d, "l.jsonl")
+        with open(src, "w") as fh:
+            fh.write(log)
+
+        class A:
+            pass
+        a = A()
+        a.log, a.out, a.start_us = src, out, None
+        analyze.cmd_libvirt_log(a)
+        with open(out) as fh:
+            recs = [json.loads(line) for line in fh]
+    check("libvirt records", [(r["dir"], list(r["msg"])[0]) for r in recs],
+          [("send", "execute"), ("recv", "return"), ("recv", "timestamp")])
+    check("libvirt ts", recs[1]["ts"] - recs[0]["ts"], 2000)
+    if failures:
+        print("%d check(s) failed: %s" % (len(failures), ", ".join(failures)))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
