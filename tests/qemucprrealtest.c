@@ -255,6 +255,14 @@ run_cpr(Fx *f, Act act)
     QemuMigrationArgs args = {0};
 
     args.mode = g_strdup("cpr-transfer");
+    /* HANDOVER_TEST_RECORD_DIR: the job's QMP exchanges (both QEMUs) go
+     * to DIR/cpr-<act>.jsonl, the source of tests/qemumigrationdata/cpr-*. */
+    if (g_getenv("HANDOVER_TEST_RECORD_DIR")) {
+        static const char *const names[] = {"success", "kill-new", "abort", "kill-new-at-stop"};
+        g_autofree char *file = g_strdup_printf("cpr-%s.jsonl", names[act]);
+
+        args.record_path = g_build_filename(g_getenv("HANDOVER_TEST_RECORD_DIR"), file, NULL);
+    }
     f->act = act;
     f->counting = true;
     g_assert_cmpint(qemu_migration_src_cpr_transfer(f->mig, f->dom, &args, done_cb, f), ==, 0);

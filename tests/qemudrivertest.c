@@ -16,6 +16,9 @@
 #define HO_LOG_MODULE "tests.driver"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2003,6 +2006,733 @@ test_migrate_storage_abort(gconstpointer data)
     run_storage(data, "mirror");
 }
 
+/* ---- postcopy and its recovery through the orchestrator ------------------------------ */
+
+/* A TCP relay the test controls, between the source QEMU and the
+ * destination's incoming port: a thread that copies bytes both ways
+ * until told to cut every connection (both QEMUs then see the stream
+ * break). */
+#define RELAY_MAX_CONNS 8
+
+typedef struct {
+    int listen_fd;
+    int port;
+    int target_port;
+    int ctl[2];
+    GThread *thread;
+    int conns[RELAY_MAX_CONNS][2];
+    gint accepted;
+    gint cut_done;
+    bool hold; /* relay thread only: stop copying, keep the connections */
+} Relay;
+
+static int
+relay_connect(int port)
+{
+    struct sockaddr_in sa = {0};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void
+relay_close_pair(Relay *r, int i)
+{
+    for (int k = 0; k < 2; k++) {
+        if (r->conns[i][k] >= 0) {
+            shutdown(r->conns[i][k], SHUT_RDWR);
+            close(r->conns[i][k]);
+            r->conns[i][k] = -1;
+        }
+    }
+}
+
+/* Write all of buf (blocking): both QEMUs read their sockets. */
+static bool
+relay_write_all(int fd, const char *buf, ssize_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        buf += n;
+        len -= n;
+    }
+    return true;
+}
+
+static gpointer
+relay_thread(gpointer opaque)
+{
+    Relay *r = opaque;
+    g_autofree char *buf = g_malloc(65536);
+
+    for (;;) {
+        struct pollfd pfd[2 + 2 * RELAY_MAX_CONNS];
+        int idx[2 + 2 * RELAY_MAX_CONNS];
+        nfds_t n = 0;
+
+        pfd[n].fd = r->ctl[0];
+        pfd[n++].events = POLLIN;
+        pfd[n].fd = r->listen_fd;
+        pfd[n++].events = POLLIN;
+        for (int i = 0; i < RELAY_MAX_CONNS && !r->hold; i++) {
+            for (int k = 0; k < 2; k++) {
+                if (r->conns[i][k] < 0)
+                    continue;
+                idx[n] = i * 2 + k;
+                pfd[n].fd = r->conns[i][k];
+                pfd[n++].events = POLLIN;
+            }
+        }
+        if (poll(pfd, n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            g_error("relay: poll: %s", g_strerror(errno));
+        }
+        if (pfd[0].revents) {
+            char c = 0;
+
+            if (read(r->ctl[0], &c, 1) != 1 || c == 'q') {
+                for (int i = 0; i < RELAY_MAX_CONNS; i++)
+                    relay_close_pair(r, i);
+                return NULL;
+            }
+            if (c == 'h') {
+                /* drop the traffic silently: nothing is read any more */
+                r->hold = true;
+                continue;
+            }
+            /* 'c': cut every connection, keep listening */
+            r->hold = false;
+            for (int i = 0; i < RELAY_MAX_CONNS; i++)
+                relay_close_pair(r, i);
+            g_atomic_int_inc(&r->cut_done);
+            continue;
+        }
+        if (pfd[1].revents & POLLIN) {
+            int in = accept(r->listen_fd, NULL, NULL);
+            int out = in >= 0 ? relay_connect(r->target_port) : -1;
+            int slot = -1;
+
+            for (int i = 0; i < RELAY_MAX_CONNS && slot < 0; i++) {
+                if (r->conns[i][0] < 0)
+                    slot = i;
+            }
+            if (in >= 0 && out >= 0 && slot >= 0) {
+                r->conns[slot][0] = in;
+                r->conns[slot][1] = out;
+                g_atomic_int_inc(&r->accepted);
+            } else {
+                if (in >= 0)
+                    close(in);
+                if (out >= 0)
+                    close(out);
+            }
+            continue; /* the connection set changed */
+        }
+        for (nfds_t j = 2; j < n; j++) {
+            int i = idx[j] / 2, k = idx[j] % 2;
+            ssize_t len;
+
+            if (!pfd[j].revents || r->conns[i][k] < 0)
+                continue;
+            len = read(r->conns[i][k], buf, 65536);
+            if (len < 0 && errno == EINTR)
+                continue;
+            if (len <= 0 || !relay_write_all(r->conns[i][1 - k], buf, len))
+                relay_close_pair(r, i);
+        }
+    }
+}
+
+/* A relay on a loopback port of its own to target_port. */
+static Relay *
+relay_new(int target_port)
+{
+    Relay *r = g_new0(Relay, 1);
+    struct sockaddr_in sa = {0};
+    socklen_t len = sizeof(sa);
+
+    for (int i = 0; i < RELAY_MAX_CONNS; i++)
+        r->conns[i][0] = r->conns[i][1] = -1;
+    r->target_port = target_port;
+    r->listen_fd = ho_socket_tcp_listen("127.0.0.1", 0, 4, NULL);
+    g_assert_cmpint(r->listen_fd, >=, 0);
+    g_assert_cmpint(getsockname(r->listen_fd, (struct sockaddr *)&sa, &len), ==, 0);
+    r->port = ntohs(sa.sin_port);
+    g_assert_cmpint(pipe(r->ctl), ==, 0);
+    r->thread = g_thread_new("relay", relay_thread, r);
+    return r;
+}
+
+static void
+relay_send(Relay *r, char c)
+{
+    g_assert_cmpint(write(r->ctl[1], &c, 1), ==, 1);
+}
+
+static void
+relay_free(Relay *r)
+{
+    if (!r)
+        return;
+    relay_send(r, 'q');
+    g_thread_join(r->thread);
+    close(r->listen_fd);
+    close(r->ctl[0]);
+    close(r->ctl[1]);
+    g_free(r);
+}
+
+/* A loopback port nobody listens on. */
+static int
+closed_port(void)
+{
+    struct sockaddr_in sa = {0};
+    socklen_t len = sizeof(sa);
+    int fd = ho_socket_tcp_listen("127.0.0.1", 0, 1, NULL);
+    int port;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(getsockname(fd, (struct sockaddr *)&sa, &len), ==, 0);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+typedef struct {
+    QemuMigration *dst;
+    const char *host_uuid;
+    Relay **relay;   /* non-NULL: a relay is created before the destination's port */
+    int recover_port; /* recover: > 0 rewrites the reply to this port */
+} PcPeer;
+
+typedef struct {
+    QemuMigrationReplyFunc cb;
+    void *opaque;
+    PcPeer *peer;
+} PcCall;
+
+static int
+uri_port(const char *uri)
+{
+    const char *colon = strrchr(uri, ':');
+
+    g_assert_nonnull(colon);
+    return atoi(colon + 1);
+}
+
+static void
+pc_reply(json_object *result, const HoError *err, void *opaque)
+{
+    PcCall *c = opaque;
+    g_autoptr(json_object) copy = NULL;
+    const char *uri = NULL;
+
+    if (!err && result && ho_json_opt_string(result, "uri", &uri) > 0) {
+        int port = 0;
+
+        if (c->peer->relay) {
+            *c->peer->relay = relay_new(uri_port(uri));
+            port = (*c->peer->relay)->port;
+        } else if (c->peer->recover_port > 0) {
+            port = c->peer->recover_port;
+        }
+        if (port) {
+            g_autofree char *nuri = g_strdup_printf("tcp:127.0.0.1:%d", port);
+
+            g_assert_cmpint(json_object_deep_copy(result, &copy, NULL), ==, 0);
+            json_object_object_add(copy, "uri", json_object_new_string(nuri));
+            result = copy;
+        }
+    }
+    ho_error_reset();
+    c->cb(result, err, c->opaque);
+    g_free(c);
+}
+
+static void
+pc_prepare(void *peer, json_object *cookie, QemuMigrationReplyFunc cb, void *opaque)
+{
+    PcCall *c = g_new0(PcCall, 1);
+
+    c->cb = cb;
+    c->opaque = opaque;
+    c->peer = peer;
+    qemu_migration_dst_prepare(c->peer->dst, cookie, pc_reply, c);
+    json_object_put(cookie);
+}
+
+static void
+pc_finish(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    qemu_migration_dst_finish(((PcPeer *)peer)->dst, args, cb, opaque);
+    json_object_put(args);
+}
+
+static void
+pc_recover(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    PcCall *c = g_new0(PcCall, 1);
+
+    c->cb = cb;
+    c->opaque = opaque;
+    c->peer = peer;
+    qemu_migration_dst_recover(c->peer->dst, args, pc_reply, c);
+    json_object_put(args);
+}
+
+static void
+pc_pause(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    qemu_migration_dst_pause(((PcPeer *)peer)->dst, args, cb, opaque);
+    json_object_put(args);
+}
+
+static const char *
+pc_host_uuid(void *peer)
+{
+    return ((PcPeer *)peer)->host_uuid;
+}
+
+static const QemuMigrationPeerOps pc_peer_ops = {
+    .prepare = pc_prepare,
+    .finish = pc_finish,
+    .host_uuid = pc_host_uuid,
+    .hostname = peer_hostname,
+    .free = g_free,
+    .recover = pc_recover,
+    .pause = pc_pause,
+};
+
+typedef struct {
+    QemuMigration *smig;
+    QemuDomainObj *dom;
+    bool perform;
+    bool src_postcopy; /* the source job reached phase postcopy */
+    bool dst_postcopy; /* the destination job reached phase postcopy */
+    bool both_postcopy;
+    bool src_paused;
+    bool dst_paused;
+    bool both_paused;
+    GString *src_log;  /* phases and events seen, per side */
+    GString *dst_log;
+} PcWatch;
+
+static void
+pc_event(QemuMigration *mig, const char *event, json_object *data, PcWatch *w, bool src)
+{
+    const char *phase = NULL;
+    GString *log = src ? w->src_log : w->dst_log;
+
+    if (g_str_equal(event, "progress"))
+        goto out;
+    if (g_str_equal(event, "phase") && ho_json_get_string(data, "phase", &phase) == 0)
+        g_string_append_printf(log, " %s", phase);
+    else
+        g_string_append_printf(log, " <%s>", event);
+    ho_error_reset();
+    if (phase && src && g_str_equal(phase, "perform"))
+        w->perform = true;
+    if (phase && g_str_equal(phase, "postcopy")) {
+        if (src)
+            w->src_postcopy = true;
+        else
+            w->dst_postcopy = true;
+    }
+    if (g_str_equal(event, "postcopy-paused")) {
+        if (src)
+            w->src_paused = true;
+        else
+            w->dst_paused = true;
+    }
+out:
+    /* Switch to postcopy as soon as QEMU accepts it (it refuses before
+     * migrate went out: the job only warns, the next progress retries). */
+    if (src && w->perform && !w->src_postcopy &&
+        qemu_migration_any_has_job(w->smig, w->dom) &&
+        qemu_migration_src_start_postcopy(w->smig, w->dom) < 0)
+        ho_error_reset();
+    w->both_paused = w->src_paused && w->dst_paused;
+    w->both_postcopy = w->src_postcopy && w->dst_postcopy;
+}
+
+static void
+pc_src_event(QemuMigration *mig, const char *name, const char *uuid, const char *event,
+             json_object *data, void *opaque)
+{
+    pc_event(mig, event, data, opaque, true);
+}
+
+static void
+pc_dst_event(QemuMigration *mig, const char *name, const char *uuid, const char *event,
+             json_object *data, void *opaque)
+{
+    pc_event(mig, event, data, opaque, false);
+}
+
+/* The MIGRATION statuses and STOP/RESUME events of a recording, in order;
+ * *resume_after_pc: a RESUME came after the first postcopy-active. */
+static char *
+record_sequence(const char *path, bool *resume_after_pc)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    GString *s = g_string_new(NULL);
+    bool pc = false;
+
+    *resume_after_pc = false;
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        g_error("no recording '%s'", path);
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i]; i++) {
+        g_autoptr(json_object) obj = NULL;
+        json_object *msg = NULL;
+        json_object *edata = NULL;
+        const char *name = NULL;
+        const char *dir = NULL;
+        const char *status = NULL;
+
+        if (!lines[i][0])
+            continue;
+        obj = ho_json_parse(lines[i], strlen(lines[i]));
+        g_assert_nonnull(obj);
+        if (ho_json_get_string(obj, "dir", &dir) < 0 || !g_str_equal(dir, "recv") ||
+            ho_json_get_object(obj, "msg", &msg) < 0 ||
+            ho_json_opt_string(msg, "event", &name) <= 0) {
+            ho_error_reset();
+            continue;
+        }
+        if (g_str_equal(name, "MIGRATION") && ho_json_get_object(msg, "data", &edata) == 0 &&
+            ho_json_get_string(edata, "status", &status) == 0) {
+            g_string_append_printf(s, " %s", status);
+            if (g_str_equal(status, "postcopy-active"))
+                pc = true;
+        } else if (g_str_equal(name, "STOP") || g_str_equal(name, "RESUME")) {
+            g_string_append_printf(s, " %s", name);
+            if (pc && g_str_equal(name, "RESUME"))
+                *resume_after_pc = true;
+        }
+        ho_error_reset();
+    }
+    return g_string_free(s, FALSE);
+}
+
+static void
+pc_wait_paused(GMainContext *ctx, PcWatch *w, const char *what)
+{
+    if (!test_iterate_until(ctx, &w->both_paused, START_TIMEOUT_MS))
+        g_error("%s: both sides did not reach postcopy-paused (source %d, destination %d); "
+                "source:%s; destination:%s",
+                what, w->src_paused, w->dst_paused, w->src_log->str, w->dst_log->str);
+}
+
+/* Postcopy on real QEMU (firmware guest with 512 MiB, postcopy bandwidth
+ * 1 MiB/s so that it lasts): with cut, the relay between the source and
+ * the destination breaks in postcopy-active, both sides reach
+ * postcopy-paused with nothing killed, then recovery (on 10.0 a failed
+ * attempt to a closed port first) completes the migration. */
+static void
+run_postcopy(const char *const *pair, bool cut, bool peer_lost, int port_base)
+{
+    const TestQemuBinary *sbin = test_qemu_need(pair[0]);
+    const TestQemuBinary *dbin = sbin ? test_qemu_need(pair[1]) : NULL;
+    g_autoptr(GMainContext) ctx = NULL;
+    g_autofree char *xml = NULL;
+    g_autofree char *big = NULL;
+    g_autofree char *rec_src = NULL;
+    g_autofree char *rec_dst = NULL;
+    g_autofree char *seq_src = NULL;
+    g_autofree char *seq_dst = NULL;
+    g_auto(GStrv) parts = NULL;
+    QemuMigrationConfig scfg = {0}, dcfg = {0};
+    QemuMigrationArgs args = {0};
+    QemuMigration *smig, *dmig;
+    QemuDomainObj *dom, *ddom;
+    Relay *relay = NULL;
+    Relay *relay2 = NULL;
+    MigDone resume = {0};
+    bool resume_pending = false;
+    PcWatch w = {0};
+    PcPeer *peer;
+    MigDone m = {0};
+    Fx fs, fd;
+    int spid, dpid;
+    bool resumed_src = false, resumed_dst = false;
+
+    if (!sbin || !dbin)
+        return;
+    ctx = g_main_context_new();
+    fx_init_full(&fs, sbin, ctx, NULL);
+    fx_init_full(&fd, dbin, ctx, dbin->binary);
+    xml = guest_xml("pcguest", UUID3, sbin->binary, "pc", NULL);
+    parts = g_strsplit(xml, "<memory unit='MiB'>128</memory>", 2);
+    g_assert_nonnull(parts[1]);
+    big = g_strjoin("<memory unit='MiB'>8192</memory>", parts[0], parts[1], NULL);
+    dom = define_ok(&fs, big);
+    spid = start_ok(&fs, dom, false);
+
+    scfg.host_uuid = "11111111-1111-1111-1111-111111111111";
+    scfg.hostname = "src-host";
+    scfg.progress_interval_ms = 100;
+    /* The stall check and 7.2's bound on a recovery attempt; the default
+     * (10 s) without cuts. */
+    scfg.postcopy_stall_s = cut ? 3 : 0;
+    dcfg.host_uuid = "22222222-2222-2222-2222-222222222222";
+    dcfg.hostname = "dst-host";
+    dcfg.migration_address = "127.0.0.1";
+    dcfg.migration_port_min = port_base;
+    dcfg.migration_port_max = port_base + 9;
+    w.src_log = g_string_new(NULL);
+    w.dst_log = g_string_new(NULL);
+    w.dom = dom;
+    smig = qemu_migration_new(fs.drv, &scfg, pc_src_event, &w);
+    dmig = qemu_migration_new(fd.drv, &dcfg, pc_dst_event, &w);
+    w.smig = smig;
+
+    rec_src = g_build_filename(fs.dir, "rec.jsonl", NULL);
+    rec_dst = g_build_filename(fs.dir, "rec-dst.jsonl", NULL);
+    args.record_path = g_strdup(rec_src);
+    args.live = true;
+    args.postcopy = true;
+    /* Precopy at 1 MiB/s too, so that it cannot converge before the switch. */
+    args.has_bandwidth = true;
+    args.bandwidth_mib = 1;
+    args.has_postcopy_bandwidth = true;
+    args.postcopy_bandwidth_mib = 1;
+    peer = g_new0(PcPeer, 1);
+    peer->dst = dmig;
+    peer->host_uuid = dcfg.host_uuid;
+    peer->relay = &relay;
+    if (qemu_migration_src_begin(smig, dom, &args, &pc_peer_ops, peer, mig_done_cb, &m) < 0)
+        g_error("begin: %s", ho_error_last_message());
+
+    for (int round = 0; cut && round < 2; round++) {
+        MigDone r = {0};
+        PcPeer *rp;
+
+        /* Both QEMUs in postcopy-active: a break before the destination
+         * got there fails the migration in QEMU (not recoverable). */
+        if (!test_iterate_until(ctx, &w.both_postcopy, START_TIMEOUT_MS))
+            g_error("no postcopy; source:%s; destination:%s", w.src_log->str, w.dst_log->str);
+        if (round == 0) {
+            /* ... and its vCPUs running (QEMU's postcopy RUN): a break while
+             * the destination still loads the device state fails the
+             * incoming migration in QEMU (seen on 10.0), not recoverable. */
+            fx_wait_event(&fd, "pcguest resumed unpaused", OP_TIMEOUT_MS);
+        }
+        g_assert_nonnull(relay);
+        g_assert_false(m.done); /* still moving pages at 1 MiB/s */
+        w.src_paused = w.dst_paused = w.both_paused = false;
+        if (round == 0) {
+            relay_send(relay, 'c');
+            pc_wait_paused(ctx, &w, "cut");
+        } else {
+            /* A link that silently drops everything: QEMU does not notice
+             * for long; the source's stall check (3 s here) pauses both. */
+            relay_send(relay, 'h');
+            pc_wait_paused(ctx, &w, "silent drop");
+            g_assert_nonnull(strstr(w.src_log->str, "<warning>"));
+            relay_send(relay, 'c');
+        }
+        if (resume_pending) {
+            /* The earlier recovery's callback: its migration broke again. */
+            if (!test_iterate_until(ctx, &resume.done, OP_TIMEOUT_MS))
+                g_error("the earlier recovery did not end at the second break");
+            g_assert_nonnull(resume.err);
+            g_test_message("earlier recovery at the second break: %s", resume.err->message);
+            ho_error_free(resume.err);
+            json_object_put(resume.stats);
+            memset(&resume, 0, sizeof(resume));
+            resume_pending = false;
+        }
+        /* Nothing was killed, both jobs stay. */
+        g_assert_false(m.done);
+        g_assert_true(pid_alive(spid));
+        g_assert_true(qemu_domain_obj_is_active(dom));
+        ddom = qemu_driver_lookup(fd.drv, "pcguest");
+        g_assert_nonnull(ddom);
+        learn_pid(qemu_domain_obj_pid(ddom));
+        g_assert_true(qemu_migration_any_has_job(smig, dom));
+        g_assert_true(qemu_migration_any_has_job(dmig, ddom));
+
+        if (round == 0) {
+            /* A failed attempt: the source's QEMU cannot reach the port
+             * (10.0: recover-setup -> paused; 7.2: silent, the bound). */
+            rp = g_new0(PcPeer, 1);
+            rp->dst = dmig;
+            rp->host_uuid = dcfg.host_uuid;
+            rp->recover_port = closed_port();
+            w.src_paused = w.both_paused = false;
+            if (qemu_migration_src_postcopy_resume(smig, dom, &pc_peer_ops, rp, mig_done_cb,
+                                                   &r) < 0)
+                g_error("resume: %s", ho_error_last_message());
+            if (!test_iterate_until(ctx, &r.done, START_TIMEOUT_MS))
+                g_error("the failed recovery attempt did not end; source:%s", w.src_log->str);
+            g_assert_nonnull(r.err);
+            /* Job events come from an idle source: the paused one follows. */
+            if (!test_iterate_until(ctx, &w.src_paused, OP_TIMEOUT_MS))
+                g_error("no postcopy-paused after the failed attempt; source:%s",
+                        w.src_log->str);
+            g_test_message("failed recovery attempt: %s", r.err->message);
+            g_assert_false(m.done);
+            g_assert_true(pid_alive(spid));
+            g_assert_true(qemu_migration_any_has_job(smig, dom));
+            g_assert_true(qemu_migration_any_has_job(dmig, ddom));
+            ho_error_free(r.err);
+            json_object_put(r.stats);
+            memset(&r, 0, sizeof(r));
+        }
+        /* The good attempt, straight to the destination's new port on
+         * the last round, through a fresh relay before. */
+        rp = g_new0(PcPeer, 1);
+        rp->dst = dmig;
+        rp->host_uuid = dcfg.host_uuid;
+        if (round == 0)
+            rp->relay = &relay2;
+        w.src_postcopy = w.dst_postcopy = w.both_postcopy = false;
+        if (qemu_migration_src_postcopy_resume(smig, dom, &pc_peer_ops, rp, mig_done_cb,
+                                               &resume) < 0)
+            g_error("resume: %s", ho_error_last_message());
+        resume_pending = true;
+        if (round == 0) {
+            if (!test_iterate_until(ctx, &w.both_postcopy, START_TIMEOUT_MS))
+                g_error("no recovery; source:%s; destination:%s", w.src_log->str,
+                        w.dst_log->str);
+            g_assert_nonnull(relay2);
+            relay_free(relay);
+            relay = relay2;
+            relay2 = NULL;
+        }
+    }
+    if (peer_lost) {
+        /* The daemons lose each other in postcopy-active (keepalive): each
+         * side forces postcopy-paused itself; nothing is killed. */
+        g_autoptr(HoError) lost = ho_error_new(HO_ERR_RPC, "%s", "keepalive timed out");
+        PcPeer *rp;
+
+        if (!test_iterate_until(ctx, &w.both_postcopy, START_TIMEOUT_MS))
+            g_error("no postcopy; source:%s; destination:%s", w.src_log->str, w.dst_log->str);
+        fx_wait_event(&fd, "pcguest resumed unpaused", OP_TIMEOUT_MS);
+        g_assert_false(m.done);
+        qemu_migration_src_peer_lost(smig, UUID3, lost);
+        qemu_migration_dst_peer_lost(dmig, UUID3);
+        pc_wait_paused(ctx, &w, "peer lost");
+        g_assert_false(m.done);
+        g_assert_true(pid_alive(spid));
+        ddom = qemu_driver_lookup(fd.drv, "pcguest");
+        g_assert_nonnull(ddom);
+        learn_pid(qemu_domain_obj_pid(ddom));
+        g_assert_true(qemu_migration_any_has_job(dmig, ddom));
+        rp = g_new0(PcPeer, 1);
+        rp->dst = dmig;
+        rp->host_uuid = dcfg.host_uuid;
+        if (qemu_migration_src_postcopy_resume(smig, dom, &pc_peer_ops, rp, mig_done_cb,
+                                               &resume) < 0)
+            g_error("resume: %s", ho_error_last_message());
+        resume_pending = true;
+    }
+    if (resume_pending) {
+        if (!test_iterate_until(ctx, &resume.done, START_TIMEOUT_MS * 5))
+            g_error("the recovery did not end; source:%s; destination:%s", w.src_log->str,
+                    w.dst_log->str);
+        if (resume.err)
+            g_error("recovery failed: %s; source:%s; destination:%s", resume.err->message,
+                    w.src_log->str, w.dst_log->str);
+        json_object_put(resume.stats);
+    }
+    if (!test_iterate_until(ctx, &m.done, START_TIMEOUT_MS * 5))
+        g_error("the migration did not end; source:%s; destination:%s", w.src_log->str,
+                w.dst_log->str);
+    if (m.err)
+        g_error("migration failed: %s; source:%s; destination:%s", m.err->message,
+                w.src_log->str, w.dst_log->str);
+    g_assert_true(w.src_postcopy);
+    fx_wait_event(&fs, "pcguest stopped migrated", OP_TIMEOUT_MS);
+    forget_pid(spid);
+    ddom = qemu_driver_lookup(fd.drv, "pcguest");
+    g_assert_nonnull(ddom);
+    dpid = qemu_domain_obj_pid(ddom);
+    learn_pid(dpid);
+    g_assert_cmpint(qemu_domain_obj_state(ddom), ==, QEMU_DOMAIN_STATE_RUNNING);
+    g_assert_null(qemu_domain_obj_get_job(ddom));
+
+    /* Invariant 4 from the recordings: the source never resumed after
+     * postcopy-active; the destination did, once. */
+    seq_src = record_sequence(rec_src, &resumed_src);
+    seq_dst = record_sequence(rec_dst, &resumed_dst);
+    g_test_message("%s -> %s%s: source phases:%s", pair[0], pair[1],
+                   cut ? " (cut)" : peer_lost ? " (peer lost)" : "", w.src_log->str);
+    g_test_message("destination phases:%s", w.dst_log->str);
+    g_test_message("source QEMU:%s", seq_src);
+    g_test_message("destination QEMU:%s", seq_dst);
+    g_assert_false(resumed_src);
+    g_assert_true(resumed_dst);
+    g_assert_nonnull(strstr(seq_src, "postcopy-active"));
+    if (cut || peer_lost) {
+        g_assert_nonnull(strstr(seq_src, "postcopy-paused"));
+        g_assert_nonnull(strstr(seq_dst, "postcopy-paused"));
+        g_assert_nonnull(strstr(seq_src, "postcopy-recover"));
+        if (cut && g_str_equal(sbin->name, "qemu-10.0"))
+            g_assert_nonnull(strstr(seq_src, "postcopy-recover-setup postcopy-paused"));
+    }
+
+    relay_free(relay);
+    qemu_migration_free(smig);
+    qemu_migration_free(dmig);
+    qemu_migration_args_clear(&args);
+    ho_error_free(m.err);
+    json_object_put(m.stats);
+    g_string_free(w.src_log, TRUE);
+    g_string_free(w.dst_log, TRUE);
+    {
+        Done d = {0};
+
+        qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
+        wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
+        forget_pid(dpid);
+    }
+    fx_fini(&fd);
+    fx_fini(&fs);
+}
+
+static void
+test_migrate_postcopy(gconstpointer data)
+{
+    const char *const *pair = data;
+
+    run_postcopy(pair, false, false, g_str_equal(pair[0], "qemu-7.2") ? 49500 : 49520);
+}
+
+static void
+test_migrate_postcopy_peer_lost(gconstpointer data)
+{
+    const char *const *pair = data;
+
+    run_postcopy(pair, false, true, g_str_equal(pair[0], "qemu-7.2") ? 49580 : 49600);
+}
+
+static void
+test_migrate_postcopy_cut(gconstpointer data)
+{
+    const char *const *pair = data;
+
+    run_postcopy(pair, true, false, g_str_equal(pair[0], "qemu-7.2") ? 49540 : 49560);
+}
+
 static const char *const pair_72[] = {"qemu-7.2", "qemu-7.2"};
 static const char *const pair_10[] = {"qemu-10.0", "qemu-10.0"};
 static const char *const pair_72_10[] = {"qemu-7.2", "qemu-10.0"};
@@ -2055,5 +2785,15 @@ main(int argc, char **argv)
                          test_migrate_storage_abort);
     g_test_add_data_func("/driver/migrate-storage-abort/qemu-10.0", pair_10,
                          test_migrate_storage_abort);
+    g_test_add_data_func("/driver/migrate-postcopy/qemu-7.2", pair_72, test_migrate_postcopy);
+    g_test_add_data_func("/driver/migrate-postcopy/qemu-10.0", pair_10, test_migrate_postcopy);
+    g_test_add_data_func("/driver/migrate-postcopy-peer-lost/qemu-7.2", pair_72,
+                         test_migrate_postcopy_peer_lost);
+    g_test_add_data_func("/driver/migrate-postcopy-peer-lost/qemu-10.0", pair_10,
+                         test_migrate_postcopy_peer_lost);
+    g_test_add_data_func("/driver/migrate-postcopy-cut/qemu-7.2", pair_72,
+                         test_migrate_postcopy_cut);
+    g_test_add_data_func("/driver/migrate-postcopy-cut/qemu-10.0", pair_10,
+                         test_migrate_postcopy_cut);
     return g_test_run();
 }

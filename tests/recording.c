@@ -251,3 +251,64 @@ test_recording_check_no_handover(const TestRecording *src, const TestRecording *
         return fail_with(why, src, dst, "the source is left stopped");
     return true;
 }
+
+guint
+test_recording_count_done(const char *path, const char *side, gint64 since_us,
+                          const char *execute, const char *key, const char *value)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    /* "side\nid" of the matching commands sent, not yet answered */
+    g_autoptr(GHashTable) pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    guint n = 0;
+    guint i;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return 0;
+    lines = g_strsplit(text, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        g_autoptr(json_object) line = NULL;
+        g_autofree char *tag = NULL;
+        const char *dir = NULL;
+        const char *line_side = NULL;
+        const char *cmd = NULL;
+        const char *got = NULL;
+        const char *id = NULL;
+        json_object *msg = NULL;
+        json_object *args = NULL;
+        int64_t ts = 0;
+
+        if (!*lines[i])
+            continue;
+        line = ho_json_parse(lines[i], strlen(lines[i]));
+        if (!line || !json_object_is_type(line, json_type_object))
+            g_error("%s:%u: not JSON: %.200s", path, i + 1, lines[i]);
+        if (ho_json_get_int64(line, "ts", &ts) < 0 || ho_json_get_string(line, "dir", &dir) < 0 ||
+            ho_json_opt_string(line, "side", &line_side) < 0)
+            g_error("%s:%u: not a recorder line: %s", path, i + 1, ho_error_last_message());
+        if (ts < since_us || (!g_str_equal(dir, "send") && !g_str_equal(dir, "recv")))
+            continue;
+        if (side ? g_strcmp0(line_side, side) != 0 : g_strcmp0(line_side, "probe") == 0)
+            continue;
+        if (!json_object_object_get_ex(line, "msg", &msg) ||
+            !json_object_is_type(msg, json_type_object) || ho_json_opt_string(msg, "id", &id) < 0 ||
+            !id)
+            continue;
+        tag = g_strdup_printf("%s\n%s", line_side ? line_side : "", id);
+        if (g_str_equal(dir, "recv")) {
+            if (g_hash_table_remove(pending, tag) && json_object_object_get_ex(msg, "return", NULL))
+                n++;
+            continue;
+        }
+        if (ho_json_opt_string(msg, "execute", &cmd) < 0 || g_strcmp0(cmd, execute) != 0)
+            continue;
+        if (key) {
+            if (!json_object_object_get_ex(msg, "arguments", &args) ||
+                !json_object_is_type(args, json_type_object) ||
+                ho_json_opt_string(args, key, &got) < 0 || g_strcmp0(got, value) != 0)
+                continue;
+        }
+        g_hash_table_add(pending, g_steal_pointer(&tag));
+    }
+    return n;
+}

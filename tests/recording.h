@@ -65,3 +65,12 @@ bool test_recording_check_no_handover(const TestRecording *src, const TestRecord
                                       gint64 since_us, char **why);
 /* One line per event, for failure messages (g_free it). */
 char *test_recording_describe(const TestRecording *rec);
+
+/* Commands sent to QEMU in the recording at path, from since_us on, on
+ * monitors labelled side (NULL: any monitor except capability probes),
+ * whose "execute" is execute and, with key non-NULL, whose arguments hold
+ * the string value under key (a node name, a job id), and that QEMU
+ * answered with success (a "return" under the command's id). A missing
+ * file counts none; a line that is not a recorder line fails the test. */
+guint test_recording_count_done(const char *path, const char *side, gint64 since_us,
+                                const char *execute, const char *key, const char *value);

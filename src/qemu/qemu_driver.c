@@ -3147,6 +3147,7 @@ qemu_driver_domain_cpr_spawn(QemuDriver *drv, QemuDomainObj *dom, const char *em
     g_autofree char *log_path = NULL;
     g_autofree char *joined = NULL;
     g_autoptr(json_object) caps_json = NULL;
+    g_autofree char *new_label = NULL;
 
     if (!dom_check_owner(drv, dom))
         return NULL;
@@ -3216,7 +3217,10 @@ qemu_driver_domain_cpr_spawn(QemuDriver *drv, QemuDomainObj *dom, const char *em
     }
     /* The socket is listening already: the connect succeeds at once. Same
      * callbacks as the domain's monitor: they ignore it until the switch. */
-    cpr->mon = qemu_monitor_open_unix(cpr->qmp_path, dom->name, drv->ctx, &dom_monitor_cbs, dom);
+    /* Labelled apart from the old QEMU's monitor: logs and recordings
+     * (side "<name>-new") tell the two QEMUs apart. */
+    new_label = g_strdup_printf("%s-new", dom->name);
+    cpr->mon = qemu_monitor_open_unix(cpr->qmp_path, new_label, drv->ctx, &dom_monitor_cbs, dom);
     if (!cpr->mon) {
         qemu_domain_cpr_free(cpr);
         return NULL;

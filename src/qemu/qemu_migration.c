@@ -599,6 +599,9 @@ job_timeout(Job *job, guint ms, GSourceFunc fn)
     return src;
 }
 
+static void cpr_record(Job *job, json_object *obj);
+static bool cpr_recover_job(Job *job, json_object *rec);
+
 /* Keep the first error; consumes err. */
 static void
 job_keep_error(Job *job, HoError *err)
@@ -706,6 +709,8 @@ job_record(Job *job)
     }
     if (job->record_path)
         ho_json_add_string(obj, "record", job->record_path);
+    if (job->cpr)
+        cpr_record(job, obj);
     if (job->disks && job->disks->len) {
         /* A restarted daemon ends the mirrors and NBD client nodes of
          * these disks (source) by their stable names. */
@@ -4545,6 +4550,8 @@ qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
         return;
     }
     job->mon = qemu_monitor_ref(mon);
+    if (cpr_recover_job(job, rec))
+        return;
     recover_storage(job, rec);
     if (postcopy_recover_job(job))
         return;
@@ -4887,6 +4894,17 @@ src_postcopy_event(Job *job, QemuMigrationStatus st)
                 HO_ERR_OPERATION_INVALID,
                 _("the recovery of the postcopy migration of domain '%1$s' failed: QEMU could "
                   "not reach the destination; the migration stays paused and recoverable"),
+                job->name);
+
+            src_resume_reply(job, err);
+        } else if (job->resume_cb) {
+            /* An earlier recovery brought it back to postcopy-active: its
+             * caller learns that it broke again, so that a new recovery
+             * can start (one attempt at a time). */
+            g_autoptr(HoError) err = ho_error_new(
+                HO_ERR_OPERATION_INVALID,
+                _("the postcopy migration of domain '%1$s' broke again after its recovery: "
+                  "it is paused and recoverable"),
                 job->name);
 
             src_resume_reply(job, err);
@@ -5445,8 +5463,10 @@ old_peer_free(gpointer p)
 static void
 src_recover_failed(Job *job, HoError *err)
 {
-    if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER)
+    if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY_RECOVER) {
         postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
+        postcopy_emit_paused(job); /* as QEMU's own postcopy-paused does */
+    }
     HO_WARN("domain '%s': %s", job->name, err->message);
     src_resume_reply(job, err);
     ho_error_free(err);
@@ -5622,10 +5642,14 @@ typedef struct _CprJob {
     bool cont_sent;           /* cont went to the new QEMU */
     bool resumed;             /* a RESUME from the old QEMU after migrate */
     bool status_asked;        /* the failure path: query-status went to the old QEMU */
+    bool status_pending;      /* ... and its answer has not come yet */
+    bool cont_pending;        /* the failure path: cont went to the old QEMU, no answer yet */
     bool resuming;            /* the failure path: awaiting QEMU's own RESUME */
     bool ending;              /* the failure path: waiting for the new QEMU to exit */
     guint new_sub;            /* MIGRATION on the new QEMU */
     GFileMonitor *chan_watch; /* waiting for the new QEMU's CPR channel socket */
+    GSource *chan_retry;      /* the socket exists, not yet listening: look again */
+    guint chan_tries;
     bool chan_ready;
     guint resume_sub;         /* RESUME on the old QEMU */
     QemuMonitor *resume_mon;  /* ... on this monitor (a reference) */
@@ -5639,6 +5663,7 @@ static void cpr_cont_old_done(QemuMonitor *mon, const HoError *err, void *opaque
 static void cpr_confirm(Job *job);
 static void cpr_chan_changed(GFileMonitor *monitor, GFile *file, GFile *other_file,
                              GFileMonitorEvent event, gpointer opaque);
+static void cpr_chan_check(Job *job);
 
 static void
 cpr_job_free(CprJob *c)
@@ -5651,6 +5676,7 @@ cpr_job_free(CprJob *c)
         g_file_monitor_cancel(c->chan_watch);
         g_clear_object(&c->chan_watch);
     }
+    clear_source(&c->chan_retry);
     if (c->resume_mon && c->resume_sub)
         qemu_monitor_unsubscribe(c->resume_mon, c->resume_sub);
     qemu_monitor_unref(c->resume_mon);
@@ -5699,6 +5725,7 @@ cpr_bound_fired(gpointer opaque)
         HO_WARN("domain '%s': QEMU did not resume the guest within %u s of the failed CPR "
                 "transfer: sending cont", job->name, (unsigned int)CPR_RESUME_WAIT_S);
         job->cpr->resuming = false;
+        job->cpr->cont_pending = true;
         qemu_monitor_json_cont(job->mon, cpr_cont_old_done, job_ref(job));
     } else if (job->unwinding && job->cancel_sent && !qstatus_is_final(job->qstatus)) {
         HO_WARN("domain '%s': QEMU did not finish cancelling the CPR transfer within %u s",
@@ -5735,6 +5762,7 @@ cpr_cont_old_done(QemuMonitor *mon, const HoError *err, void *opaque)
 
     if (!job_live(job) || !job->cpr)
         return;
+    job->cpr->cont_pending = false;
     if (err)
         HO_WARN("domain '%s': the guest could not be resumed in its old QEMU: %s", job->name,
                 err->message);
@@ -5753,6 +5781,7 @@ cpr_old_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError
 
     if (!job_live(job) || !(c = job->cpr))
         return;
+    c->status_pending = false;
     if (err) {
         HO_WARN("domain '%s': query-status after the failed CPR transfer: %s", job->name,
                 err->message);
@@ -5770,6 +5799,7 @@ cpr_old_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError
     if (c->src_completed) {
         /* QEMU's migration completed, so QEMU does not resume the guest;
          * it never ran in the new QEMU (no cont went there). */
+        c->cont_pending = true;
         qemu_monitor_json_cont(mon, cpr_cont_old_done, job_ref(job));
         return;
     }
@@ -5811,16 +5841,20 @@ cpr_unwind(Job *job)
         }
         return; /* its exit (or the bound) continues */
     }
-    if (c->resuming)
-        return; /* QEMU's RESUME (or the bound) continues */
+    if (c->resuming || c->status_pending || c->cont_pending)
+        return; /* QEMU's RESUME (or the bound), query-status's or cont's answer continues */
     if (!c->resumed && !c->status_asked && !job->qemu_gone && !qemu_monitor_is_closed(old_mon)) {
         c->status_asked = true;
+        c->status_pending = true;
         clear_source(&job->bound_src);
         qemu_monitor_json_query_status(old_mon, cpr_old_status_done, job_ref(job));
         return;
     }
-    if (!c->resumed && job->was_running && !job->qemu_gone)
-        HO_WARN("domain '%s': the guest may still be paused in its old QEMU", job->name);
+    /* Only when nothing told the run state (the monitor went away): a
+     * guest that QEMU or we resumed is never reported as paused. */
+    if (!c->resumed && !c->status_asked && job->was_running && !job->qemu_gone)
+        HO_WARN("domain '%s': the run state of the guest in its old QEMU is unknown after the "
+                "failed CPR transfer", job->name);
     cpr_end(job, job->cancelled ? QEMU_MIGRATION_PHASE_CANCELLED : QEMU_MIGRATION_PHASE_FAILED);
 }
 
@@ -6160,6 +6194,10 @@ cpr_src_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
         cpr_fail_take(job);
         return;
     }
+    /* The phase event's listeners run inside job_set_phase: an abort
+     * there already unwound (the new QEMU is being killed): no migrate. */
+    if (job->unwinding || !job->cpr)
+        return;
     channels = json_object_new_array();
     json_object_array_add(channels, cpr_channel("main", qemu_domain_cpr_main_path(c->other)));
     json_object_array_add(channels, cpr_channel("cpr", qemu_domain_cpr_channel_path(c->other)));
@@ -6226,7 +6264,54 @@ cpr_new_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
     cpr_bound(job, CPR_INCOMING_WAIT_S);
 }
 
-/* Once the CPR channel socket exists: the source's settings, then migrate. */
+#define CPR_CHAN_RETRY_MS 10
+#define CPR_CHAN_MAX_TRIES 500
+#define PROC_NET_UNIX_MAX (16 * 1024 * 1024)
+#define SO_ACCEPTCON_FLAG 0x10000 /* /proc/net/unix "Flags": a listening socket */
+
+/* Whether a UNIX socket bound at path listens (per /proc/net/unix): QEMU
+ * binds, then listens; a connect in between is refused, and the refused
+ * CPR channel fails the source's migrate (seen on 10.0). */
+static bool
+cpr_socket_listening(const char *path)
+{
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    char *line, *save = NULL;
+
+    if (!g_file_get_contents("/proc/net/unix", &text, &len, NULL) || len > PROC_NET_UNIX_MAX)
+        return g_file_test(path, G_FILE_TEST_EXISTS); /* no better knowledge */
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        g_auto(GStrv) f = g_strsplit_set(line, " ", -1);
+        const char *fields[8] = {0};
+        guint n = 0;
+        guint64 flags;
+
+        for (guint i = 0; f[i] && n < G_N_ELEMENTS(fields); i++)
+            if (f[i][0])
+                fields[n++] = f[i];
+        /* Num RefCount Protocol Flags Type St Inode Path */
+        if (n < 8 || !g_str_equal(fields[7], path))
+            continue;
+        flags = g_ascii_strtoull(fields[3], NULL, 16);
+        if (flags & SO_ACCEPTCON_FLAG)
+            return true;
+    }
+    return false;
+}
+
+static gboolean
+cpr_chan_retry_fired(gpointer opaque)
+{
+    Job *job = opaque;
+
+    if (job->cpr)
+        g_clear_pointer(&job->cpr->chan_retry, g_source_unref);
+    cpr_chan_check(job);
+    return G_SOURCE_REMOVE;
+}
+
+/* Once the CPR channel socket listens: the source's settings, then migrate. */
 static void
 cpr_chan_check(Job *job)
 {
@@ -6235,6 +6320,14 @@ cpr_chan_check(Job *job)
     if (!job_live(job) || !c || c->chan_ready || !c->other || job->unwinding ||
         !g_file_test(qemu_domain_cpr_channel_path(c->other), G_FILE_TEST_EXISTS))
         return;
+    if (!cpr_socket_listening(qemu_domain_cpr_channel_path(c->other))) {
+        /* Bound to listen within microseconds of its creation (no event
+         * says when): look again shortly, a bounded number of times; the
+         * greeting bound ends the job in any case. */
+        if (!c->chan_retry && c->chan_tries++ < CPR_CHAN_MAX_TRIES)
+            c->chan_retry = job_timeout(job, CPR_CHAN_RETRY_MS, cpr_chan_retry_fired);
+        return;
+    }
     c->chan_ready = true;
     if (c->chan_watch) {
         g_signal_handlers_disconnect_matched(c->chan_watch, G_SIGNAL_MATCH_DATA, 0, 0, NULL,
@@ -6294,6 +6387,8 @@ cpr_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *
         cpr_fail_take(job);
         return;
     }
+    if (job->unwinding || !job->cpr)
+        return; /* aborted by a listener of the phase event: it unwinds */
     c->other = qemu_driver_domain_cpr_spawn(drv, job->dom, job->emulator, caps, cpr_other_exited,
                                             job);
     if (!c->other) {
@@ -6467,4 +6562,166 @@ qemu_migration_src_cpr_transfer(QemuMigration *mig, QemuDomainObj *dom,
     g_source_set_callback(job->bound_src, cpr_start, job_ref(job), (GDestroyNotify)job_unref);
     g_source_attach(job->bound_src, mig->ctx);
     return 0;
+}
+
+/* ---- a daemon restart during a CPR transfer ---- */
+
+/*
+ * The job record of a CPR job (written with BEGIN, PREPARE, PERFORM and
+ * CONFIRM) names both QEMUs by pid and start time: "cpr_old_pid" (the
+ * domain's QEMU when the job began) and, once it was started,
+ * "cpr_new_pid". A restarted daemon finds the domain on one of them (the
+ * driver's status file is rewritten at the switch, before cont):
+ *
+ * - on the old QEMU (no switch happened): the new QEMU, if recorded and
+ *   still the same process, is killed; the old QEMU's migration status
+ *   and run state then go through the failure path above (cancel if
+ *   still running, QEMU's own RESUME awaited within a bound, cont only
+ *   when QEMU's migration had completed or QEMU did not resume it); the
+ *   job ends failed;
+ * - on the new QEMU (the switch happened): the old QEMU, if still the
+ *   same process, is killed (it is in postmigrate, its state handed
+ *   over); the new QEMU gets cont if the guest ran before and is still
+ *   paused; the job ends completed.
+ */
+
+#define CPR_REC_NEW_PID "cpr_new_pid"
+#define CPR_REC_NEW_START "cpr_new_start"
+#define CPR_REC_OLD_PID "cpr_old_pid"
+#define CPR_REC_OLD_START "cpr_old_start"
+
+static void
+cpr_record(Job *job, json_object *obj)
+{
+    CprJob *c = job->cpr;
+    unsigned long long start = 0;
+    int pid;
+
+    if (!c->switched && job->dom && (pid = qemu_domain_obj_pid(job->dom)) > 0 &&
+        qemu_process_start_time(pid, &start) == 0) {
+        ho_json_add_int64(obj, CPR_REC_OLD_PID, pid);
+        ho_json_add_int64(obj, CPR_REC_OLD_START, (gint64)start);
+    }
+    ho_error_reset();
+    if (!c->switched && c->other && (pid = qemu_domain_cpr_pid(c->other)) > 0 &&
+        qemu_process_start_time(pid, &start) == 0) {
+        ho_json_add_int64(obj, CPR_REC_NEW_PID, pid);
+        ho_json_add_int64(obj, CPR_REC_NEW_START, (gint64)start);
+    }
+    ho_error_reset();
+    if (c->switched && job->dom && (pid = qemu_domain_obj_pid(job->dom)) > 0) {
+        /* CONFIRM: the domain runs the new QEMU; the old one is c->other. */
+        ho_json_add_int64(obj, CPR_REC_NEW_PID, pid);
+        if (qemu_process_start_time(pid, &start) == 0)
+            ho_json_add_int64(obj, CPR_REC_NEW_START, (gint64)start);
+        if (c->other && (pid = qemu_domain_cpr_pid(c->other)) > 0 &&
+            qemu_process_start_time(pid, &start) == 0) {
+            ho_json_add_int64(obj, CPR_REC_OLD_PID, pid);
+            ho_json_add_int64(obj, CPR_REC_OLD_START, (gint64)start);
+        }
+        ho_error_reset();
+    }
+}
+
+/* SIGKILL the recorded process pid_key if it is still the one started at
+ * start_key (a pidfd: never a later process with that pid). */
+static void
+cpr_kill_recorded(Job *job, json_object *rec, const char *pid_key, const char *start_key)
+{
+    gint64 pid = 0, start = 0;
+    unsigned long long now_start = 0;
+    int pidfd;
+
+    if (ho_json_opt_int64(rec, pid_key, &pid) <= 0 || pid <= 0 ||
+        ho_json_opt_int64(rec, start_key, &start) <= 0) {
+        ho_error_reset();
+        return;
+    }
+    pidfd = qemu_process_pidfd_open((pid_t)pid);
+    if (pidfd < 0) {
+        ho_error_reset(); /* gone already */
+        return;
+    }
+    if (qemu_process_start_time((pid_t)pid, &now_start) == 0 &&
+        now_start == (unsigned long long)start) {
+        HO_INFO("domain '%s': killing the QEMU pid %d left by the interrupted CPR transfer",
+                job->name, (int)pid);
+        if (qemu_process_pidfd_send_signal(pidfd, SIGKILL) < 0)
+            ho_error_reset();
+    }
+    ho_error_reset();
+    close(pidfd);
+}
+
+static void
+cpr_recover_new_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError *err,
+                            void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job))
+        return;
+    if (!err && !st->running && job->was_running) {
+        HO_INFO("domain '%s': resuming the guest in its new QEMU after the restart", job->name);
+        qemu_monitor_json_cont(mon, NULL, NULL);
+    }
+    g_clear_pointer(&job->cpr, cpr_job_free);
+    job_end(job, QEMU_MIGRATION_PHASE_COMPLETED);
+}
+
+static void
+cpr_recover_old_migrate_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoError *err,
+                             void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || !job->cpr)
+        return;
+    job->qstatus = err ? QEMU_MIGRATION_STATUS_NONE : qi->status;
+    job->cpr->src_completed = job->qstatus == QEMU_MIGRATION_STATUS_COMPLETED;
+    /* Not final: cancelled through the failure path (QEMU then resumes
+     * the guest itself); final: its run state decides. */
+    job->migrate_sent = job->phase >= QEMU_MIGRATION_PHASE_PERFORM &&
+                        job->qstatus != QEMU_MIGRATION_STATUS_NONE;
+    cpr_unwind(job);
+}
+
+/* A recovered job record of a CPR transfer: true when it is one (the job
+ * then carries on here), false for any other job. */
+static bool
+cpr_recover_job(Job *job, json_object *rec)
+{
+    gint64 new_pid = 0;
+
+    if (!job->src || !job->args.mode || !g_str_equal(job->args.mode, "cpr-transfer"))
+        return false;
+    job->cpr = g_new0(CprJob, 1);
+    job->peer_gone = false;
+    if (ho_json_opt_int64(rec, CPR_REC_NEW_PID, &new_pid) <= 0)
+        new_pid = 0;
+    ho_error_reset();
+    if (new_pid > 0 && new_pid == qemu_domain_obj_pid(job->dom)) {
+        /* The switch happened: the domain is on the new QEMU. */
+        HO_INFO("domain '%s': the CPR transfer had switched to QEMU pid %d before the restart",
+                job->name, (int)new_pid);
+        cpr_kill_recorded(job, rec, CPR_REC_OLD_PID, CPR_REC_OLD_START);
+        qemu_monitor_json_query_status(job->mon, cpr_recover_new_status_done, job_ref(job));
+        return true;
+    }
+    /* Still on the old QEMU: the new one goes, the old one is unwound. */
+    cpr_kill_recorded(job, rec, CPR_REC_NEW_PID, CPR_REC_NEW_START);
+    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
+                                     _("the daemon restarted during the CPR transfer of domain "
+                                       "'%1$s': the guest stays with its old QEMU"),
+                                     job->name));
+    job->mig_sub = qemu_monitor_subscribe(job->mon, "MIGRATION", cpr_src_event, job);
+    job->cpr->resume_mon = qemu_monitor_ref(job->mon);
+    job->cpr->resume_sub = qemu_monitor_subscribe(job->mon, "RESUME", cpr_src_resume, job);
+    job->exit_watch = qemu_domain_obj_add_exit_watch(job->dom, cpr_dom_exited, job);
+    if (job->phase < QEMU_MIGRATION_PHASE_PERFORM) {
+        cpr_unwind(job);
+        return true;
+    }
+    qemu_monitor_json_query_migrate(job->mon, cpr_recover_old_migrate_done, job_ref(job));
+    return true;
 }
