@@ -4734,6 +4734,9 @@ postcopy_emit_paused(Job *job)
           "'handover migrate --postcopy-resume %2$s DEST-URI'"),
         job->name, job->name);
 
+    /* Paused: a destination's pending grace-period pause is moot. */
+    if (!job->src)
+        clear_source(&job->stall_src);
     HO_WARN("%s", msg);
     ho_json_add_string(data, "side", job_side(job));
     ho_json_add_bool(data, "recoverable", true);
@@ -5003,6 +5006,24 @@ postcopy_src_begin(Job *job, QemuMonitor *mon)
 
 /* True when postcopy handled it: in POSTCOPY the side that can pauses
  * (never an unwinding); paused or recovering jobs just stay. */
+#define DST_PAUSE_GRACE_MS 2000
+
+static gboolean
+postcopy_dst_pause_grace(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->stall_src, g_source_unref);
+    if (!job_live(job))
+        return G_SOURCE_REMOVE;
+    if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY) {
+        HO_WARN("domain '%s': still in postcopy without its peer: forcing postcopy-paused",
+                job->name);
+        postcopy_force_pause(job, false);
+    }
+    return G_SOURCE_REMOVE;
+}
+
 static bool
 postcopy_peer_lost(Job *job)
 {
@@ -5015,6 +5036,17 @@ postcopy_peer_lost(Job *job)
         return true;
     }
     if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY) {
+        if (!job->src) {
+            /* The source pauses the stream from its side and this QEMU
+             * then pauses by itself; pausing both ends at the same moment
+             * made a QEMU 10.0 destination exit. Only if it has not paused
+             * after a grace period does the destination force it. */
+            HO_WARN("domain '%s': the peer daemon is lost in postcopy: pausing in %u ms "
+                    "unless QEMU pauses by itself", job->name, (unsigned int)DST_PAUSE_GRACE_MS);
+            clear_source(&job->stall_src);
+            job->stall_src = job_timeout(job, DST_PAUSE_GRACE_MS, postcopy_dst_pause_grace);
+            return true;
+        }
         HO_WARN("domain '%s': the peer daemon is lost in postcopy: forcing postcopy-paused",
                 job->name);
         postcopy_force_pause(job, false);
