@@ -4239,6 +4239,7 @@ qemu_migration_dst_peer_lost(QemuMigration *mig, const char *uuid)
 /* ---- both ---------------------------------------------------------------------- */
 
 static int cpr_abort(Job *job);
+static bool cpr_src_completed(Job *job);
 
 int
 qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
@@ -4252,8 +4253,6 @@ qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
         return -1;
     }
     hold = job_ref(job);
-    if (job->cpr)
-        return cpr_abort(job);
     if (job->postcopy_started) {
         ho_error_report(HO_ERR_OPERATION_INVALID,
                         _("the migration of domain '%1$s' is in postcopy (phase '%2$s'): the guest "
@@ -4262,8 +4261,9 @@ qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
                         job->name, qemu_migration_phase_to_string(job->phase));
         return -1;
     }
-    if (job->src ? (job->phase >= QEMU_MIGRATION_PHASE_SWITCHOVER || job->finish_sent)
-                 : job->phase >= QEMU_MIGRATION_PHASE_FINISH) {
+    if (!job->src ? job->phase >= QEMU_MIGRATION_PHASE_FINISH
+                  : (job->phase >= QEMU_MIGRATION_PHASE_SWITCHOVER || job->finish_sent ||
+                     (job->cpr && cpr_src_completed(job)))) {
         ho_error_report(HO_ERR_OPERATION_INVALID,
                         _("the migration of domain '%1$s' is past the point where it can be "
                           "aborted (phase '%2$s')"),
@@ -4280,6 +4280,8 @@ qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom)
     job->cancelled = true;
     job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
                                      _("migration of domain '%1$s' was cancelled"), job->name));
+    if (job->cpr)
+        return cpr_abort(job);
     if (!job->src) {
         dst_unwind(job);
         return 0;
@@ -5906,32 +5908,23 @@ cpr_fail_take(Job *job)
     cpr_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
 }
 
+/* The CPR part of qemu_migration_any_abort, after its checks passed. */
 static int
 cpr_abort(Job *job)
 {
-    if (job->phase >= QEMU_MIGRATION_PHASE_SWITCHOVER || (job->cpr && job->cpr->src_completed)) {
-        ho_error_report(HO_ERR_OPERATION_INVALID,
-                        _("the CPR transfer of domain '%1$s' is past the point where it can be "
-                          "aborted (phase '%2$s')"),
-                        job->name, qemu_migration_phase_to_string(job->phase));
-        return -1;
-    }
-    if (job->unwinding) {
-        ho_error_report(HO_ERR_OPERATION_INVALID,
-                        _("the migration of domain '%1$s' is already being cancelled"), job->name);
-        return -1;
-    }
-    HO_INFO("domain '%s': CPR transfer abort requested in phase %s", job->name,
-            qemu_migration_phase_to_string(job->phase));
-    job->cancelled = true;
-    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
-                                     _("migration of domain '%1$s' was cancelled"), job->name));
     if (job->phase == QEMU_MIGRATION_PHASE_BEGIN) {
         job->unwinding = true; /* the start sees it */
         return 0;
     }
     cpr_unwind(job);
     return 0;
+}
+
+/* Whether the old QEMU already reported the CPR transfer completed. */
+static bool
+cpr_src_completed(Job *job)
+{
+    return job->cpr && job->cpr->src_completed;
 }
 
 /* ---- success ---- */
