@@ -11,9 +11,11 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ho_error.h"
@@ -26,7 +28,13 @@
 
 #define WAIT_MS (180 * 1000)
 
-typedef enum { ACT_NONE, ACT_KILL_NEW, ACT_ABORT, ACT_KILL_NEW_AT_STOP } Act;
+typedef enum {
+    ACT_NONE,
+    ACT_KILL_NEW,
+    ACT_ABORT,
+    ACT_KILL_NEW_AT_STOP,
+    ACT_KILL_NEW_AT_SWITCHOVER,
+} Act;
 
 typedef struct {
     GMainContext *ctx;
@@ -49,6 +57,25 @@ typedef struct {
 
 static int find_new_qemu(int skip);
 
+/* SIGKILL pid and wait (bounded) until it has exited, without reaping it
+ * (the driver's child watch does): whatever the orchestrator handles next
+ * happens after the death, as when a QEMU dies on its own at this point.
+ * Events the QEMU sent before it died may still be unread. */
+static void
+kill_and_wait(int pid)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    struct pollfd pfd;
+
+    g_assert_cmpint(pidfd, >=, 0);
+    g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+    pfd.fd = pidfd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    g_assert_cmpint(poll(&pfd, 1, WAIT_MS), ==, 1);
+    close(pidfd);
+}
+
 static void
 driver_event(QemuDriver *drv, QemuDomainObj *dom, const char *event, const char *detail,
              void *opaque)
@@ -66,7 +93,7 @@ driver_event(QemuDriver *drv, QemuDomainObj *dom, const char *event, const char 
             f->acted = true;
             g_assert_cmpint(pid, >, 0);
             g_test_message("killing the new QEMU pid %d at STOP", pid);
-            g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+            kill_and_wait(pid);
         }
     }
     else if (g_str_equal(event, "resumed"))
@@ -114,7 +141,8 @@ mig_event(QemuMigration *mig, const char *name, const char *uuid, const char *ev
     if (!g_str_equal(event, "phase") || ho_json_opt_string(data, "phase", &phase) <= 0)
         return;
     g_string_append_printf(f->phases, "%s ", phase);
-    if (f->acted || !g_str_equal(phase, "perform") || f->act == ACT_KILL_NEW_AT_STOP)
+    if (f->acted || !g_str_equal(phase, "perform") || f->act == ACT_KILL_NEW_AT_STOP ||
+        f->act == ACT_KILL_NEW_AT_SWITCHOVER)
         return;
     f->acted = true;
     if (f->act == ACT_KILL_NEW) {
@@ -122,10 +150,31 @@ mig_event(QemuMigration *mig, const char *name, const char *uuid, const char *ev
 
         g_assert_cmpint(pid, >, 0);
         g_test_message("killing the new QEMU pid %d", pid);
-        g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+        kill_and_wait(pid);
     } else if (f->act == ACT_ABORT) {
         g_assert_cmpint(qemu_migration_any_abort(f->mig, f->dom), ==, 0);
     }
+}
+
+/* MIGRATION on the old QEMU, seen before the orchestrator sees it (an
+ * earlier subscription): at completed the new QEMU dies, before the guest
+ * is switched to it. */
+static void
+old_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+                    gint64 recv_ts_us, void *opaque)
+{
+    Fx *f = opaque;
+    const char *status = NULL;
+    int pid;
+
+    if (f->acted || f->act != ACT_KILL_NEW_AT_SWITCHOVER ||
+        ho_json_opt_string(data, "status", &status) <= 0 || !g_str_equal(status, "completed"))
+        return;
+    f->acted = true;
+    pid = find_new_qemu(f->old_pid);
+    g_assert_cmpint(pid, >, 0);
+    g_test_message("killing the new QEMU pid %d at the old QEMU's completed", pid);
+    kill_and_wait(pid);
 }
 
 static void
@@ -253,21 +302,29 @@ static void
 run_cpr(Fx *f, Act act)
 {
     QemuMigrationArgs args = {0};
+    QemuMonitor *old_mon = qemu_monitor_ref(qemu_domain_obj_monitor(f->dom));
+    guint sub;
 
     args.mode = g_strdup("cpr-transfer");
     /* HANDOVER_TEST_RECORD_DIR: the job's QMP exchanges (both QEMUs) go
      * to DIR/cpr-<act>.jsonl, the source of tests/qemumigrationdata/cpr-*. */
     if (g_getenv("HANDOVER_TEST_RECORD_DIR")) {
-        static const char *const names[] = {"success", "kill-new", "abort", "kill-new-at-stop"};
+        static const char *const names[] = {"success", "kill-new", "abort", "kill-new-at-stop",
+                                             "kill-new-at-switchover"};
         g_autofree char *file = g_strdup_printf("cpr-%s.jsonl", names[act]);
 
         args.record_path = g_build_filename(g_getenv("HANDOVER_TEST_RECORD_DIR"), file, NULL);
     }
     f->act = act;
     f->counting = true;
+    sub = qemu_monitor_subscribe(qemu_domain_obj_monitor(f->dom), "MIGRATION",
+                                 old_migration_event, f);
     g_assert_cmpint(qemu_migration_src_cpr_transfer(f->mig, f->dom, &args, done_cb, f), ==, 0);
     qemu_migration_args_clear(&args);
     g_assert_true(test_iterate_until(f->ctx, &f->done, WAIT_MS));
+    if (!qemu_monitor_is_closed(old_mon))
+        qemu_monitor_unsubscribe(old_mon, sub);
+    qemu_monitor_unref(old_mon);
     g_test_message("phases: %s; suspended %u, resumed %u", f->phases->str, f->suspended,
                    f->resumed);
     if (f->err && g_getenv("HANDOVER_TEST_SHOW_LOG")) {
@@ -359,6 +416,26 @@ test_kill_new_at_stop(void)
     fx_teardown(&f);
 }
 
+/* Killed once the old QEMU completed, before the guest was switched to
+ * the new one: the guest never ran there; the old QEMU (postmigrate, which
+ * QEMU does not resume itself) runs it again, resumed once, by us. */
+static void
+test_kill_new_at_switchover(void)
+{
+    Fx f;
+
+    if (!fx_setup(&f, "qemu-10.0"))
+        return;
+    run_cpr(&f, ACT_KILL_NEW_AT_SWITCHOVER);
+    g_test_message("error: %s", f.err ? f.err->message : "none");
+    g_assert_true(f.acted);
+    check_back_in_old(&f);
+    g_assert_cmpuint(f.suspended, ==, 1);
+    g_assert_nonnull(strstr(f.phases->str, "switchover"));
+    g_assert_null(strstr(f.phases->str, "finish"));
+    fx_teardown(&f);
+}
+
 static void
 test_cancel(void)
 {
@@ -403,6 +480,7 @@ main(int argc, char **argv)
     g_test_add_func("/cpr/real/10.0/success", test_success);
     g_test_add_func("/cpr/real/10.0/kill-new-in-perform", test_kill_new);
     g_test_add_func("/cpr/real/10.0/kill-new-at-stop", test_kill_new_at_stop);
+    g_test_add_func("/cpr/real/10.0/kill-new-at-switchover", test_kill_new_at_switchover);
     g_test_add_func("/cpr/real/10.0/cancel-in-perform", test_cancel);
     g_test_add_func("/cpr/real/7.2/refused", test_refused_72);
     return g_test_run();

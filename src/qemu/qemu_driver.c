@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -3242,6 +3243,31 @@ int
 qemu_domain_cpr_pid(const QemuDomainCpr *cpr)
 {
     return cpr->pid;
+}
+
+bool
+qemu_domain_cpr_exited(const QemuDomainCpr *cpr)
+{
+    siginfo_t si;
+    struct pollfd pfd;
+
+    if (cpr->pid <= 0)
+        return true;
+    if (cpr->pidfd >= 0) {
+        /* A pidfd turns readable when the process exits. */
+        pfd.fd = cpr->pidfd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        return poll(&pfd, 1, 0) > 0;
+    }
+    if (!cpr->own_child)
+        return false;
+    /* Our child: a zombie already (WNOWAIT leaves it to the child watch),
+     * or reaped by the child watch whose callback has not run yet. */
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)cpr->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+        return errno == ECHILD;
+    return si.si_pid == cpr->pid;
 }
 
 const char *

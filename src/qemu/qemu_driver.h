@@ -227,6 +227,9 @@ QemuDomainCpr *qemu_driver_domain_cpr_spawn(QemuDriver *drv, QemuDomainObj *dom,
  * QEMU's migrate-incoming unix:PATH). */
 QemuMonitor *qemu_domain_cpr_monitor(const QemuDomainCpr *cpr);
 int qemu_domain_cpr_pid(const QemuDomainCpr *cpr);
+/* Whether its process has exited (or is exiting: a zombie), even if the
+ * exit callback has not run yet; never reaps it. */
+bool qemu_domain_cpr_exited(const QemuDomainCpr *cpr);
 const char *qemu_domain_cpr_channel_path(const QemuDomainCpr *cpr);
 const char *qemu_domain_cpr_main_path(const QemuDomainCpr *cpr);
 /* The switch, after the source QEMU completed: the domain becomes the new

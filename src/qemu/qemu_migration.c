@@ -5980,11 +5980,21 @@ cpr_switch(Job *job)
     if (!c->src_completed || !c->new_completed || c->switched)
         return;
     clear_source(&job->bound_src);
+    /* The new QEMU may have died after its completed event was sent, its
+     * exit not seen yet: the guest never ran there (no cont went to it),
+     * so the old QEMU takes it back, as after any failure. */
+    new_mon = qemu_domain_cpr_monitor(c->other);
+    if (!new_mon || qemu_monitor_is_closed(new_mon) || qemu_domain_cpr_exited(c->other)) {
+        cpr_fail(job, ho_error_new(HO_ERR_SYSTEM,
+                                   _("the new QEMU of domain '%1$s' exited before the guest was "
+                                     "switched to it"),
+                                   job->name));
+        return;
+    }
     if (job_set_phase(job, QEMU_MIGRATION_PHASE_FINISH) < 0) {
         cpr_fail_take(job);
         return;
     }
-    new_mon = qemu_domain_cpr_monitor(c->other);
     if (c->new_sub) {
         qemu_monitor_unsubscribe(new_mon, c->new_sub);
         c->new_sub = 0;
