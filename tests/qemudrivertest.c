@@ -2328,6 +2328,7 @@ typedef struct {
     bool src_paused;
     bool dst_paused;
     bool both_paused;
+    bool dst_ended;    /* the destination job reached a terminal phase */
     GString *src_log;  /* phases and events seen, per side */
     GString *dst_log;
 } PcWatch;
@@ -2347,6 +2348,9 @@ pc_event(QemuMigration *mig, const char *event, json_object *data, PcWatch *w, b
     ho_error_reset();
     if (phase && src && g_str_equal(phase, "perform"))
         w->perform = true;
+    if (!src && (g_str_equal(event, "completed") || g_str_equal(event, "failed") ||
+                 g_str_equal(event, "cancelled")))
+        w->dst_ended = true;
     if (phase && g_str_equal(phase, "postcopy")) {
         if (src)
             w->src_postcopy = true;
@@ -2440,13 +2444,63 @@ pc_wait_paused(GMainContext *ctx, PcWatch *w, const char *what)
                 what, w->src_paused, w->dst_paused, w->src_log->str, w->dst_log->str);
 }
 
+/* The destination QEMU dies in postcopy-active, its vCPUs running: the
+ * guest is lost (DESIGN.md invariant 4). The source job ends saying so;
+ * the source QEMU stays, paused, and was never resumed; the destination's
+ * job ends too. */
+static void
+postcopy_dst_dies(GMainContext *ctx, PcWatch *w, MigDone *m, Fx *fs, Fx *fd, QemuDomainObj *dom,
+                  int spid, const char *rec_src)
+{
+    g_autofree char *seq_src = NULL;
+    QemuDomainObj *ddom;
+    bool resumed_src = true;
+    Done d = {0};
+    int dpid;
+
+    if (!test_iterate_until(ctx, &w->both_postcopy, START_TIMEOUT_MS))
+        g_error("no postcopy; source:%s; destination:%s", w->src_log->str, w->dst_log->str);
+    fx_wait_event(fd, "pcguest resumed unpaused", OP_TIMEOUT_MS);
+    g_assert_false(m->done);
+    ddom = qemu_driver_lookup(fd->drv, "pcguest");
+    g_assert_nonnull(ddom);
+    dpid = qemu_domain_obj_pid(ddom);
+    g_assert_cmpint(dpid, >, 0);
+    g_test_message("killing the destination QEMU pid %d in postcopy", dpid);
+    g_assert_cmpint(kill(dpid, SIGKILL), ==, 0);
+    if (!test_iterate_until(ctx, &m->done, START_TIMEOUT_MS))
+        g_error("the source job did not end after the destination QEMU died; source:%s; "
+                "destination:%s",
+                w->src_log->str, w->dst_log->str);
+    g_assert_nonnull(m->err);
+    g_test_message("source job: %s", m->err->message);
+    g_test_message("source phases:%s; destination phases:%s", w->src_log->str, w->dst_log->str);
+    g_assert_nonnull(strstr(m->err->message, "lost"));
+    /* The source QEMU is still there, paused, and never ran again. */
+    g_assert_true(pid_alive(spid));
+    g_assert_true(qemu_domain_obj_is_active(dom));
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_PAUSED);
+    g_assert_false(qemu_migration_any_has_job(w->smig, dom));
+    seq_src = record_sequence(rec_src, &resumed_src);
+    g_test_message("source QEMU:%s", seq_src);
+    g_assert_false(resumed_src);
+    g_assert_nonnull(strstr(seq_src, "postcopy-active"));
+    /* The destination's job ends, its domain with it. */
+    if (!test_iterate_until(ctx, &w->dst_ended, OP_TIMEOUT_MS))
+        g_error("the destination job did not end; destination:%s", w->dst_log->str);
+    forget_pid(dpid);
+    qemu_driver_domain_destroy(fs->drv, dom, done_cb, &d);
+    wait_ok(fs, &d, OP_TIMEOUT_MS, "destroy");
+    forget_pid(spid);
+}
+
 /* Postcopy on real QEMU (firmware guest with 512 MiB, postcopy bandwidth
  * 1 MiB/s so that it lasts): with cut, the relay between the source and
  * the destination breaks in postcopy-active, both sides reach
  * postcopy-paused with nothing killed, then recovery (on 10.0 a failed
  * attempt to a closed port first) completes the migration. */
 static void
-run_postcopy(const char *const *pair, bool cut, bool peer_lost, int port_base)
+run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, int port_base)
 {
     const TestQemuBinary *sbin = test_qemu_need(pair[0]);
     const TestQemuBinary *dbin = sbin ? test_qemu_need(pair[1]) : NULL;
@@ -2645,6 +2699,20 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, int port_base)
             g_error("resume: %s", ho_error_last_message());
         resume_pending = true;
     }
+    if (dst_dies) {
+        postcopy_dst_dies(ctx, &w, &m, &fs, &fd, dom, spid, rec_src);
+        relay_free(relay);
+        qemu_migration_free(smig);
+        qemu_migration_free(dmig);
+        qemu_migration_args_clear(&args);
+        ho_error_free(m.err);
+        json_object_put(m.stats);
+        g_string_free(w.src_log, TRUE);
+        g_string_free(w.dst_log, TRUE);
+        fx_fini(&fd);
+        fx_fini(&fs);
+        return;
+    }
     if (resume_pending) {
         if (!test_iterate_until(ctx, &resume.done, START_TIMEOUT_MS * 5))
             g_error("the recovery did not end; source:%s; destination:%s", w.src_log->str,
@@ -2714,7 +2782,7 @@ test_migrate_postcopy(gconstpointer data)
 {
     const char *const *pair = data;
 
-    run_postcopy(pair, false, false, g_str_equal(pair[0], "qemu-7.2") ? 49500 : 49520);
+    run_postcopy(pair, false, false, false, g_str_equal(pair[0], "qemu-7.2") ? 49500 : 49520);
 }
 
 static void
@@ -2722,7 +2790,15 @@ test_migrate_postcopy_peer_lost(gconstpointer data)
 {
     const char *const *pair = data;
 
-    run_postcopy(pair, false, true, g_str_equal(pair[0], "qemu-7.2") ? 49580 : 49600);
+    run_postcopy(pair, false, true, false, g_str_equal(pair[0], "qemu-7.2") ? 49580 : 49600);
+}
+
+static void
+test_migrate_postcopy_dst_dies(gconstpointer data)
+{
+    const char *const *pair = data;
+
+    run_postcopy(pair, false, false, true, g_str_equal(pair[0], "qemu-7.2") ? 49620 : 49640);
 }
 
 static void
@@ -2730,7 +2806,7 @@ test_migrate_postcopy_cut(gconstpointer data)
 {
     const char *const *pair = data;
 
-    run_postcopy(pair, true, false, g_str_equal(pair[0], "qemu-7.2") ? 49540 : 49560);
+    run_postcopy(pair, true, false, false, g_str_equal(pair[0], "qemu-7.2") ? 49540 : 49560);
 }
 
 static const char *const pair_72[] = {"qemu-7.2", "qemu-7.2"};
@@ -2791,6 +2867,10 @@ main(int argc, char **argv)
                          test_migrate_postcopy_peer_lost);
     g_test_add_data_func("/driver/migrate-postcopy-peer-lost/qemu-10.0", pair_10,
                          test_migrate_postcopy_peer_lost);
+    g_test_add_data_func("/driver/migrate-postcopy-dst-dies/qemu-7.2", pair_72,
+                         test_migrate_postcopy_dst_dies);
+    g_test_add_data_func("/driver/migrate-postcopy-dst-dies/qemu-10.0", pair_10,
+                         test_migrate_postcopy_dst_dies);
     g_test_add_data_func("/driver/migrate-postcopy-cut/qemu-7.2", pair_72,
                          test_migrate_postcopy_cut);
     g_test_add_data_func("/driver/migrate-postcopy-cut/qemu-10.0", pair_10,

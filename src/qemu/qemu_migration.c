@@ -396,6 +396,7 @@ struct _Job {
     bool qemu_gone;        /* our QEMU exited */
     bool quitting;         /* success: quitting the source QEMU */
     bool dst_ran;
+    char *guest_lost;   /* dst: why the guest is lost (its QEMU died or failed in postcopy) */
     /* dst: `cont` went out and QEMU has not refused it: from here on,
      * QEMU may have run a vCPU even if it dies without a RESUME (the
      * event can be lost with the process), so its death is no proof that
@@ -577,6 +578,7 @@ job_unref(Job *job)
     g_free(job->listen_host_owned);
     g_free(job->public_host);
     g_free(job->record_path);
+    g_free(job->guest_lost);
     g_free(job);
 }
 
@@ -1059,6 +1061,8 @@ job_end(Job *job, QemuMigrationPhase phase)
         ho_json_add_int64(info, "total_ms", (ho_time_now_us() - job->start_us) / 1000);
     if (phase != QEMU_MIGRATION_PHASE_COMPLETED)
         error_to_json(info, job->err);
+    if (job->guest_lost)
+        ho_json_add_string(info, "guest_lost", job->guest_lost);
     g_hash_table_replace(mig->completed, g_strdup(job->uuid), json_object_get(info));
 
     if (phase == QEMU_MIGRATION_PHASE_COMPLETED) {
@@ -4776,14 +4780,51 @@ postcopy_pause_done(QemuMonitor *mon, const HoError *err, void *opaque)
     job->pause_sent = false;
 }
 
+/* The destination's answer to a pause: {} (paused, or pausing), or
+ * {"state": "lost", "error"} when its QEMU died or failed in postcopy.
+ * Then nothing can be recovered: the job ends, the source stays paused. */
 static void
 postcopy_peer_pause_done(json_object *result, const HoError *err, void *opaque)
 {
     g_autoptr(Job) job = opaque;
+    const char *state = NULL;
+    json_object *e = NULL;
+    const char *msg = NULL;
 
-    if (err)
+    if (err) {
         HO_WARN("domain '%s': the destination could not pause its postcopy migration: %s",
                 job->name, err->message);
+        return;
+    }
+    if (ho_json_opt_string(result, "state", &state) <= 0 || !g_str_equal(state, "lost")) {
+        ho_error_reset();
+        return;
+    }
+    if (ho_json_opt_object(result, "error", &e) > 0 && e &&
+        ho_json_opt_string(e, "message", &msg) <= 0)
+        msg = NULL;
+    ho_error_reset();
+    if (!job_live(job) || !job->postcopy_started)
+        return;
+    job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID, "%s",
+                                     msg ? msg : _("the destination QEMU is gone")));
+    src_postcopy_lost(job);
+}
+
+/* The source's QEMU paused its postcopy migration by itself (the stream
+ * broke): ask the destination to pause too. Its answer also tells
+ * whether its QEMU is still there to recover with; a destination QEMU
+ * that died breaks the stream in just this way. */
+static void
+src_postcopy_ask_peer(Job *job)
+{
+    json_object *args;
+
+    if (job->peer_gone || !job->ops || !job->ops->pause)
+        return;
+    args = json_object_new_object();
+    ho_json_add_string(args, "uuid", job->uuid);
+    job->ops->pause(job->peer, args, postcopy_peer_pause_done, job_ref(job));
 }
 
 /* Force postcopy-paused on this side's QEMU (and, from the source, ask
@@ -4894,6 +4935,9 @@ src_postcopy_event(Job *job, QemuMigrationStatus st)
             return;
         postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY_PAUSED);
         postcopy_emit_paused(job);
+        src_postcopy_ask_peer(job);
+        if (!job_live(job))
+            return;
         if (attempt) {
             g_autoptr(HoError) err = ho_error_new(
                 HO_ERR_OPERATION_INVALID,
@@ -5120,6 +5164,8 @@ dst_postcopy_event(Job *job, QemuMigrationStatus st)
                                            "failed in QEMU: the guest is lost; its QEMU is left "
                                            "as it is for inspection"),
                                          job->name));
+        job->guest_lost = g_strdup(_("the destination QEMU failed the incoming postcopy "
+                                     "migration"));
         job->unwinding = true;
         dst_reply_failure(job);
         job_end(job, QEMU_MIGRATION_PHASE_FAILED);
@@ -5139,6 +5185,7 @@ dst_postcopy_exited(Job *job, const char *how)
                                        "the guest is lost; the source keeps a stale copy paused "
                                        "and never resumes it"),
                                      job->name, how));
+    job->guest_lost = g_strdup_printf(_("the destination QEMU %1$s in postcopy"), how);
     job->unwinding = true;
     dst_reply_failure(job);
     job_end(job, QEMU_MIGRATION_PHASE_FAILED);
@@ -5301,12 +5348,34 @@ typedef struct {
     void *opaque;
 } PauseCall;
 
+/* The answer that the guest is lost here: {"state": "lost", "error"}. */
+static json_object *
+dst_lost_result(const char *message)
+{
+    json_object *res = json_object_new_object();
+    json_object *e = json_object_new_object();
+
+    ho_json_add_string(res, "state", "lost");
+    ho_json_add_string(e, "message", message);
+    ho_json_add(res, "error", e);
+    return res;
+}
+
 static void
 dst_pause_done(QemuMonitor *mon, const HoError *err, void *opaque)
 {
     PauseCall *c = opaque;
     json_object *res = err ? NULL : json_object_new_object();
 
+    if (err && qemu_monitor_is_closed(mon)) {
+        /* Our QEMU went away under the pause: in postcopy it held the
+         * only running copy of the guest. */
+        g_autofree char *msg = g_strdup_printf(
+            _("the destination QEMU is gone in postcopy (%1$s)"), err->message);
+
+        res = dst_lost_result(msg);
+        err = NULL;
+    }
     c->cb(res, err, c->opaque);
     json_object_put(res);
     g_free(c->uuid);
@@ -5326,6 +5395,24 @@ qemu_migration_dst_pause(QemuMigration *mig, json_object *args, QemuMigrationRep
         return;
     }
     job = mig_find_job(mig, uuid);
+    if (job && !job->src && job_live(job) && job->postcopy_started && job->qemu_gone) {
+        reply_later(mig, cb, opaque,
+                    dst_lost_result(job->guest_lost ? job->guest_lost
+                                                    : _("the destination QEMU is gone")),
+                    NULL);
+        return;
+    }
+    if (!job || !job_live(job)) {
+        /* Ended here already: with the guest lost, say so. */
+        json_object *info = g_hash_table_lookup(mig->completed, uuid);
+        const char *why = NULL;
+
+        if (info && ho_json_opt_string(info, "guest_lost", &why) > 0 && why) {
+            reply_later(mig, cb, opaque, dst_lost_result(why), NULL);
+            return;
+        }
+        ho_error_reset();
+    }
     if (!job || job->src || !job_live(job) || !job_postcopy_phase(job) || !job->mon) {
         reply_later(mig, cb, opaque, NULL,
                     ho_error_new(HO_ERR_OPERATION_INVALID,
