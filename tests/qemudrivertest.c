@@ -2750,6 +2750,25 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
     g_assert_false(resumed_src);
     g_assert_true(resumed_dst);
     g_assert_nonnull(strstr(seq_src, "postcopy-active"));
+    /* HANDOVER_TEST_RECORD_DIR: both recordings are kept as
+     * DIR/postcopy[-cut|-peer-lost]-SRC-DST{,-dst}.jsonl, the source of
+     * tests/qemumigrationdata/recover-*.jsonl (compose.py). */
+    if (g_getenv("HANDOVER_TEST_RECORD_DIR")) {
+        const char *mode = cut ? "-cut" : peer_lost ? "-peer-lost" : "";
+        const char *recs[] = {rec_src, rec_dst};
+
+        for (int k = 0; k < 2; k++) {
+            g_autofree char *file = g_strdup_printf("postcopy%s-%s-%s%s.jsonl", mode, sbin->name,
+                                                    dbin->name, k ? "-dst" : "");
+            g_autofree char *out = g_build_filename(g_getenv("HANDOVER_TEST_RECORD_DIR"), file,
+                                                    NULL);
+            g_autofree char *text = NULL;
+            gsize len = 0;
+
+            g_assert_true(g_file_get_contents(recs[k], &text, &len, NULL));
+            g_assert_true(g_file_set_contents(out, text, (gssize)len, NULL));
+        }
+    }
     if (cut || peer_lost) {
         g_assert_nonnull(strstr(seq_src, "postcopy-paused"));
         g_assert_nonnull(strstr(seq_dst, "postcopy-paused"));

@@ -11,7 +11,7 @@
  *
  * Each case of the table names a transcript in tests/qemumigrationdata/
  * (the exact QMP sequence of both sides, in cross-side order), the
- * migration arguments, an action (abort, peer lost) taken from the phase
+ * migration arguments, an action (abort, peer lost, postcopy recovery) taken from the phase
  * event of a side or once the mock played a given line (the orchestrator
  * answers pre-switchover in the same iteration it sees it and emits phase
  * events from an idle, so "while RAM moves" and "QEMU already in
@@ -65,7 +65,17 @@ typedef enum {
      * once; the destination once the source job ended and every event
      * already sent has been read (so what its QEMU said is known). */
     ACT_PEER_LOST,
+    /* Postcopy recovery: once both sides are in postcopy-paused,
+     * qemu_migration_src_postcopy_resume with the peer's recover op (as
+     * handover migrate --postcopy-resume does); each attempt that ends in
+     * an error is followed by the next (Case.recover). */
+    ACT_RECOVER,
 } ActKind;
+
+/* The URI a failed recovery attempt gets instead of the destination's
+ * (a port nobody listens on, as qemudrivertest's real runs do). */
+#define RECOVER_BAD_URI "tcp:127.0.0.1:1"
+#define MAX_RECOVER 4
 
 typedef enum {
     OUT_COMPLETED = 0,
@@ -117,12 +127,39 @@ typedef struct {
      * case reports itself incomplete (TAP TODO) while it holds, and fails
      * once it no longer does (then drop this). */
     const char *known_issue;
+    /* ACT_RECOVER: per attempt, NULL when it must recover the migration,
+     * else a substring of the error its callback must get (the attempt is
+     * given RECOVER_BAD_URI, and the job must stay POSTCOPY_PAUSED). */
+    const char *recover[MAX_RECOVER];
+    /* History lines that must appear in this order (not necessarily next
+     * to each other), NULL-terminated. */
+    const char *order[16];
+    /* QemuMigrationConfig.postcopy_stall_s, which also bounds a recovery
+     * attempt on a QEMU that gives no event (7.2); 0: 3600 (never). */
+    unsigned int postcopy_stall_s;
 } Case;
 
 /* The phase walks used below. */
 #define SRC_HAPPY "begin prepare perform pre-switchover switchover finish confirm completed"
 #define SRC_NO_PAUSE "begin prepare perform switchover finish confirm completed"
 #define DST_HAPPY "prepare perform finish completed"
+
+/* Postcopy recovery (issue 6): the switch, the break, recovery attempts. */
+#define SRC_PC_HEAD "begin prepare perform pre-switchover switchover postcopy postcopy-paused"
+#define SRC_RECOVERED "postcopy-recover postcopy finish confirm completed"
+#define DST_RECOVERED                                                                           \
+    "prepare perform postcopy postcopy-paused postcopy-recover postcopy finish completed"
+/* The break, then migrate-recover on the destination (answered) before
+ * migrate resume:true on the source. Only causal order is checked: the
+ * mock plays each side in file order, but the two sides' outputs may
+ * interleave either way. */
+#define ORDER_RECOVER                                                                           \
+    "src recv MIGRATION postcopy-paused", "dst send migrate-recover", "dst recv return",          \
+        "src send migrate"
+#define RECOVER_CASE(n, v)                                                                      \
+    .name = n, .transcript = n ".jsonl", .src_emu = "qemu-" v, .dst_emu = "qemu-" v,              \
+    .postcopy = true, .action = ACT_RECOVER, .outcome = OUT_COMPLETED,                          \
+    .dst_phases = DST_RECOVERED, .src_state = ABSENT, .dst_state = QEMU_DOMAIN_STATE_RUNNING
 
 /* Storage copy of the two disks. */
 #define STORAGE_ARGS .n_disks = 2, .copy_storage = true
@@ -441,6 +478,52 @@ static const Case cases[] = {
         .src_state = ABSENT,
         .dst_state = QEMU_DOMAIN_STATE_RUNNING,
     },
+    /* ---- postcopy recovery (issue 6), from real recordings ---- */
+    {
+        /* 10.0: src recover-setup -> recover -> active; dst stays paused
+         * after migrate-recover until the source connects. */
+        RECOVER_CASE("recover-10.0", "10.0"),
+        .recover = {NULL},
+        .src_phases = SRC_PC_HEAD " " SRC_RECOVERED,
+        .order = {ORDER_RECOVER, "src recv MIGRATION postcopy-recover-setup",
+                  "src recv MIGRATION postcopy-recover", "src recv MIGRATION postcopy-active",
+                  "src recv MIGRATION completed", NULL},
+    },
+    {
+        /* 10.0: the first attempt fails (recover-setup -> paused, with its
+         * event): its callback gets the error, the job stays paused and
+         * recoverable; the second recovers (the destination still listens:
+         * no second migrate-recover). */
+        RECOVER_CASE("recover-fail-10.0", "10.0"),
+        .recover = {"QEMU could not reach the destination", NULL},
+        .src_phases = SRC_PC_HEAD " postcopy-recover postcopy-paused " SRC_RECOVERED,
+        .order = {ORDER_RECOVER, "src recv MIGRATION postcopy-recover-setup",
+                  "src recv MIGRATION postcopy-paused", "src send migrate",
+                  "src recv MIGRATION postcopy-recover-setup",
+                  "src recv MIGRATION postcopy-recover", "src recv MIGRATION postcopy-active",
+                  "src recv MIGRATION completed", NULL},
+    },
+    {
+        /* 7.2: no recover-setup; the destination says setup at
+         * migrate-recover. */
+        RECOVER_CASE("recover-7.2", "7.2"),
+        .recover = {NULL},
+        .src_phases = SRC_PC_HEAD " " SRC_RECOVERED,
+        .order = {ORDER_RECOVER, "src recv MIGRATION postcopy-recover",
+                  "src recv MIGRATION postcopy-active", "src recv MIGRATION completed", NULL},
+    },
+    {
+        /* 7.2: the failed attempt gives no event at all: the bound (1 s
+         * here) fires, query-migrate shows postcopy-paused, the callback
+         * gets the error, the job stays recoverable; the second recovers. */
+        RECOVER_CASE("recover-fail-7.2", "7.2"),
+        .postcopy_stall_s = 1,
+        .recover = {"made no progress within 1 seconds", NULL},
+        .src_phases = SRC_PC_HEAD " postcopy-recover postcopy-paused " SRC_RECOVERED,
+        .order = {ORDER_RECOVER, "src recv return", "src send query-migrate", "src recv return",
+                  "src send migrate", "src recv MIGRATION postcopy-recover",
+                  "src recv MIGRATION postcopy-active", "src recv MIGRATION completed", NULL},
+    },
     /* ---- refusals: nothing changes ---- */
     {
         .name = "refuse-same-host",
@@ -684,6 +767,12 @@ struct _Fx {
     bool acted;
     bool dst_told; /* ACT_PEER_LOST: the destination was told */
     bool warned;   /* a job emitted a "warning" event */
+    /* ACT_RECOVER */
+    bool src_paused; /* the source job is in postcopy-paused (its phase event) */
+    bool dst_paused;
+    guint attempts;        /* recovery attempts started */
+    guint attempts_done;   /* ... and whose callback ran */
+    guint paused_events;   /* "postcopy-paused" job events, both sides */
     GString *log; /* unexpected things seen by callbacks */
     /* storage copy */
     char *dst_xml;                 /* --xml, or NULL */
@@ -800,6 +889,8 @@ typedef struct {
     json_object *args; /* the request (owned) */
     bool finish;
     bool nbd_stop;
+    bool recover;
+    bool bad_uri; /* recover: answer RECOVER_BAD_URI instead (a failed attempt) */
     QemuMigrationReplyFunc cb;
     void *opaque;
     json_object *result; /* the destination's answer (a reference) */
@@ -842,7 +933,13 @@ peer_dst_replied(json_object *result, const HoError *err, void *opaque)
     PeerCall *pc = opaque;
     GSource *idle = g_idle_source_new();
 
-    pc->result = result ? json_object_get(result) : NULL;
+    if (result && pc->bad_uri) {
+        /* The attempt the case wants to fail: a port nobody listens on. */
+        g_assert_cmpint(json_object_deep_copy(result, &pc->result, NULL), ==, 0);
+        json_object_object_add(pc->result, "uri", json_object_new_string(RECOVER_BAD_URI));
+    } else {
+        pc->result = result ? json_object_get(result) : NULL;
+    }
     pc->err = ho_error_copy(err);
     g_source_set_callback(idle, peer_reply_idle, pc, NULL);
     g_source_attach(idle, pc->f->ctx);
@@ -860,7 +957,9 @@ peer_request_idle(gpointer opaque)
         peer_dst_replied(NULL, NULL, pc);
         return G_SOURCE_REMOVE;
     }
-    if (pc->nbd_stop)
+    if (pc->recover)
+        qemu_migration_dst_recover(f->dst_mig, pc->args, peer_dst_replied, pc);
+    else if (pc->nbd_stop)
         qemu_migration_dst_nbd_stop(f->dst_mig, pc->args, peer_dst_replied, pc);
     else if (pc->finish)
         qemu_migration_dst_finish(f->dst_mig, pc->args, peer_dst_replied, pc);
@@ -916,6 +1015,27 @@ peer_nbd_stop(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *op
     g_source_unref(idle);
 }
 
+/* The recover op of a recovery attempt (the peer is the fixture again). */
+static void
+peer_recover(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    Fx *f = peer;
+    PeerCall *pc = g_new0(PeerCall, 1);
+    GSource *idle = g_idle_source_new();
+
+    g_assert_cmpuint(f->attempts, >, 0);
+    pc->f = f;
+    pc->recover = true;
+    pc->bad_uri = f->c->recover[f->attempts - 1] != NULL;
+    pc->args = args;
+    pc->cb = cb;
+    pc->opaque = opaque;
+    f->peer_calls++;
+    g_source_set_callback(idle, peer_request_idle, pc, NULL);
+    g_source_attach(idle, f->ctx);
+    g_source_unref(idle);
+}
+
 static const char *
 peer_host_uuid(void *peer)
 {
@@ -938,9 +1058,72 @@ static const QemuMigrationPeerOps peer_ops = {
     .hostname = peer_hostname,
     .free = NULL,
     .nbd_stop = peer_nbd_stop,
+    .recover = peer_recover,
 };
 
 /* ---- job events and the action -------------------------------------------- */
+
+static gboolean act_idle(gpointer opaque);
+
+/* Start the next recovery attempt from an idle (never from inside the
+ * orchestrator's own callback). */
+static void
+recover_next(Fx *f)
+{
+    GSource *idle = g_idle_source_new();
+
+    g_source_set_callback(idle, act_idle, f, NULL);
+    g_source_attach(idle, f->ctx);
+    g_source_unref(idle);
+}
+
+/* A recovery attempt ended: its error is the one the case expects, and a
+ * failed attempt leaves the job paused and recoverable. */
+static void
+resume_done(QemuMigration *mig, const char *uuid, const HoError *err, json_object *stats,
+            void *opaque)
+{
+    Fx *f = opaque;
+    const char *want = f->c->recover[f->attempts - 1];
+    QemuDomainObj *dom;
+    json_object *rec;
+    const char *phase = NULL;
+
+    (void)mig;
+    (void)stats;
+    g_assert_cmpstr(uuid, ==, DOM_UUID);
+    g_assert_cmpuint(f->attempts_done, <, f->attempts);
+    f->attempts_done++;
+    g_test_message("%s: recovery attempt %u: %s", f->c->name, f->attempts,
+                   err ? err->message : "recovered");
+    if (!want) {
+        if (err)
+            g_error("%s: recovery attempt %u failed: %s", f->c->name, f->attempts,
+                    err->message);
+        return;
+    }
+    if (!err)
+        g_error("%s: recovery attempt %u succeeded, expected '%s'", f->c->name, f->attempts,
+                want);
+    if (!strstr(err->message, want))
+        g_error("%s: recovery attempt %u: '%s' does not mention '%s'", f->c->name, f->attempts,
+                err->message, want);
+    /* Still the same job, persisted as paused, and the migration goes on. */
+    g_assert_false(f->src_done);
+    dom = qemu_driver_lookup(f->src_drv, DOM_NAME);
+    g_assert_nonnull(dom);
+    g_assert_true(qemu_migration_any_has_job(f->src_mig, dom));
+    rec = qemu_domain_obj_get_job(dom);
+    g_assert_nonnull(rec);
+    g_assert_cmpint(ho_json_get_string(rec, "phase", &phase), ==, 0);
+    g_assert_cmpstr(phase, ==, "postcopy-paused");
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_PAUSED);
+    dom = qemu_driver_lookup(f->dst_drv, DOM_NAME);
+    g_assert_nonnull(dom);
+    g_assert_true(qemu_migration_any_has_job(f->dst_mig, dom));
+    g_assert_cmpuint(f->attempts, <, MAX_RECOVER);
+    recover_next(f);
+}
 
 static void
 act(Fx *f, bool on_dst)
@@ -958,6 +1141,14 @@ act(Fx *f, bool on_dst)
         g_assert_nonnull(dom);
         if (qemu_migration_any_abort(on_dst ? f->dst_mig : f->src_mig, dom) < 0)
             g_string_append_printf(f->log, "abort refused: %s\n", ho_error_last_message());
+        break;
+    case ACT_RECOVER:
+        dom = qemu_driver_lookup(f->src_drv, DOM_NAME);
+        g_assert_nonnull(dom);
+        f->attempts++;
+        if (qemu_migration_src_postcopy_resume(f->src_mig, dom, &peer_ops, f, resume_done, f) < 0)
+            g_error("%s: recovery attempt %u refused: %s", f->c->name, f->attempts,
+                    ho_error_last_message());
         break;
     case ACT_PEER_LOST:
         f->peer_lost = true;
@@ -988,10 +1179,28 @@ mig_event(QemuMigration *mig, const char *name, const char *uuid, const char *ev
         if (qemu_migration_phase_is_terminal(qemu_migration_phase_from_string(phase)))
             return;
         g_string_append_printf(phases, "%s%s", phases->len ? " " : "", phase);
+        if (f->c->action == ACT_RECOVER) {
+            bool *paused = dst ? &f->dst_paused : &f->src_paused;
+
+            *paused = g_str_equal(phase, "postcopy-paused");
+            /* The first attempt once both sides are paused. */
+            if (f->src_paused && f->dst_paused && !f->acted) {
+                f->acted = true;
+                recover_next(f);
+            }
+            return;
+        }
         if (f->c->action != ACT_NONE && !f->c->action_after && !f->acted &&
             f->c->action_on_dst == dst &&
             qemu_migration_phase_from_string(phase) == f->c->action_phase)
             act(f, dst);
+        return;
+    }
+    if (g_str_equal(event, "postcopy-paused")) {
+        /* Said each time a side pauses; only where the case expects it. */
+        if (f->c->action != ACT_RECOVER)
+            g_string_append_printf(f->log, "unexpected postcopy-paused event\n");
+        f->paused_events++;
         return;
     }
     if (g_str_equal(event, "warning")) {
@@ -1231,7 +1440,7 @@ fx_setup(Fx *f, const Case *c)
         /* No periodic query-migrate: a transcript cannot say when it comes. */
         .progress_interval_ms = 3600 * 1000,
         /* Nor the postcopy stall check's. */
-        .postcopy_stall_s = 3600,
+        .postcopy_stall_s = c->postcopy_stall_s ? c->postcopy_stall_s : 3600,
     };
     QemuMigrationConfig dst_cfg = src_cfg;
     QemuDomainObj *dom;
@@ -1381,6 +1590,60 @@ drain(Fx *f)
         ;
 }
 
+/* The number of recovery attempts a case makes: up to the first that
+ * must succeed. */
+static guint
+recover_attempts(const Case *c)
+{
+    guint n = 0;
+
+    if (c->action != ACT_RECOVER)
+        return 0;
+    while (n < MAX_RECOVER && c->recover[n])
+        n++;
+    return n + 1;
+}
+
+/* The case's order lines appear in the history in that order. */
+static void
+check_order(Fx *f)
+{
+    const GPtrArray *h = qemu_mock_history(f->mock);
+    guint at = 0;
+
+    for (guint k = 0; k < G_N_ELEMENTS(f->c->order) && f->c->order[k]; k++) {
+        while (at < h->len && !g_str_equal(h->pdata[at], f->c->order[k]))
+            at++;
+        if (at == h->len)
+            g_error("%s: '%s' (order line %u) not in the history after the lines before it",
+                    f->c->name, f->c->order[k], k);
+        at++;
+    }
+}
+
+/* Postcopy: the source is never cont'ed once it reached postcopy-active
+ * (DESIGN.md §2 invariant 4), the destination exactly once. */
+static void
+check_postcopy_conts(Fx *f)
+{
+    const GPtrArray *h = qemu_mock_history(f->mock);
+    bool pc = false;
+    guint dst_conts = 0;
+
+    for (guint i = 0; i < h->len; i++) {
+        const char *l = h->pdata[i];
+
+        if (g_str_equal(l, "src recv MIGRATION postcopy-active"))
+            pc = true;
+        if (pc && g_str_equal(l, "src send cont"))
+            g_error("%s: the source was cont'ed in postcopy (history %u)", f->c->name, i);
+        if (g_str_equal(l, "dst send cont"))
+            dst_conts++;
+    }
+    g_assert_true(pc);
+    g_assert_cmpuint(dst_conts, ==, 1);
+}
+
 static gboolean
 case_over(Fx *f)
 {
@@ -1388,6 +1651,8 @@ case_over(Fx *f)
 
     if (qemu_mock_failure(f->mock))
         return true; /* reported with its diff */
+    if (f->c->action == ACT_RECOVER && f->attempts_done < recover_attempts(f->c))
+        return false;
     return f->src_done && (!dst_needed || f->dst_ended) && qemu_mock_done(f->mock);
 }
 
@@ -1622,6 +1887,18 @@ test_case(gconstpointer data)
     check_domain(f.dst_drv, "destination", c->dst_state);
     check_images(&f);
     g_assert_cmpint(f.warned, ==, c->warns);
+    if (c->action == ACT_RECOVER) {
+        guint n = recover_attempts(c);
+
+        g_assert_cmpuint(f.attempts, ==, n);
+        g_assert_cmpuint(f.attempts_done, ==, n);
+        /* One per side at the break, one more from the source per failed
+         * attempt (the destination stays paused meanwhile). */
+        g_assert_cmpuint(f.paused_events, ==, 2 + n - 1);
+    }
+    if (c->postcopy)
+        check_postcopy_conts(&f);
+    check_order(&f);
     dom = qemu_driver_lookup(f.src_drv, DOM_NAME);
     if (dom)
         g_assert_false(qemu_migration_any_has_job(f.src_mig, dom));

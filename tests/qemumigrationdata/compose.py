@@ -562,3 +562,133 @@ write("postcopy-7.2-7.2.jsonl",
               "normal-bytes":819200,"mbps":100.0,"dirty-pages-rate":0}}),
    cmd("src","quit",id="pc5"), R("src","recv",{"event":"SHUTDOWN","data":{"guest":False,"reason":"host-qmp-quit"}}),
    ret("src","pc5"), R("src","close")], S(0))
+
+# ==== postcopy recovery (issue 6) ===========================================
+# From the real recordings recordings/postcopy-cut-qemu-V-qemu-V{,-dst}.jsonl:
+# tests/qemudrivertest /driver/migrate-postcopy-cut/qemu-V run with
+# HANDOVER_TEST_RECORD_DIR (the orchestrator's flight recorder, both QEMUs on
+# one clock, a firmware guest, 1 MiB/s postcopy through a TCP relay the test
+# cuts in postcopy-active). That run: cut -> both postcopy-paused -> a
+# recovery attempt to a closed port (fails) -> a good one -> postcopy-active
+# -> a silent drop, the stall check's migrate-pause -> a fresh recovery ->
+# completed. The two files are merged by their timestamps; the periodic
+# query-migrate of the recording's progress (100 ms) and stall check are
+# dropped (the scenarios configure neither), the URIs become placeholders.
+RD=os.path.join(D,'recordings')
+def rec_merged(v):
+    out=[]
+    for f,side in [(f'postcopy-cut-qemu-{v}-qemu-{v}.jsonl','src'),(f'postcopy-cut-qemu-{v}-qemu-{v}-dst.jsonl','dst')]:
+        for l in open(os.path.join(RD,f)):
+            o=json.loads(l)
+            if o["dir"] in ("open",): continue
+            o["side"]=side
+            out.append(o)
+    out.sort(key=lambda o:o["ts"])
+    return out
+def without_polls(recs, keep_ids=()):
+    """Drop query-migrate and its reply unless its id is kept."""
+    drop=set(o["msg"]["id"] for o in recs if o["dir"]=="send" and o["msg"].get("execute")=="query-migrate" and o["msg"]["id"] not in keep_ids)
+    return [o for o in recs if not (o.get("msg",{}).get("id") in drop and (o["dir"]=="send" or "return" in o["msg"] or "error" in o["msg"]))]
+def first(recs, pred, start=0):
+    for k in range(start,len(recs)):
+        if pred(recs[k]): return k
+    raise Exception("no match")
+st=lambda o: o.get("msg",{}).get("data",{}).get("status") if o.get("msg",{}).get("event")=="MIGRATION" else None
+ex=lambda o: o.get("msg",{}).get("execute") if o["dir"]=="send" else None
+def strip(o, uris):
+    o=json.loads(json.dumps(o)); o.pop("ts",None)
+    a=o.get("msg",{}).get("arguments")
+    if a and "uri" in a: a["uri"]=uris[a["uri"]]
+    return o
+BAD_URI="tcp:127.0.0.1:1"   # the harness's failed attempt (qemumigrationtest.c RECOVER_BAD_URI)
+
+def recover_parts(v):
+    """The recording cut into: the switch to postcopy, the break, the failed
+    attempt, the good attempt after it, a fresh good attempt, the end."""
+    R0=rec_merged(v)
+    # the final statistics query after completed is the orchestrator's own
+    k_done=first(R0, lambda o: o["side"]=="src" and st(o)=="completed")
+    k_q=first(R0, lambda o: o["side"]=="src" and ex(o)=="query-migrate", k_done)
+    recs=without_polls(R0, keep_ids=(R0[k_q]["msg"]["id"],))
+    # 7.2's bound on the failed attempt: its query-migrate (the first one
+    # after the first resume) is kept too
+    k_res=first(R0, lambda o: o["side"]=="src" and ex(o)=="migrate" and o["msg"]["arguments"].get("resume"))
+    bound_q=None
+    if v=="7.2":
+        kq=first(R0, lambda o: o["side"]=="src" and ex(o)=="query-migrate", k_res)
+        bound_q=R0[kq]["msg"]["id"]
+        recs=without_polls(R0, keep_ids=(R0[k_q]["msg"]["id"],bound_q))
+    i_sw=first(recs, lambda o: o["side"]=="src" and ex(o)=="migrate-start-postcopy")
+    i_brk=first(recs, lambda o: st(o)=="postcopy-paused")
+    i_brk_end=max(first(recs, lambda o: o["side"]==s and st(o)=="postcopy-paused") for s in ("src","dst"))
+    i_rec1=first(recs, lambda o: o["side"]=="dst" and ex(o)=="migrate-recover")
+    resumes=[k for k,o in enumerate(recs) if o["side"]=="src" and ex(o)=="migrate" and o["msg"]["arguments"].get("resume")]
+    i_pause=first(recs, lambda o: o["side"]=="src" and ex(o)=="migrate-pause")
+    i_rec3=first(recs, lambda o: o["side"]=="dst" and ex(o)=="migrate-recover", i_pause)
+    act_after=lambda k: max(first(recs, lambda o: o["side"]==s and st(o)=="postcopy-active", k) for s in ("src","dst"))
+    i_end=min(first(recs, lambda o: o["side"]==s and st(o)=="completed") for s in ("src","dst"))
+    rport=recs[i_rec1]["msg"]["arguments"]["uri"]; rport3=recs[i_rec3]["msg"]["arguments"]["uri"]
+    uris={rport:"tcp:127.0.0.1:${rport}", rport3:"tcp:127.0.0.1:${rport}",
+          recs[resumes[0]]["msg"]["arguments"]["uri"]:BAD_URI,
+          recs[resumes[1]]["msg"]["arguments"]["uri"]:"tcp:127.0.0.1:${rport}",
+          recs[resumes[2]]["msg"]["arguments"]["uri"]:"tcp:127.0.0.1:${rport}"}
+    S_=lambda a,b: [line(strip(o,uris)) for o in recs[a:b]]
+    return {
+      "switch": S_(i_sw, i_brk),
+      "break": S_(i_brk, i_brk_end+1),
+      "fail": S_(i_rec1, resumes[1]),
+      "ok_after_fail": S_(resumes[1], act_after(resumes[1])+1),
+      "ok_fresh": S_(i_rec3, act_after(i_rec3)+1),
+      "end": S_(i_end, len(recs)),
+    }
+
+def pc_head(v):
+    """The domain start and precopy up to the source's active (the
+    orchestrator's own recording of that part, migrate-V-V), postcopy-ram
+    set on both sides; the first full pass done: --postcopy-after-precopy
+    switches."""
+    body=happy(v,v)
+    k=[i for i,o in enumerate(body) if o["side"]=="src" and o.get("msg",{}).get("data",{}).get("status")=="active"][0]
+    return assemble(v,v,postcopy_caps(body[:k+1]))+["# The first full pass is done: --postcopy-after-precopy switches (by hand).",
+        R("src","recv",{"event":"MIGRATION_PASS","data":{"pass":2}})]
+
+REC_HDR=lambda v: [f"Composed (compose.py) from the orchestrator's recording of QEMU {v} -> {v}",
+  f"recordings/postcopy-cut-qemu-{v}-qemu-{v}{{,-dst}}.jsonl (qemudrivertest",
+  f"/driver/migrate-postcopy-cut/qemu-{v} with HANDOVER_TEST_RECORD_DIR): the",
+  f"precopy part from migrate-{v}-{v}.jsonl with postcopy-ram on both sides and a",
+  "hand-written MIGRATION_PASS 2; from migrate-start-postcopy on, the recorded",
+  "exchanges of both QEMUs (progress polls dropped, URIs as placeholders:",
+  "${rport} is the destination's migrate-recover port)."]
+SV=lambda v: {"src":"qemu-"+v,"dst":"qemu-"+v}
+for v in ("10.0","7.2"):
+    P=recover_parts(v)
+    seen = ("the source says postcopy-paused -> postcopy-recover-setup -> postcopy-recover ->"
+            " postcopy-active; the destination stays postcopy-paused after migrate-recover"
+            " until the source connects, then postcopy-recover -> postcopy-active") if v=="10.0" else \
+           ("no postcopy-recover-setup: the source goes postcopy-paused -> postcopy-recover ->"
+            " postcopy-active; the destination says `setup` after migrate-recover, then"
+            " postcopy-recover -> postcopy-active")
+    write(f"recover-{v}.jsonl",
+      [f"Postcopy recovery, QEMU {v} -> {v}: the link breaks in postcopy-active, both",
+       "sides postcopy-paused; recovery: migrate-recover on the destination, then",
+       "migrate resume:true on the source to that URI; "+seen+"; completed; the",
+       "source is never resumed (no cont), the destination had its one cont."]+REC_HDR(v),
+      pc_head(v)+P["switch"]+["# The relay is cut: both sides postcopy-paused (recorded)."]+P["break"]
+        +["# The recovery (recorded: the run's third, after its stall-check pause)."]+P["ok_fresh"]
+        +["# The end (recorded): final statistics, quit."]+P["end"], SV(v))
+    fail = ("postcopy-recover-setup -> postcopy-paused on the source, each with its event"
+            " (the destination says nothing)") if v=="10.0" else \
+           ("nothing at all: no event on either side (the destination had said `setup` at"
+            " migrate-recover); the orchestrator's bound (postcopy_stall_s) fires and its"
+            " query-migrate shows postcopy-paused")
+    write(f"recover-fail-{v}.jsonl",
+      [f"Postcopy recovery on QEMU {v} -> {v} with a failed attempt first: the",
+       "attempt's migrate resume:true goes to a closed port (the test rewrote the",
+       "URI the destination gave; here the harness's tcp:127.0.0.1:1) and QEMU says",
+       fail+";",
+       "the destination still listens, so the second attempt gets the same URI",
+       "without a new migrate-recover (QEMU refuses a second one), and recovers."]+REC_HDR(v),
+      pc_head(v)+P["switch"]+["# The relay is cut: both sides postcopy-paused (recorded)."]+P["break"]
+        +["# The failed attempt (recorded)."]+P["fail"]
+        +["# The good attempt (recorded)."]+P["ok_after_fail"]
+        +["# The end (recorded): final statistics, quit."]+P["end"], SV(v))
