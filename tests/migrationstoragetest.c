@@ -952,7 +952,7 @@ check_completed(Hosts *h, const TestCliResult *r, const JobWatch *w, gint64 sinc
     g_autofree char *jobinfo = NULL;
     g_autofree char *jobjson = NULL;
     int64_t disk_total = -1, disk_processed = -1, sw = -1, sw_qemu = -1, sw_own = -1;
-    int64_t downtime = -1;
+    int64_t downtime = -1, disk_bps = -1;
     gint64 pause_us = 0;
 
     if (r->status != 0)
@@ -990,11 +990,14 @@ check_completed(Hosts *h, const TestCliResult *r, const JobWatch *w, gint64 sinc
         ho_json_get_int64(info, "switchover_us", &sw) < 0 ||
         ho_json_get_int64(info, "switchover_qemu_us", &sw_qemu) < 0 ||
         ho_json_get_int64(info, "switchover_own_us", &sw_own) < 0 ||
-        ho_json_get_int64(info, "downtime_ms", &downtime) < 0)
+        ho_json_get_int64(info, "downtime_ms", &downtime) < 0 ||
+        ho_json_get_int64(info, "disk_bandwidth_bps", &disk_bps) < 0)
         g_error("domjobinfo --completed --json: %s in %s", ho_error_last_message(), jobjson);
     g_assert_cmpint(disk_total, >=, min_total);
     g_assert_cmpint(disk_total, <=, max_total);
     g_assert_cmpint(disk_processed, >, 0);
+    /* The bulk copy's average rate: something was copied, in finite time. */
+    g_assert_cmpint(disk_bps, >, 0);
     g_assert_cmpint(sw_qemu, >=, 0);
     g_assert_cmpint(sw_own, >=, 0);
     g_assert_cmpint(sw, >=, sw_qemu);

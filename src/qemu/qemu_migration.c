@@ -453,6 +453,8 @@ struct _Job {
     gint64 nbd_wait_us;      /* time spent waiting for the peer's nbd_stop in the window */
     gint64 continue_us;      /* migrate-continue sent */
     uint64_t disk_last_processed;
+    gint64 mirror_start_us;    /* MIRROR began */
+    uint64_t disk_avg_bps;     /* the bulk copy's average, once every mirror was ready */
     gint64 disk_last_us;
     uint64_t disk_bps;
     /* destination */
@@ -518,6 +520,13 @@ static char *
 storage_job_id(const StorageDisk *d)
 {
     return g_strdup_printf("mirror-%s", d->target);
+}
+
+/* The disk (its target name, "vdb") a mirror job id belongs to. */
+static const char *
+storage_job_disk(const char *job_id)
+{
+    return g_str_has_prefix(job_id, "mirror-") ? job_id + strlen("mirror-") : job_id;
 }
 
 static Job *
@@ -916,7 +925,10 @@ info_add_storage(json_object *info, Job *job)
     ho_json_add_int64(info, "disk_total", (int64_t)total);
     ho_json_add_int64(info, "disk_processed", (int64_t)processed);
     ho_json_add_int64(info, "disk_remaining", (int64_t)(total - processed));
-    ho_json_add_int64(info, "disk_bandwidth_bps", (int64_t)job->disk_bps);
+    /* While the disks copy, the latest rate; after that the bulk copy's
+     * average (the latest rate is only the guest's writes by then). */
+    ho_json_add_int64(info, "disk_bandwidth_bps",
+                      (int64_t)(job->disk_avg_bps ? job->disk_avg_bps : job->disk_bps));
 }
 
 /* The switchover window's split, once migrate-continue went out. */
@@ -2051,6 +2063,7 @@ src_mirror(Job *job)
         src_fail_take(job);
         return;
     }
+    job->mirror_start_us = ho_time_now_us();
     job->mirrors = qemu_block_job_set_new(mon, src_mirror_changed, job);
     for (guint i = 0; i < job->disks->len; i++) {
         StorageDisk *d = g_ptr_array_index(job->disks, i);
@@ -2202,7 +2215,8 @@ src_mirror_changed(QemuBlockJobSet *set, QemuBlockJob *bj, void *opaque)
         if (bad) {
             src_fail(job, ho_error_new(HO_ERR_QMP,
                                        _("the copy of disk '%1$s' of domain '%2$s' failed: %3$s"),
-                                       bad->id, job->name, bad->error ? bad->error : "-"));
+                                       storage_job_disk(bad->id), job->name,
+                                       bad->error ? bad->error : "-"));
             return;
         }
         if (job->phase == QEMU_MIGRATION_PHASE_MIRROR && qemu_block_job_set_all_ready(set)) {
@@ -2210,6 +2224,9 @@ src_mirror_changed(QemuBlockJobSet *set, QemuBlockJob *bj, void *opaque)
                     qemu_block_job_set_count(set));
             clear_source(&job->progress_src);
             src_disk_sample(job);
+            if (job->mirror_start_us && job->disk_last_us > job->mirror_start_us)
+                job->disk_avg_bps = job->disk_last_processed * G_USEC_PER_SEC /
+                                    (uint64_t)(job->disk_last_us - job->mirror_start_us);
             src_perform(job);
         }
         return;
@@ -2219,7 +2236,8 @@ src_mirror_changed(QemuBlockJobSet *set, QemuBlockJob *bj, void *opaque)
             src_fail(job, ho_error_new(HO_ERR_QMP,
                                        _("the copy of disk '%1$s' of domain '%2$s' failed while "
                                          "it ended: %3$s"),
-                                       bad->id, job->name, bad->error ? bad->error : "-"));
+                                       storage_job_disk(bad->id), job->name,
+                                       bad->error ? bad->error : "-"));
             return;
         }
         if (qemu_block_job_set_all_gone(set)) {
