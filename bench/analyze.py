@@ -4,7 +4,9 @@
   analyze.py sample --contender NAME --qemu V --round N --src FILE[:SIDE]
                     --dst FILE[:SIDE] [--wall-ms MS] [--driver-json JSON]
                     [--jobinfo FILE] [--daemon SIDE:CPU RSS HWM:CPU RSS HWM]...
-      one JSON line with the figures of one migration
+                    [--workload idle|busy] [--verify-json JSON]
+      one JSON line with the figures of one migration (--verify-json: what
+      bench/run checked of the busy guest afterwards, kept as "verify")
   analyze.py report --samples FILE --out FILE [--idle "CPU RSS HWM"]
                     [--fifty "CPU RSS HWM"] [--meta KEY=VALUE]...
       medians and ratios on stdout, every sample in the JSON file
@@ -257,8 +259,11 @@ def parse_proc(text):
 
 def cmd_sample(a):
     src, dst = load(a.src), load(a.dst)
-    s = {"contender": a.contender, "qemu": a.qemu, "round": a.round}
+    s = {"contender": a.contender, "qemu": a.qemu, "round": a.round,
+         "workload": a.workload}
     s.update(figures(src, dst))
+    if a.verify_json:
+        s["verify"] = json.loads(a.verify_json)
     if a.wall_ms:
         s["wall_ms"] = round(float(a.wall_ms), 3)
     if a.driver_json:
@@ -414,6 +419,30 @@ def table(out, title, samples, rows):
     return med
 
 
+def report_single(out, medians, q, workload, mine):
+    """The table of single migrations on one QEMU with one workload."""
+    if workload == "idle":
+        medians[q] = table(out, "QEMU %s" % q, mine, ROWS)
+    else:
+        medians["%s %s" % (q, workload)] = table(out, "QEMU %s, %s guest" % (q, workload),
+                                                 mine, ROWS)
+        ver = [s["verify"] for s in mine if "verify" in s]
+        if ver:
+            out.write("busy guest checked after each of these %d migrations: the destination's "
+                      "disk holds every write the guest reported (seqcheck --min-seq %s..%s), "
+                      "the RAM check passed on the destination\n"
+                      % (len(ver), min(v["min_seq"] for v in ver), max(v["min_seq"] for v in ver)))
+    jobinfo = [s["jobinfo"] for s in mine if "jobinfo" in s]
+    if jobinfo:
+        sw = median(j.get("switchover_us") for j in jobinfo)
+        swq = median(j.get("switchover_qemu_us") for j in jobinfo)
+        swo = median(j.get("switchover_own_us") for j in jobinfo)
+        orch = median(j.get("orchestrator_ms") for j in jobinfo)
+        out.write("handover's own view (domjobinfo --completed, medians): switchover %s us "
+                  "(QEMU %s us, handover %s us), orchestrator time %s ms\n"
+                  % (fmt(sw), fmt(swq), fmt(swo), fmt(orch)))
+
+
 def cmd_report(a):
     samples = []
     with open(a.samples, encoding="utf-8") as f:
@@ -425,17 +454,10 @@ def cmd_report(a):
     medians = {}
     single = [s for s in samples if "scale" not in s]
     for q in sorted({s["qemu"] for s in single}, key=lambda v: [int(x) for x in v.split(".")]):
-        mine = [s for s in single if s["qemu"] == q]
-        medians[q] = table(out, "QEMU %s" % q, mine, ROWS)
-        jobinfo = [s["jobinfo"] for s in mine if "jobinfo" in s]
-        if jobinfo:
-            sw = median(j.get("switchover_us") for j in jobinfo)
-            swq = median(j.get("switchover_qemu_us") for j in jobinfo)
-            swo = median(j.get("switchover_own_us") for j in jobinfo)
-            orch = median(j.get("orchestrator_ms") for j in jobinfo)
-            out.write("handover's own view (domjobinfo --completed, medians): switchover %s us "
-                      "(QEMU %s us, handover %s us), orchestrator time %s ms\n"
-                      % (fmt(sw), fmt(swq), fmt(swo), fmt(orch)))
+        for w in ("idle", "busy"):
+            mine = [s for s in single if s["qemu"] == q and s.get("workload", "idle") == w]
+            if mine:
+                report_single(out, medians, q, w, mine)
     scale = [s for s in samples if "scale" in s]
     for q in sorted({s["qemu"] for s in scale}, key=lambda v: [int(x) for x in v.split(".")]):
         for n in sorted({s["scale"] for s in scale if s["qemu"] == q}):
@@ -470,6 +492,8 @@ def main():
     s.add_argument("--driver-json")
     s.add_argument("--jobinfo")
     s.add_argument("--daemon", action="append")
+    s.add_argument("--workload", default="idle", choices=("idle", "busy"))
+    s.add_argument("--verify-json")
     r = sub.add_parser("report")
     r.add_argument("--samples", required=True)
     r.add_argument("--out", required=True)

@@ -3,7 +3,9 @@
 known: tests/qemumonitorjsondata/migrate-storage-7.2-10.0.jsonl (the
 minimal flow recorded by qemurecord), where the expected values below were
 read off the transcript's lines by hand; and the conversion of libvirtd's
-monitor log. Run by meson test (suite unit); exits non-zero on a mismatch."""
+monitor log, and the report's tables per QEMU and workload. Run by meson
+test (suite unit); exits non-zero on a mismatch."""
+import io
 import json
 import os
 import sys
@@ -68,6 +70,43 @@ def main():
     check("libvirt records", [(r["dir"], list(r["msg"])[0]) for r in recs],
           [("send", "execute"), ("recv", "return"), ("recv", "timestamp")])
     check("libvirt ts", recs[1]["ts"] - recs[0]["ts"], 2000)
+
+    # The report: a table per QEMU and workload (samples without a
+    # workload are idle ones), the busy guest's checks summed up.
+    samples = [
+        {"contender": "minimal", "qemu": "7.2", "round": 1, "pause_ms": 10.0},
+        {"contender": "minimal", "qemu": "7.2", "round": 2, "workload": "idle",
+         "pause_ms": 20.0},
+        {"contender": "minimal", "qemu": "7.2", "round": 1, "workload": "busy",
+         "pause_ms": 300.0, "verify": {"min_seq": 1088, "max_seq": 1100,
+                                       "dst_ram_ok_lines": 1}},
+        {"contender": "minimal", "qemu": "7.2", "round": 2, "workload": "busy",
+         "pause_ms": 100.0, "verify": {"min_seq": 1152, "max_seq": 1160,
+                                       "dst_ram_ok_lines": 1}},
+    ]
+    with tempfile.TemporaryDirectory() as d:
+        sp, rp = os.path.join(d, "s.jsonl"), os.path.join(d, "r.json")
+        with open(sp, "w") as fh:
+            fh.write("".join(json.dumps(x) + "\n" for x in samples))
+
+        class R:
+            pass
+        r = R()
+        r.samples, r.out, r.idle, r.fifty, r.meta = sp, rp, None, None, ["workloads=idle,busy"]
+        real_stdout, sys.stdout = sys.stdout, io.StringIO()
+        try:
+            analyze.cmd_report(r)
+            text = sys.stdout.getvalue()
+        finally:
+            sys.stdout = real_stdout
+        with open(rp) as fh:
+            doc = json.load(fh)
+    check("report medians keys", sorted(doc["medians"]), ["7.2", "7.2 busy"])
+    check("report idle pause", doc["medians"]["7.2"]["minimal"]["pause_ms"], 15.0)
+    check("report busy pause", doc["medians"]["7.2 busy"]["minimal"]["pause_ms"], 200.0)
+    check("report busy table", "QEMU 7.2, busy guest, median of 2" in text, True)
+    check("report busy checks", "these 2 migrations" in text and "--min-seq 1088..1152" in text,
+          True)
     if failures:
         print("%d check(s) failed: %s" % (len(failures), ", ".join(failures)))
         return 1

@@ -24,7 +24,8 @@
 # at debug level costs libvirtd a little time; that is said in the report.
 #
 # Uses from bench/run: $work, $top, $samples, $mem_mib, $n_disks, analyze,
-# make_image, proc_figures, now_us, qemu_path, uuid_of.
+# make_image, proc_figures, now_us, qemu_path, uuid_of; for the busy guest
+# $workload, $guest_dir, busy_append, wait_line, busy_verify, verify_json.
 
 lv_tag=hb$$
 lv_net=10.231.77
@@ -83,6 +84,9 @@ auth_unix_rw = "none"
 auth_unix_ro = "none"
 host_uuid = "$(cat /proc/sys/kernel/random/uuid)"
 log_filters = "1:qemu.qemu_monitor 1:qemu.qemu_monitor_json 3:*"
+# A scale batch runs up to 64 migrations at once, each holding a worker
+# for its whole Perform call: the default of 20 would queue the rest.
+max_workers = 80
 log_outputs = "1:file:/var/log/libvirt/libvirtd.log"
 EOF
     cat >"$root/etc/qemu.conf" <<EOF
@@ -95,6 +99,10 @@ dynamic_ownership = 0
 remember_owner = 0
 stdio_handler = "file"
 migration_host = "$lv_net.$i"
+# Each storage migration takes two ports of this range on the destination
+# (NBD and migration): the default 64 ports would allow 32 at once.
+migration_port_min = 49152
+migration_port_max = 49407
 EOF
     # A shell in the namespaces binds the private directories, names the
     # host, and becomes the subreaper that runs libvirtd.
@@ -169,17 +177,33 @@ libvirt_start() {
     lv_host dst 2 || return 1
 }
 
-# lv_domain_xml EMULATOR [NAME [IMAGE-PREFIX]]
+# lv_domain_xml EMULATOR [NAME [IMAGE-PREFIX]]; the busy guest (TCG,
+# direct kernel boot, its console to a file in each host's private images
+# directory: one path, a file per host) when $workload is busy, on QEMU
+# $busy_q.
 lv_domain_xml() {
     local type=qemu i name=${2:-bench} prefix=${3:-disk}
-    if [ -w /dev/kvm ]; then type=kvm; fi
+    if [ -w /dev/kvm ] && [ "$workload" != busy ]; then type=kvm; fi
     cat <<EOF
 <domain type='$type'>
   <name>$name</name>
   <uuid>$(uuid_of "$name")</uuid>
   <memory unit='MiB'>$mem_mib</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+EOF
+    if [ "$workload" = busy ]; then
+        cat <<EOF
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$guest_dir/vmlinuz</kernel>
+    <initrd>$guest_dir/initrd.img</initrd>
+    <cmdline>$(busy_append "$busy_q")</cmdline>
+  </os>
+EOF
+    else
+        echo "  <os><type arch='x86_64' machine='pc'>hvm</type></os>"
+    fi
+    cat <<EOF
   <devices>
     <emulator>$1</emulator>
 EOF
@@ -192,6 +216,13 @@ EOF
     </disk>
 EOF
     done
+    if [ "$workload" = busy ]; then
+        cat <<EOF
+    <serial type='file'>
+      <source path='/var/lib/libvirt/images/serial.log'/>
+    </serial>
+EOF
+    fi
     cat <<EOF
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
@@ -203,16 +234,23 @@ EOF
 # libvirt_round QEMU ROUND
 libvirt_round() {
     local q=$1 r=$2 dir i t0 t1 rc=0 before_s before_d after_s after_d
-    dir=$work/libvirt-$q-$r
+    local busy_q=$q verified="" vargs=()
+    dir=$work/libvirt-$q-$workload-$r
     local srcimg=$work/libvirt/src/lib/images dstimg=$work/libvirt/dst/lib/images
     mkdir -p "$dir"
     for ((i = 0; i < n_disks; i++)); do
-        make_image "$srcimg/disk$i.qcow2"
+        make_image "$srcimg/disk$i.qcow2" "$i"
         rm -f "$dstimg/disk$i.qcow2"
         qemu-img create -q -f qcow2 "$dstimg/disk$i.qcow2" "$disk_size"
     done
+    rm -f "$srcimg/serial.log" "$dstimg/serial.log"
     lv_domain_xml "$(qemu_path "$q")" >"$dir/bench.xml"
     lv_virsh src create "$dir/bench.xml" >/dev/null
+    if [ "$workload" = busy ] && ! wait_line "$srcimg/serial.log" "$busy_ready" "$busy_wait_s"; then
+        tail -n 5 "$srcimg/serial.log" >&2
+        echo "bench: libvirt: the busy guest did not start its workload within ${busy_wait_s} s" >&2
+        return 1
+    fi
     for h in src dst; do : >"$work/libvirt/$h/log/libvirtd.log"; done
     before_s=$(proc_figures "${lv_pid[src]}")
     before_d=$(proc_figures "${lv_pid[dst]}")
@@ -230,18 +268,31 @@ libvirt_round() {
         return 1
     fi
     lv_virsh src domjobinfo --completed bench >"$dir/jobinfo.txt" 2>&1 || true
+    if [ "$workload" = busy ] && ! wait_line "$dstimg/serial.log" "$busy_ready" "$busy_wait_s"; then
+        tail -n 5 "$dstimg/serial.log" >&2
+        echo "bench: libvirt: busy guest: no 'HANDOVER-RAM ok' on the destination within ${busy_wait_s} s" >&2
+        return 1
+    fi
     lv_virsh dst suspend bench >/dev/null
     for ((i = 0; i < n_disks; i++)); do
+        if [ "$workload" = busy ] && [ "$i" = 0 ]; then continue; fi
         qemu-img compare -q -U "$srcimg/disk$i.qcow2" "$dstimg/disk$i.qcow2" ||
             { echo "bench: libvirt: disk $i differs after the migration" >&2; return 1; }
     done
     lv_virsh dst destroy bench >/dev/null
+    if [ "$workload" = busy ]; then
+        cp "$srcimg/serial.log" "$dir/src-serial.log"
+        cp "$dstimg/serial.log" "$dir/dst-serial.log"
+        verified=$(busy_verify "libvirt on QEMU $q, round $r" "$dstimg/disk0.qcow2" \
+                   "$dir/src-serial.log" "$dir/dst-serial.log") || return 1
+        vargs=(--verify-json "$(verify_json "$verified")")
+    fi
     for h in src dst; do
         cp "$work/libvirt/$h/log/libvirtd.log" "$dir/$h.log"
         "${analyze[@]}" libvirt-log "$dir/$h.log" "$dir/$h.jsonl" --start-us "$t0"
     done
     "${analyze[@]}" sample --contender libvirt --qemu "$q" --round "$r" \
-        --src "$dir/src.jsonl" --dst "$dir/dst.jsonl" --wall-ms "$((t1 - t0))e-3" \
+        --workload "$workload" "${vargs[@]}" --src "$dir/src.jsonl" --dst "$dir/dst.jsonl" --wall-ms "$((t1 - t0))e-3" \
         --daemon "src:$before_s:$after_s" --daemon "dst:$before_d:$after_d" >>"$samples"
 }
 

@@ -4,6 +4,9 @@
  *
  *   minimal --qemu qemu-7.2 --src-disk A.qcow2 [--src-disk B.qcow2 ...]
  *           --dst-dir DIR --record FILE [--mem 512] [--verify]
+ *           [--accel tcg --kernel K --initrd I --append CMDLINE
+ *            --src-serial FILE --dst-serial FILE
+ *            --src-ready PREFIX --dst-ready PREFIX --keep-dst]
  *
  * No daemon, no persistence, no capability probe: it starts a source QEMU
  * (a firmware guest, KVM when /dev/kvm works) on the given images, then,
@@ -30,6 +33,16 @@
  * recordings. On stdout: one JSON object with what only the driver knows
  * (its wall time, CPU time and peak RSS).
  *
+ * The busy workload (bench/run --workload busy) boots the Linux test guest
+ * (docs/test-guest.md) instead: --kernel, --initrd and --append, its
+ * serial port a file per side (-chardev file, as handover's and libvirt's
+ * <serial type='file'>), under --accel tcg. Untimed, before "begin" the
+ * driver waits for a line starting with --src-ready in the source's
+ * serial file (the workload running), and after the source QEMU's exit for
+ * one starting with --dst-ready in the destination's (the guest running
+ * there); then it stops the destination (QEMU drains its I/O) and quits
+ * it, so that bench/run can check the destination's image.
+ *
  * This is a measuring tool, not part of handover: it exits on the first
  * error with a plain message.
  */
@@ -39,6 +52,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glib-unix.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -90,6 +105,56 @@ flag_timeout(gpointer opaque)
 {
     *(bool *)opaque = true;
     return G_SOURCE_REMOVE;
+}
+
+static gboolean
+flag_readable(gint fd, GIOCondition cond, gpointer opaque)
+{
+    char buf[4096];
+
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    *(bool *)opaque = true;
+    return G_SOURCE_CONTINUE;
+}
+
+/* Wait (bounded, woken by inotify) for a line starting with prefix in a
+ * serial file QEMU writes; lines may end with "\r\n". Each call reads
+ * the file from its start. */
+static void
+wait_serial_line(const char *path, const char *prefix, const char *label)
+{
+    bool timed_out = false, changed = true;
+    int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    guint tid, wid;
+
+    if (ifd < 0 || inotify_add_watch(ifd, path, IN_MODIFY) < 0)
+        fail("%s serial file %s: %s", label, path, g_strerror(errno));
+    tid = g_timeout_add(WAIT_MS, flag_timeout, &timed_out);
+    wid = g_unix_fd_add(ifd, G_IO_IN, flag_readable, &changed);
+    for (;;) {
+        if (changed) {
+            g_autofree char *text = NULL;
+            gsize len = 0;
+            bool found;
+
+            changed = false;
+            if (!g_file_get_contents(path, &text, &len, NULL))
+                fail("%s serial file %s cannot be read", label, path);
+            found = g_str_has_prefix(text, prefix);
+            for (const char *p = strchr(text, '\n'); p && !found; p = strchr(p + 1, '\n'))
+                found = g_str_has_prefix(p + 1, prefix);
+            if (found)
+                break;
+        }
+        if (timed_out)
+            fail("%s: no line '%s' on the guest's console within %d s", label, prefix,
+                 WAIT_MS / 1000);
+        g_main_context_iteration(NULL, TRUE);
+    }
+    g_source_remove(tid);
+    g_source_remove(wid);
+    close(ifd);
 }
 
 static void
@@ -217,12 +282,12 @@ event_free(gpointer ev)
 }
 
 static void
-start_side(Side *side, const char *label, const TestQemuBinary *bin, GPtrArray *args,
-           QemuRecorder *rec)
+start_side(Side *side, const char *label, const TestQemuBinary *bin, const char *accel,
+           GPtrArray *args, QemuRecorder *rec)
 {
     side->label = label;
     g_ptr_array_add(args, NULL);
-    side->proc = test_qemu_start(bin, test_qemu_accel(NULL), (const char *const *)args->pdata);
+    side->proc = test_qemu_start(bin, accel, (const char *const *)args->pdata);
     if (!side->proc)
         fail("cannot start %s QEMU: %s", label, ho_error_last_message());
     side->mon = qemu_monitor_open_unix(side->proc->qmp_path, label, NULL, NULL, NULL);
@@ -231,8 +296,12 @@ start_side(Side *side, const char *label, const TestQemuBinary *bin, GPtrArray *
     qemu_monitor_set_recorder(side->mon, rec);
     side->events = g_ptr_array_new_with_free_func(event_free);
     qemu_monitor_subscribe(side->mon, NULL, on_event, side);
-    if (qemu_monitor_wait_ready(side->mon, WAIT_MS) < 0)
-        fail("%s QMP handshake: %s", label, ho_error_last_message());
+    if (qemu_monitor_wait_ready(side->mon, WAIT_MS) < 0) {
+        g_autofree char *log = test_qemu_log(side->proc);
+
+        fail("%s QMP handshake: %s; QEMU's output: %s", label, ho_error_last_message(),
+             log ? log : "(none)");
+    }
 }
 
 static void
@@ -284,8 +353,14 @@ add_disk_args(GPtrArray *argv, const Disk *d, const char *path)
         "virtio-blk-pci,drive=drive-%s-fmt,id=disk-%s,write-cache=on", d->target, d->target));
 }
 
+typedef struct {
+    const char *kernel; /* NULL: firmware guest */
+    const char *initrd;
+    const char *append;
+} Boot;
+
 static GPtrArray *
-common_args(const char *mem, const char *machine)
+common_args(const char *mem, const char *machine, const Boot *boot, const char *serial)
 {
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
 
@@ -297,6 +372,28 @@ common_args(const char *mem, const char *machine)
     g_ptr_array_add(argv, g_strdup("1"));
     g_ptr_array_add(argv, g_strdup("-cpu"));
     g_ptr_array_add(argv, g_strdup("qemu64"));
+    if (boot->kernel) {
+        g_ptr_array_add(argv, g_strdup("-kernel"));
+        g_ptr_array_add(argv, g_strdup(boot->kernel));
+    }
+    if (boot->initrd) {
+        g_ptr_array_add(argv, g_strdup("-initrd"));
+        g_ptr_array_add(argv, g_strdup(boot->initrd));
+    }
+    if (boot->append) {
+        g_ptr_array_add(argv, g_strdup("-append"));
+        g_ptr_array_add(argv, g_strdup(boot->append));
+    }
+    /* As handover's command line gives a <serial type='file'> port 0. */
+    if (serial) {
+        g_auto(GStrv) parts = g_strsplit(serial, ",", -1);
+        g_autofree char *esc = g_strjoinv(",,", parts); /* QEMU's comma escape */
+
+        g_ptr_array_add(argv, g_strdup("-chardev"));
+        g_ptr_array_add(argv, g_strdup_printf("file,id=charserial0,path=%s", esc));
+        g_ptr_array_add(argv, g_strdup("-device"));
+        g_ptr_array_add(argv, g_strdup("isa-serial,chardev=charserial0,id=serial0,index=0"));
+    }
     return argv;
 }
 
@@ -364,7 +461,17 @@ main(int argc, char **argv)
     g_autofree char *record = NULL;
     g_auto(GStrv) src_disks = NULL;
     gboolean verify = FALSE;
+    gboolean keep_dst = FALSE;
     int port_base = 0;
+    g_autofree char *accel = NULL;
+    g_autofree char *kernel = NULL;
+    g_autofree char *initrd = NULL;
+    g_autofree char *append = NULL;
+    g_autofree char *src_serial = NULL;
+    g_autofree char *dst_serial = NULL;
+    g_autofree char *src_ready = NULL;
+    g_autofree char *dst_ready = NULL;
+    Boot boot = {0};
     g_autoptr(GOptionContext) ctx = g_option_context_new("- the physical limit of a migration");
     g_autoptr(GError) gerr = NULL;
     g_autoptr(QemuRecorder) rec = NULL;
@@ -393,6 +500,21 @@ main(int argc, char **argv)
          "compare the images afterwards (qemu-img compare)", NULL},
         {"port-base", 0, 0, G_OPTION_ARG_INT, &port_base, "migration on this port, NBD on the next "
          "(default: free ports; give distinct bases to drivers run at once)", "PORT"},
+        {"keep-dst", 0, 0, G_OPTION_ARG_NONE, &keep_dst,
+         "keep the destination images (DIR/minimal-vda.qcow2, ...)", NULL},
+        {"accel", 0, 0, G_OPTION_ARG_STRING, &accel, "kvm or tcg (default: kvm when it works)",
+         "ACCEL"},
+        {"kernel", 0, 0, G_OPTION_ARG_FILENAME, &kernel, "boot this kernel (-kernel)", "FILE"},
+        {"initrd", 0, 0, G_OPTION_ARG_FILENAME, &initrd, "its initramfs (-initrd)", "FILE"},
+        {"append", 0, 0, G_OPTION_ARG_STRING, &append, "its command line (-append)", "CMDLINE"},
+        {"src-serial", 0, 0, G_OPTION_ARG_FILENAME, &src_serial,
+         "the source's serial port 0 writes this file", "FILE"},
+        {"dst-serial", 0, 0, G_OPTION_ARG_FILENAME, &dst_serial,
+         "the destination's serial port 0 writes this file", "FILE"},
+        {"src-ready", 0, 0, G_OPTION_ARG_STRING, &src_ready,
+         "before the timed part, wait for a line with this prefix in --src-serial", "PREFIX"},
+        {"dst-ready", 0, 0, G_OPTION_ARG_STRING, &dst_ready,
+         "after it, wait for a line with this prefix in --dst-serial", "PREFIX"},
         {NULL}};
 
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -408,6 +530,15 @@ main(int argc, char **argv)
         mem = g_strdup("512");
     if (!machine)
         machine = g_strdup("pc");
+    if (!accel)
+        accel = g_strdup(test_qemu_accel(NULL));
+    if ((src_ready && !src_serial) || (dst_ready && !dst_serial)) {
+        g_printerr("minimal: --src-ready needs --src-serial, --dst-ready --dst-serial\n");
+        return 2;
+    }
+    boot.kernel = kernel;
+    boot.initrd = initrd;
+    boot.append = append;
     n_disks = g_strv_length(src_disks);
     if (n_disks > MAX_DISKS)
         fail("at most %d disks", MAX_DISKS);
@@ -428,10 +559,12 @@ main(int argc, char **argv)
     }
 
     /* The guest, running on the source (not timed). */
-    src_args = common_args(mem, machine);
+    src_args = common_args(mem, machine, &boot, src_serial);
     for (guint i = 0; i < n_disks; i++)
         add_disk_args(src_args, &disks[i], disks[i].src_path);
-    start_side(&src, "src", bin, src_args, rec);
+    start_side(&src, "src", bin, accel, src_args, rec);
+    if (src_ready)
+        wait_serial_line(src_serial, src_ready, "src");
     if (port_base > 0 && port_base < 65535) {
         port = port_base;
         nbd_port = port_base + 1;
@@ -462,13 +595,13 @@ main(int argc, char **argv)
     json_object_put(nodes);
 
     /* Prepare (dst), pipelined. */
-    dst_args = common_args(mem, machine);
+    dst_args = common_args(mem, machine, &boot, dst_serial);
     for (guint i = 0; i < n_disks; i++)
         add_disk_args(dst_args, &disks[i], disks[i].dst_path);
     g_ptr_array_add(dst_args, g_strdup("-S"));
     g_ptr_array_add(dst_args, g_strdup("-incoming"));
     g_ptr_array_add(dst_args, g_strdup("defer"));
-    start_side(&dst, "dst", bin, dst_args, rec);
+    start_side(&dst, "dst", bin, accel, dst_args, rec);
     send_async(&dst, "migrate-set-capabilities", caps_args(dst_caps), &pending);
     args = json_object_new_object();
     send_async(&dst, "nbd-server-start", ho_json_add(args, "addr", inet_addr(nbd_port, true)),
@@ -568,8 +701,11 @@ main(int argc, char **argv)
     t_end = ho_time_now_us();
     /* ---- end of the timed part ---- */
 
-    if (verify) {
+    if (dst_ready)
+        wait_serial_line(dst_serial, dst_ready, "dst");
+    if (verify || dst_ready)
         json_object_put(call(&dst, "stop", NULL));
+    if (verify) {
         for (guint i = 0; i < n_disks; i++) {
             const char *cmp[] = {"qemu-img", "compare", "-q", "-U", disks[i].src_path,
                                  disks[i].dst_path, NULL};
@@ -594,7 +730,8 @@ main(int argc, char **argv)
     printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
     json_object_put(out);
     for (guint i = 0; i < n_disks; i++) {
-        (void)unlink(disks[i].dst_path);
+        if (!keep_dst)
+            (void)unlink(disks[i].dst_path);
         g_free(disks[i].target);
         g_free(disks[i].src_path);
         g_free(disks[i].dst_path);
