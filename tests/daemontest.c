@@ -2098,7 +2098,7 @@ test_peer_migrate_errors(void)
         call_err(c, "migration.recover", args, HO_ERR_OPERATION_INVALID,
                  "domain 'vm1' has no migration job");
         call_err(c, "migration.pause", args, HO_ERR_OPERATION_INVALID,
-                 "domain 'vm1' has no migration job");
+                 "domain 'vm1' has no incoming postcopy migration here");
     }
     /* CPR transfer stays on this host: no destination URI; then the
      * same checks as any migration. */

@@ -1261,6 +1261,10 @@ methods_migration_pause(HoRpcCall *call, json_object *params, void *opaque)
      * ended here with the guest lost too. */
     if (!methods_mig(m))
         return -1;
+    if (!methods_param_string(args, "uuid")) {
+        ho_error_report(HO_ERR_INVALID_ARG, _("missing argument '%1$s'"), "args.uuid");
+        return -1;
+    }
     HO_INFO("%s: migration.pause", ho_rpc_call_client_label(call));
     qemu_migration_dst_pause(m->mig, args, methods_pause_done, methods_op_new(m, call));
     return 0;

@@ -5432,9 +5432,17 @@ qemu_migration_dst_pause(QemuMigration *mig, json_object *args, QemuMigrationRep
         ho_error_reset();
     }
     if (!job || job->src || !job_live(job) || !job_postcopy_phase(job) || !job->mon) {
+        QemuDomainObj *dom = qemu_driver_lookup(mig->drv, uuid);
+
+        ho_error_reset();
         reply_later(mig, cb, opaque, NULL,
-                    ho_error_new(HO_ERR_OPERATION_INVALID,
-                                 _("no incoming postcopy migration of domain '%1$s' here"), uuid));
+                    dom ? ho_error_new(HO_ERR_OPERATION_INVALID,
+                                       _("domain '%1$s' has no incoming postcopy migration here"),
+                                       qemu_domain_obj_name(dom))
+                        : ho_error_new(HO_ERR_OPERATION_INVALID,
+                                       _("no incoming postcopy migration of the domain with UUID "
+                                         "'%1$s' here"),
+                                       uuid));
         return;
     }
     if (job->phase != QEMU_MIGRATION_PHASE_POSTCOPY || job->pause_sent) {
