@@ -1273,6 +1273,7 @@ typedef struct {
     int rc;
     HandoverJobInfo completed;
     char *error;
+    bool still_paused;         /* a failed recovery left the job postcopy-paused */
 } MigrateState;
 
 /* A job event, carried from the worker thread to the main loop. */
@@ -1492,6 +1493,16 @@ migrate_worker(gpointer data)
         const HandoverError *err = handover_last_error();
 
         st->error = g_strdup(err && err->message ? err->message : _("unknown error"));
+        /* A failed recovery attempt is answered before the job's phase
+         * events reach us: ask where the job stands, so that a job still
+         * paused says how to go on. */
+        if (st->resume) {
+            HandoverJobInfo info;
+
+            handover_job_info_init(&info);
+            if (handover_domain_get_job_info(st->conn, st->uuid, false, &info) == 0)
+                st->still_paused = g_str_equal(info.phase, "postcopy-paused");
+        }
     }
     g_idle_add(migrate_done_main, st);
     return NULL;
@@ -1922,7 +1933,7 @@ cmd_migrate(int argc, char **argv)
         rc = 0;
     } else {
         migrate_end_line(&st);
-        if (st.postcopy_paused) {
+        if (st.postcopy_paused || st.still_paused) {
             /* The job lives on in the daemon: say how to go on. A failed
              * recovery attempt also says why it failed. */
             if (st.resume)

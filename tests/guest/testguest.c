@@ -18,10 +18,13 @@
 #include "guest/testguest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -545,6 +548,165 @@ test_guest_seq_of(const char *line)
     if (!line || !g_str_has_prefix(line, "HANDOVER-SEQ "))
         return 0;
     p = line + strlen("HANDOVER-SEQ ");
+    if (!g_ascii_isdigit(*p))
+        return 0;
+    return g_ascii_strtoull(p, NULL, 10);
+}
+
+/* ---- the console as a file ---- */
+
+struct _TestGuestFileConsole {
+    char *path;
+    int fd;  /* the file, read as it grows */
+    int ifd; /* inotify on it */
+    GString *partial;
+    GPtrArray *lines; /* complete lines, '\r' stripped */
+};
+
+TestGuestFileConsole *
+test_guest_file_console_new(const char *path)
+{
+    TestGuestFileConsole *c = g_new0(TestGuestFileConsole, 1);
+
+    c->path = g_strdup(path);
+    /* Created empty here: QEMU appends (append='on'). */
+    g_assert_true(g_file_set_contents(path, "", 0, NULL));
+    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(c->fd, >=, 0);
+    c->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    g_assert_cmpint(c->ifd, >=, 0);
+    g_assert_cmpint(inotify_add_watch(c->ifd, path, IN_MODIFY), >=, 0);
+    c->partial = g_string_new(NULL);
+    c->lines = g_ptr_array_new_with_free_func(g_free);
+    return c;
+}
+
+void
+test_guest_file_console_free(TestGuestFileConsole *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    close(c->ifd);
+    g_string_free(c->partial, TRUE);
+    g_ptr_array_unref(c->lines);
+    g_free(c->path);
+    g_free(c);
+}
+
+static void
+file_console_read(TestGuestFileConsole *c)
+{
+    char buf[65536];
+    ssize_t n;
+
+    while ((n = read(c->fd, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == '\n') {
+                if (c->partial->len && c->partial->str[c->partial->len - 1] == '\r')
+                    g_string_truncate(c->partial, c->partial->len - 1);
+                g_ptr_array_add(c->lines, g_strdup(c->partial->str));
+                g_string_truncate(c->partial, 0);
+            } else if (buf[i] != '\0' && c->partial->len < CONSOLE_MAX_LINE) {
+                g_string_append_c(c->partial, buf[i]);
+            }
+        }
+    }
+    g_assert_cmpint(n, ==, 0);
+}
+
+guint
+test_guest_file_console_lines(TestGuestFileConsole *c)
+{
+    file_console_read(c);
+    return c->lines->len;
+}
+
+const char *
+test_guest_file_console_line(TestGuestFileConsole *c, guint n)
+{
+    g_assert_cmpuint(n, <, c->lines->len);
+    return g_ptr_array_index(c->lines, n);
+}
+
+char *
+test_guest_file_console_tail(TestGuestFileConsole *c, guint n)
+{
+    GString *s = g_string_new(NULL);
+    guint i = c->lines->len > n ? c->lines->len - n : 0;
+
+    for (; i < c->lines->len; i++)
+        g_string_append_printf(s, "  %s\n", (char *)g_ptr_array_index(c->lines, i));
+    return g_string_free(s, FALSE);
+}
+
+static void
+file_console_check_line(TestGuestFileConsole *c, const char *line)
+{
+    if (g_str_has_prefix(line, "HANDOVER-RAM BAD") || strstr(line, "Kernel panic") ||
+        g_str_has_prefix(line, "HANDOVER-GUEST error")) {
+        g_autofree char *tail = test_guest_file_console_tail(c, 40);
+
+        g_error("the guest printed '%s'; its console:\n%s", line, tail);
+    }
+}
+
+const char *
+test_guest_file_console_wait(TestGuestFileConsole *c, const char *prefix, guint *cursor,
+                             guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    for (;;) {
+        struct pollfd pfd = {.fd = c->ifd, .events = POLLIN};
+        char evbuf[4096];
+        gint64 left;
+
+        file_console_read(c);
+        for (; *cursor < c->lines->len; (*cursor)++) {
+            const char *line = g_ptr_array_index(c->lines, *cursor);
+
+            file_console_check_line(c, line);
+            if (g_str_has_prefix(line, prefix)) {
+                (*cursor)++;
+                return line;
+            }
+        }
+        left = (deadline - g_get_monotonic_time()) / 1000;
+        if (left <= 0) {
+            g_autofree char *tail = test_guest_file_console_tail(c, 40);
+
+            g_error("no '%s' line on the guest console in %u ms; its end:\n%s", prefix, timeout_ms,
+                    tail);
+        }
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            g_error("poll: %s", g_strerror(errno));
+        while (read(c->ifd, evbuf, sizeof(evbuf)) > 0)
+            ;
+    }
+}
+
+guint64
+test_guest_file_console_last_seq(TestGuestFileConsole *c)
+{
+    file_console_read(c);
+    for (guint i = c->lines->len; i > 0; i--) {
+        guint64 seq = test_guest_seq_of(g_ptr_array_index(c->lines, i - 1));
+
+        if (seq)
+            return seq;
+    }
+    return 0;
+}
+
+guint64
+test_guest_ram_gen_of(const char *line)
+{
+    const char *p;
+
+    if (!line || !g_str_has_prefix(line, "HANDOVER-RAM ok gen="))
+        return 0;
+    p = line + strlen("HANDOVER-RAM ok gen=");
     if (!g_ascii_isdigit(*p))
         return 0;
     return g_ascii_strtoull(p, NULL, 10);

@@ -95,3 +95,31 @@ bool test_guest_seqcheck(const char *image, const char *const *extra_args, TestG
 void test_guest_seqcheck_clear(TestGuestSeqcheck *res);
 /* The sequence number of a "HANDOVER-SEQ <n>" line, 0 if it is not one. */
 guint64 test_guest_seq_of(const char *line);
+
+/* ---- the console as a file (a domain's <serial type='file' append='on'>) ----
+ * Both QEMUs of a migration append to one file, so it holds the guest's
+ * whole story; it is read as it grows (inotify). Every line read is
+ * checked: `HANDOVER-RAM BAD`, a kernel panic or `HANDOVER-GUEST error`
+ * fails the test at once, showing the console's end. */
+typedef struct _TestGuestFileConsole TestGuestFileConsole;
+
+/* Create path empty and follow it; never NULL (the test aborts). */
+TestGuestFileConsole *test_guest_file_console_new(const char *path);
+/* Accepts NULL. */
+void test_guest_file_console_free(TestGuestFileConsole *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestGuestFileConsole, test_guest_file_console_free)
+/* Wait (inotify, bounded) for a line starting with prefix at or after
+ * line *cursor; moves *cursor past it and returns it (borrowed until the
+ * next call). The test fails on timeout, with the console's end. */
+const char *test_guest_file_console_wait(TestGuestFileConsole *c, const char *prefix,
+                                         guint *cursor, guint timeout_ms);
+/* Read what the file gained; the number of complete lines so far. */
+guint test_guest_file_console_lines(TestGuestFileConsole *c);
+/* Line n (0-based, below test_guest_file_console_lines()), borrowed. */
+const char *test_guest_file_console_line(TestGuestFileConsole *c, guint n);
+/* The highest HANDOVER-SEQ printed so far (0: none). */
+guint64 test_guest_file_console_last_seq(TestGuestFileConsole *c);
+/* The last n lines, indented, one string (g_free it). */
+char *test_guest_file_console_tail(TestGuestFileConsole *c, guint n);
+/* The generation of a "HANDOVER-RAM ok gen=<g>" line, 0 if it is not one. */
+guint64 test_guest_ram_gen_of(const char *line);
