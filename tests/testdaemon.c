@@ -761,3 +761,124 @@ test_daemon_domain_pid(const TestDaemon *d, const char *name)
         test_daemon_track_pid((pid_t)pid);
     return (pid_t)pid;
 }
+
+/* ---- a daemon killed and started again (helper Q2) ---- */
+
+/* The TCP port the daemon logged after offset bytes of its log. */
+static int
+daemon_learn_port_after(const TestDaemon *d, gsize offset)
+{
+    g_autofree char *log = test_daemon_log(d);
+    g_autoptr(GRegex) re = g_regex_new("listening for peer daemons on \\S+ port ([0-9]+)", 0, 0,
+                                       NULL);
+    g_autoptr(GMatchInfo) mi = NULL;
+    g_autofree char *num = NULL;
+
+    if (strlen(log) < offset || !g_regex_match(re, log + offset, 0, &mi))
+        g_error("handoverd '%s' did not log its TCP port after its restart; its log:\n%s",
+                d->tag, log);
+    num = g_match_info_fetch(mi, 1);
+    return atoi(num);
+}
+
+void
+test_daemon_kill9(TestDaemon *d)
+{
+    g_autoptr(GArray) kids = test_daemon_children(d);
+    bool alive;
+    guint i;
+
+    /* Its QEMUs survive it and are no longer its children afterwards:
+     * hold them by pidfd so that cleanup still finds them. */
+    for (i = 0; i < kids->len; i++)
+        test_daemon_track_pid(g_array_index(kids, pid_t, i));
+    alive = test_daemon_alive(d);
+    g_assert_true(alive);
+    g_assert_cmpint(sys_pidfd_kill(d->pidfd, SIGKILL), ==, 0);
+    if (!pidfd_wait(d->pidfd, EXIT_WAIT_MS))
+        g_error("handoverd '%s' did not die on SIGKILL", d->tag);
+    alive = test_daemon_alive(d);
+    g_assert_false(alive);
+    g_assert_true(WIFSIGNALED(d->status) && WTERMSIG(d->status) == SIGKILL);
+    daemon_slot_clear(d->slot);
+    d->slot = -1;
+    close(d->pidfd);
+    d->pidfd = -1;
+}
+
+void
+test_daemon_restart(TestDaemon *d, const char *netns_path)
+{
+    g_autoptr(GError) gerr = NULL;
+    GString *got = g_string_new(NULL);
+    ChildSetup cs = {.netns_path = netns_path};
+    struct stat st;
+    gsize log_offset;
+    int pipefd[2];
+    int logfd;
+    int source_fds[1];
+    int target_fds[1] = {3};
+    const char *argv[] = {env_path("HANDOVERD"), "--root", d->root, "--ready-fd", "3",
+                          "--log-level", "info", "--config", d->conf_path, NULL};
+
+    if (!d->exited)
+        test_daemon_kill9(d);
+    if (g_getenv("HANDOVER_TEST_DAEMON_LOG_LEVEL"))
+        argv[6] = g_getenv("HANDOVER_TEST_DAEMON_LOG_LEVEL");
+    log_offset = stat(d->log_path, &st) == 0 ? (gsize)st.st_size : 0;
+    g_assert_cmpint(pipe2(pipefd, O_CLOEXEC), ==, 0);
+    logfd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    g_assert_cmpint(logfd, >=, 0);
+    source_fds[0] = pipefd[1];
+    if (!g_spawn_async_with_pipes_and_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                          daemon_child_setup, &cs, -1, logfd, logfd, source_fds,
+                                          target_fds, 1, &d->pid, NULL, NULL, NULL, &gerr))
+        g_error("cannot start %s: %s", argv[0], gerr->message);
+    close(pipefd[1]);
+    close(logfd);
+    d->exited = false;
+    d->status = 0;
+    d->pidfd = sys_pidfd_open(d->pid);
+    g_assert_cmpint(d->pidfd, >=, 0);
+    d->slot = daemon_slot_add(d->pid, d->log_path);
+
+    for (;;) {
+        struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+        char buf[64];
+        ssize_t r;
+        int rc = poll(&pfd, 1, READY_WAIT_MS);
+
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc == 0) {
+            g_autofree char *text = test_daemon_log(d);
+
+            g_error("restarted handoverd '%s' not ready in %d ms; its log:\n%s", d->tag,
+                    READY_WAIT_MS, text);
+        }
+        r = read(pipefd[0], buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        g_string_append_len(got, buf, r);
+    }
+    close(pipefd[0]);
+    if (!g_str_equal(got->str, "READY\n")) {
+        g_autofree char *text = test_daemon_log(d);
+
+        g_error("restarted handoverd '%s' wrote '%s' instead of READY; log:\n%s", d->tag,
+                got->str, text);
+    }
+    g_string_free(got, TRUE);
+    if (d->listen_address) {
+        d->listen_port = daemon_learn_port_after(d, log_offset);
+        g_free(d->peer_uri);
+        if (strchr(d->listen_address, ':'))
+            d->peer_uri = g_strdup_printf("handover+tcp://[%s]:%d/system", d->listen_address,
+                                          d->listen_port);
+        else
+            d->peer_uri = g_strdup_printf("handover+tcp://%s:%d/system", d->listen_address,
+                                          d->listen_port);
+    }
+}

@@ -122,3 +122,14 @@ char *test_daemon_domain_state(const TestDaemon *d, const char *name);
 /* The QEMU pid from `dominfo --json` (tracked for cleanup), 0 when it
  * does not run. */
 pid_t test_daemon_domain_pid(const TestDaemon *d, const char *name);
+
+/* ---- a daemon killed and started again (helper Q2) ---- */
+
+/* SIGKILL the daemon and wait for it (its QEMUs run on: they are tracked
+ * for cleanup first, since they stop being its children). */
+void test_daemon_kill9(TestDaemon *d);
+/* Start it again on the same root and configuration, in the network
+ * namespace at netns_path (NULL: none), after test_daemon_kill9() if it
+ * still runs; waits (bounded) for READY. Its TCP port is picked anew:
+ * listen_port and peer_uri are updated. */
+void test_daemon_restart(TestDaemon *d, const char *netns_path);

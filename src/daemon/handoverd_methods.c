@@ -898,8 +898,11 @@ methods_domain_migrate_recover(HoRpcCall *call, json_object *params, void *opaqu
     MethodsMigrate *op;
     int port;
 
-    if (!dom || !methods_mig(m) || handoverd_peer_parse_uri(dest_uri, &host, &port) < 0 ||
-        methods_need_job(m, dom) < 0)
+    if (!dom || !methods_mig(m) || handoverd_peer_parse_uri(dest_uri, &host, &port) < 0)
+        return -1;
+    if (methods_hold(m, call, params, dom, methods_domain_migrate_recover))
+        return 0;
+    if (methods_need_job(m, dom) < 0)
         return -1;
     op = g_new0(MethodsMigrate, 1);
     op->m = m;
@@ -971,6 +974,9 @@ methods_domain_jobinfo(HoRpcCall *call, json_object *params, void *opaque)
 
     if (!dom || !methods_mig(m))
         return -1;
+    /* After a restart the job comes back once the domain is reconnected. */
+    if (methods_hold(m, call, params, dom, methods_domain_jobinfo))
+        return 0;
     qemu_migration_any_job_info(m->mig, dom, methods_param_bool(params, "completed", false),
                                 methods_jobinfo_done, methods_op_new(m, call));
     return 0;
@@ -984,6 +990,8 @@ methods_domain_jobabort(HoRpcCall *call, json_object *params, void *opaque)
 
     if (!dom || !methods_mig(m))
         return -1;
+    if (methods_hold(m, call, params, dom, methods_domain_jobabort))
+        return 0;
     if (methods_param_bool(params, "postcopy", false)) {
         /* domjobabort --postcopy: migrate-pause, the job stays recoverable. */
         if (methods_need_job(m, dom) < 0 ||
@@ -1207,6 +1215,26 @@ methods_peer_job_domain(HandoverdMethods *m, json_object *args)
     return dom;
 }
 
+/* Hold a peer call about a job ({"args": {"uuid"}}) while its domain is
+ * still being reconnected after a restart: its job comes back after that.
+ * true when held. */
+static bool
+methods_hold_peer(HandoverdMethods *m, HoRpcCall *call, json_object *params, json_object *args,
+                  HoRpcHandler self)
+{
+    const char *uuid = methods_param_string(args, "uuid");
+    QemuDomainObj *dom;
+
+    if (!uuid || !m->driver || g_hash_table_size(m->reconnecting) == 0)
+        return false;
+    dom = qemu_driver_lookup(m->driver, uuid);
+    if (!dom) {
+        ho_error_reset();
+        return false;
+    }
+    return methods_hold(m, call, params, dom, self);
+}
+
 static void
 methods_recover_done(json_object *result, const HoError *err, void *opaque)
 {
@@ -1231,6 +1259,8 @@ methods_migration_recover(HoRpcCall *call, json_object *params, void *opaque)
     MethodsPeerOp *pop;
 
     json_object_object_get_ex(params, "args", &args);
+    if (methods_hold_peer(m, call, params, args, methods_migration_recover))
+        return 0;
     if (!methods_peer_job_domain(m, args))
         return -1;
     pop = g_new0(MethodsPeerOp, 1);
@@ -1257,6 +1287,8 @@ methods_migration_pause(HoRpcCall *call, json_object *params, void *opaque)
     json_object *args = NULL;
 
     json_object_object_get_ex(params, "args", &args);
+    if (methods_hold_peer(m, call, params, args, methods_migration_pause))
+        return 0;
     /* No domain or job needed: the orchestrator answers for a job that
      * ended here with the guest lost too. */
     if (!methods_mig(m))

@@ -1524,6 +1524,15 @@ src_completed(Job *job)
         HO_ERROR("domain '%s': %s", job->name, ho_error_last_message());
         ho_error_reset();
     }
+    if ((job->peer_gone || !job->ops) && job->postcopy_started) {
+        /* Postcopy: the destination has run the guest since
+         * postcopy-active and now has every page; no answer is needed
+         * (the source never runs again either way): its part is done. */
+        HO_INFO("domain '%s': postcopy completed without the destination daemon: the "
+                "destination runs the guest, the source QEMU quits", job->name);
+        src_confirm(job);
+        return;
+    }
     if (job->peer_gone || !job->ops) {
         job_keep_error(job, ho_error_new(HO_ERR_RPC,
             _("migration of domain '%1$s' completed on the source but the destination daemon "
@@ -3208,6 +3217,7 @@ dst_run(Job *job)
 }
 
 static bool dst_postcopy_event(Job *job, QemuMigrationStatus st);
+static void dst_postcopy_completed_alone(Job *job);
 static bool dst_postcopy_exited(Job *job, const char *how);
 
 static void
@@ -3230,6 +3240,8 @@ dst_migration_event(QemuMonitor *mon, const char *name, json_object *data, gint6
         job->incoming_completed = true;
         if (job->finish_waiting)
             dst_run(job);
+        else
+            dst_postcopy_completed_alone(job);
     } else if (dst_postcopy_event(job, st)) {
         return;
     } else if (st == QEMU_MIGRATION_STATUS_FAILED || st == QEMU_MIGRATION_STATUS_CANCELLED) {
@@ -5099,6 +5111,8 @@ postcopy_peer_lost(Job *job)
         dst_finished(job, !job->args.paused);
         return true;
     }
+    if (!job->src)
+        job->peer_gone = true; /* no Finish will come: see dst_postcopy_completed_alone() */
     if (job->phase == QEMU_MIGRATION_PHASE_POSTCOPY) {
         if (!job->src) {
             /* The source pauses the stream from its side and this QEMU
@@ -5210,6 +5224,21 @@ dst_postcopy_exited(Job *job, const char *how)
     return true;
 }
 
+/* The incoming postcopy migration completed while no source daemon is
+ * there to send Finish (it went away, or this daemon restarted and no
+ * source came back for a recovery): the guest already runs here and has
+ * every page, so the job is done. */
+static void
+dst_postcopy_completed_alone(Job *job)
+{
+    if (!job->postcopy_started || !job->peer_gone || job->phase != QEMU_MIGRATION_PHASE_POSTCOPY)
+        return;
+    HO_INFO("domain '%s': postcopy completed without the source daemon: the guest runs here",
+            job->name);
+    postcopy_set_phase(job, QEMU_MIGRATION_PHASE_FINISH);
+    dst_finished(job, !job->args.paused);
+}
+
 /* ---- after a daemon restart ---- */
 
 static void
@@ -5250,13 +5279,11 @@ recover_postcopy_done(QemuMonitor *mon, const QemuMigrationInfo *qi, const HoErr
             dst_finished(job, !job->args.paused);
             return;
         }
-        job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
-            _("the daemon restarted during the postcopy migration of domain '%1$s', which "
-              "completed meanwhile: the source stays paused; check that the destination runs "
-              "the guest, then destroy the source"),
-            job->name));
-        job->unwinding = true;
-        job_end(job, QEMU_MIGRATION_PHASE_FAILED);
+        /* It completed while the daemon was away: the destination, which
+         * has run the guest since postcopy-active, has every page. QEMU
+         * completes from postcopy-active only. */
+        postcopy_set_phase(job, QEMU_MIGRATION_PHASE_POSTCOPY);
+        src_completed(job);
         return;
     default:
         job_keep_error(job, ho_error_new(HO_ERR_OPERATION_INVALID,
@@ -5572,6 +5599,8 @@ qemu_migration_dst_recover(QemuMigration *mig, json_object *args, QemuMigrationR
                                  job->name, qemu_migration_phase_to_string(job->phase)));
         return;
     }
+    /* A source daemon drives the job again: its Finish ends it. */
+    job->peer_gone = false;
     if (job->recover_uri) {
         /* QEMU still listens from an earlier attempt the source did not
          * complete (QEMU 7.2 refuses a second migrate-recover then). */
