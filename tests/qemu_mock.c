@@ -593,11 +593,14 @@ mock_parse_record(QemuMock *mock, json_object *obj, guint line, GHashTable *open
 }
 
 /* An "include" line being expanded: the included file's only side
- * becomes side; its records stop before the first command named stop_at;
- * the return of a command named in replace_return is replaced. */
+ * becomes side; its records start at the first command named start_at
+ * and stop before the first command named stop_at; the return of a
+ * command named in replace_return is replaced. */
 typedef struct {
     const char *side;
     const char *from_side; /* the included file's side, once seen */
+    const char *start_at;
+    bool started;
     const char *stop_at;
     json_object *replace_return;
     char *last_cmd; /* the last command of the included side */
@@ -608,7 +611,8 @@ typedef struct {
 static int mock_parse_lines(QemuMock *mock, char *data, const char *dir, GHashTable *open_sides,
                             GHashTable *schema_of, MockInclude *inc);
 
-/* {"include": FILE, "side": SIDE, "stop_at": CMD, "replace_return": {CMD: VALUE}}:
+/* {"include": FILE, "side": SIDE, "start_at": CMD, "stop_at": CMD,
+ *  "replace_return": {CMD: VALUE}}:
  * the records of FILE (relative to the including transcript's directory,
  * one side only, no nested include) as side SIDE. */
 static int
@@ -641,6 +645,14 @@ mock_parse_include(QemuMock *mock, json_object *obj, guint line, const char *dir
         }
         inc.stop_at = json_object_get_string(val);
     }
+    if (json_object_object_get_ex(obj, "start_at", &val)) {
+        if (!json_object_is_type(val, json_type_string)) {
+            ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: \"start_at\" must name a command",
+                            mock->file, line);
+            return -1;
+        }
+        inc.start_at = json_object_get_string(val);
+    }
     if (json_object_object_get_ex(obj, "replace_return", &val)) {
         if (!json_object_is_type(val, json_type_object)) {
             ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: \"replace_return\" must be an object",
@@ -662,6 +674,11 @@ mock_parse_include(QemuMock *mock, json_object *obj, guint line, const char *dir
     }
     ret = mock_parse_lines(mock, data, NULL, open_sides, schema_of, &inc);
     g_free(inc.last_cmd);
+    if (ret == 0 && inc.start_at && !inc.started) {
+        ho_error_report(HO_ERR_INVALID_ARG, "%s:%u: the included file has no command '%s'",
+                        mock->file, line, inc.start_at);
+        return -1;
+    }
     return ret;
 }
 
@@ -699,7 +716,15 @@ mock_include_record(QemuMock *mock, MockInclude *inc, json_object *obj)
     }
     json_object_object_add(obj, "side", json_object_new_string(inc->side));
     if (!json_object_object_get_ex(obj, "msg", &msg) || !json_object_is_type(msg, json_type_object))
-        return 1;
+        return inc->start_at && !inc->started ? 0 : 1;
+    if (inc->start_at && !inc->started) {
+        const char *cmd = strcmp(dir, "send") == 0 ? mock_cmd_name(msg) : NULL;
+
+        /* Everything before the first start_at command is left out. */
+        if (!cmd || strcmp(cmd, inc->start_at) != 0)
+            return 0;
+        inc->started = true;
+    }
     if (strcmp(dir, "send") == 0) {
         const char *cmd = mock_cmd_name(msg);
 

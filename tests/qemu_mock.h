@@ -40,8 +40,10 @@
  * A line {"include": FILE, "side": SIDE} inserts the records of FILE (a
  * path relative to the including transcript, one side only, no nested
  * include) as side SIDE, with its meta schema unless the outer file named
- * one for SIDE. Optional: "stop_at": CMD (the records before the first
- * command CMD only, e.g. to drop a recording's final quit) and
+ * one for SIDE. Optional: "start_at": CMD (the records from the first
+ * command CMD on only, e.g. a probe without its greeting), "stop_at": CMD
+ * (the records before the first command CMD only, e.g. to drop a
+ * recording's final quit) and
  * "replace_return": {CMD: VALUE} (the reply to CMD returns VALUE, e.g. a
  * capability list with one removed). Errors in included records are
  * reported at the include line.

@@ -109,6 +109,7 @@ install_cleanup(void)
     sa.sa_handler = fatal_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGABRT, &sa, NULL);
+    sigaction(SIGTRAP, &sa, NULL); /* g_error() */
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

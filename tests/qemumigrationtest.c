@@ -186,6 +186,21 @@ static const Case cases[] = {
         .dst_state = QEMU_DOMAIN_STATE_RUNNING,
     },
     {
+        /* The destination QEMU is not the version whose capabilities are
+         * cached: probed in full at its start (the transcript holds the
+         * whole probe, and the mock must play every line), then the usual
+         * migration. */
+        .name = "precopy-caps-version-mismatch",
+        .transcript = "caps-version-mismatch.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .outcome = OUT_COMPLETED,
+        .src_phases = SRC_HAPPY,
+        .dst_phases = DST_HAPPY,
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
         .name = "precopy-10.0-10.0",
         .transcript = "migrate-10.0-10.0.jsonl",
         .src_emu = "qemu-10.0",

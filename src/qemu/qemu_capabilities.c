@@ -658,3 +658,11 @@ qemu_caps_from_json(json_object *obj)
     caps->mig_modes = g_steal_pointer(&modes);
     return g_steal_pointer(&caps);
 }
+
+QemuCaps *
+qemu_caps_copy(const QemuCaps *caps)
+{
+    g_autoptr(json_object) obj = qemu_caps_to_json(caps);
+
+    return qemu_caps_from_json(obj);
+}

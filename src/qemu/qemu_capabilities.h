@@ -77,3 +77,6 @@ void qemu_caps_probe(QemuMonitor *mon, QemuCapsProbeFunc cb, void *opaque);
  * the capabilities command and tests. */
 json_object *qemu_caps_to_json(const QemuCaps *caps);
 QemuCaps *qemu_caps_from_json(json_object *obj);
+/* An independent copy (through the JSON form); NULL and an error only on
+ * a bug. */
+QemuCaps *qemu_caps_copy(const QemuCaps *caps);

@@ -46,6 +46,13 @@ def include(side, v, drop=()):
     if drop: o["replace_return"]={"query-migrate-capabilities":caps_list(v,drop)}
     return json.dumps(o,separators=(',',':'))
 
+def start_include(side, v):
+    """A domain's start: the driver reuses the emulator's cached probe and
+    only checks the QEMU's version (greeting, qmp_capabilities,
+    query-version)."""
+    o={"include":f"../qemumonitorjsondata/probe-{v}.jsonl","side":side,"stop_at":"query-commands"}
+    return json.dumps(o,separators=(',',':'))
+
 # ---- probes of the fake emulators (the driver: qemu_caps_probe + query-machines) ----
 for name, v, drop, why in [("qemu-7.2","7.2",(),None),("qemu-10.0","10.0",(),None),
     ("qemu-7.2-nopause","7.2",("pause-before-switchover",),"pause-before-switchover removed by hand: a QEMU before 2.11"),
@@ -68,8 +75,9 @@ def line(o):
     return json.dumps(o,separators=(',',':'))
 
 def src_start(v, drop=()):
-    return ["# The source domain starts: the driver probes its monitor, then cont.",
-            include("src",v,drop), cmd("src","cont",id="s1"), R("src","recv",ev("RESUME")), ret("src","s1")]
+    return ["# The source domain starts: the driver checks its version against the cached",
+            "# probe of the emulator (greeting, qmp_capabilities, query-version), then cont.",
+            start_include("src",v), cmd("src","cont",id="s1"), R("src","recv",ev("RESUME")), ret("src","s1")]
 
 def happy(sv, dv, drop=()):
     recs=recorded(sv,dv)
@@ -111,8 +119,9 @@ def assemble(sv, dv, body, drop_src=()):
     dst_started=False
     for o in body:
         if o["side"]=="dst" and not dst_started:
-            out.append("# Prepare: the destination QEMU starts (-S -incoming defer), probed like any.")
-            out.append(include("dst",dv)); dst_started=True
+            out.append("# Prepare: the destination QEMU starts (-S -incoming defer); its version is")
+            out.append("# checked against the cached probe, like any.")
+            out.append(start_include("dst",dv)); dst_started=True
         out.append(line(o) if isinstance(o,dict) else o)
     return out
 
@@ -143,7 +152,7 @@ for o in body:
 write("migrate-nopause.jsonl",
   ["Happy path on a source QEMU without pause-before-switchover (before QEMU 2.11):",
    "HAND-EDITED from the 7.2 -> 7.2 recording: the capability is removed from the",
-   "source's probe (probe-qemu-7.2-nopause.jsonl and the domain's own probe) and",
+   "source's probe (probe-qemu-7.2-nopause.jsonl, which the domain start reuses) and",
    "from migrate-set-capabilities; QEMU goes active -> (STOP) device -> completed,",
    "with no pre-switchover and no migrate-continue."]+HDR("7.2","7.2"),
   assemble("7.2","7.2",nb,("pause-before-switchover",)), {"src":"qemu-7.2","dst":"qemu-7.2"})
