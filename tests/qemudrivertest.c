@@ -1448,6 +1448,58 @@ record_event_times(const char *path, const char *event, gint64 *first, gint64 *l
     }
 }
 
+static char *record_sequence(const char *path, bool *resume_after_pc);
+
+/* The monotonic time a command was first sent in a recording (-1: never). */
+static gint64
+record_send_time(const char *path, const char *command)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        g_error("no recording '%s'", path);
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i]; i++) {
+        g_autoptr(json_object) obj = NULL;
+        json_object *msg = NULL;
+        const char *name = NULL;
+        const char *dir = NULL;
+        int64_t ts = 0;
+
+        if (!lines[i][0])
+            continue;
+        obj = ho_json_parse(lines[i], strlen(lines[i]));
+        g_assert_nonnull(obj);
+        if (ho_json_get_string(obj, "dir", &dir) < 0 || !g_str_equal(dir, "send") ||
+            ho_json_get_object(obj, "msg", &msg) < 0 ||
+            ho_json_opt_string(msg, "execute", &name) <= 0 || !g_str_equal(name, command)) {
+            ho_error_reset();
+            continue;
+        }
+        g_assert_cmpint(ho_json_get_int64(obj, "ts", &ts), ==, 0);
+        return ts;
+    }
+    return -1;
+}
+
+/* Storage copy: the mirrors were cancelled, and the last of them ended
+ * (BLOCK_JOB_COMPLETED or _CANCELLED), before migrate-continue went out. */
+static void
+record_cancel_before_continue(const char *path)
+{
+    gint64 cancel = record_send_time(path, "block-job-cancel");
+    gint64 cont = record_send_time(path, "migrate-continue");
+    gint64 done_first, done_last, can_first, can_last;
+
+    record_event_times(path, "BLOCK_JOB_COMPLETED", &done_first, &done_last);
+    record_event_times(path, "BLOCK_JOB_CANCELLED", &can_first, &can_last);
+    g_assert_cmpint(cancel, >, 0);
+    g_assert_cmpint(cont, >, cancel);
+    g_assert_true(done_last > 0 || can_last > 0);
+    g_assert_cmpint(MAX(done_last, can_last), <, cont);
+}
+
 static void
 test_migrate(gconstpointer data)
 {
@@ -1746,6 +1798,9 @@ typedef struct {
     QemuDomainObj *dom;
     const char *at;     /* abort when this phase begins, or NULL */
     bool aborted;
+    bool postcopy;      /* switch to postcopy once PERFORM began */
+    bool perform;
+    bool switched;      /* migrate-start-postcopy accepted */
     GPtrArray *phases;  /* "mirror", ... */
     bool saw_disk_progress;
     GPtrArray *warnings;
@@ -1769,17 +1824,27 @@ storage_event(QemuMigration *mig, const char *name, const char *uuid, const char
     if (g_str_equal(event, "progress")) {
         if (json_object_object_get_ex(data, "disk_total", NULL))
             w->saw_disk_progress = true;
-        return;
+        goto postcopy;
     }
     if (!g_str_equal(event, "phase") || ho_json_get_string(data, "phase", &phase) < 0) {
         ho_error_reset();
         return;
     }
     g_ptr_array_add(w->phases, g_strdup(phase));
+    if (g_str_equal(phase, "perform"))
+        w->perform = true;
     if (w->at && !w->aborted && g_str_equal(phase, w->at)) {
         w->aborted = true;
         if (qemu_migration_any_abort(w->mig, w->dom) < 0)
             g_error("abort: %s", ho_error_last_message());
+    }
+postcopy:
+    /* QEMU refuses the switch until migrate went out: the next progress
+     * event tries again. */
+    if (w->postcopy && w->perform && !w->switched && qemu_migration_any_has_job(w->mig, w->dom)) {
+        if (qemu_migration_src_start_postcopy(w->mig, w->dom) == 0)
+            w->switched = true;
+        ho_error_reset();
     }
 }
 
@@ -1799,7 +1864,7 @@ stats_int(json_object *stats, const char *key)
  * phase: the source runs on with its disks and the destination's images
  * are gone. */
 static void
-run_storage(const char *const *pair, const char *abort_at)
+run_storage(const char *const *pair, const char *abort_at, bool postcopy)
 {
     const TestQemuBinary *sbin = test_qemu_need(pair[0]);
     const TestQemuBinary *dbin = sbin ? test_qemu_need(pair[1]) : NULL;
@@ -1845,6 +1910,9 @@ run_storage(const char *const *pair, const char *abort_at)
     w.phases = g_ptr_array_new_with_free_func(g_free);
     w.warnings = g_ptr_array_new_with_free_func(g_free);
     w.at = abort_at;
+    w.postcopy = postcopy;
+    if (postcopy)
+        scfg.progress_interval_ms = 100;
     w.mig = qemu_migration_new(fs.drv, &scfg, storage_event, &w);
     dmig = qemu_migration_new(fd.drv, &dcfg, NULL, NULL);
     peer = g_new0(TestPeer, 1);
@@ -1856,6 +1924,13 @@ run_storage(const char *const *pair, const char *abort_at)
     args.copy_storage_all = true;
     args.dxml = g_strdup(dxml);
     args.record_path = g_strdup(rec_src);
+    if (postcopy) {
+        /* Precopy at 1 MiB/s cannot finish first: the switch comes in
+         * PERFORM, and pre-switchover is where the mirrors end. */
+        args.postcopy = true;
+        args.has_bandwidth = true;
+        args.bandwidth_mib = 1;
+    }
 
     /* Refusals first: nothing changes. */
     args.copy_storage_inc = true;
@@ -1940,9 +2015,29 @@ run_storage(const char *const *pair, const char *abort_at)
             g_ptr_array_add(w.phases, NULL);
             joined = g_strjoinv(" ", (char **)w.phases->pdata);
             g_ptr_array_remove_index(w.phases, w.phases->len - 1);
-            g_assert_cmpstr(joined, ==, "begin prepare mirror perform pre-switchover "
-                                        "switchover finish confirm");
+            /* With postcopy the mirrors still end at pre-switchover, before
+             * QEMU enters postcopy-active. */
+            g_assert_cmpstr(joined, ==,
+                            postcopy ? "begin prepare mirror perform pre-switchover "
+                                       "switchover postcopy finish confirm"
+                                     : "begin prepare mirror perform pre-switchover "
+                                       "switchover finish confirm");
         }
+        if (postcopy) {
+            g_autofree char *seq = NULL;
+            bool resumed_after_pc = true;
+
+            g_assert_true(w.switched);
+            /* The source's QEMU: pre-switchover, then postcopy-active, never
+             * resumed after it; its mirrors ended before the continue. */
+            seq = record_sequence(rec_src, &resumed_after_pc);
+            g_test_message("storage + postcopy source QEMU:%s", seq);
+            g_assert_false(resumed_after_pc);
+            g_assert_nonnull(strstr(seq, "pre-switchover"));
+            g_assert_nonnull(strstr(seq, "postcopy-active"));
+            g_assert_true(strstr(seq, "pre-switchover") < strstr(seq, "postcopy-active"));
+        }
+        record_cancel_before_continue(rec_src);
         g_assert_true(w.saw_disk_progress || stats_int(m.stats, "disk_total") > 0);
         g_assert_cmpint(w.warnings->len, ==, 0);
         g_assert_cmpint(stats_int(m.stats, "disk_total"), ==, 24 * 1024 * 1024);
@@ -1998,13 +2093,19 @@ run_storage(const char *const *pair, const char *abort_at)
 static void
 test_migrate_storage(gconstpointer data)
 {
-    run_storage(data, NULL);
+    run_storage(data, NULL, false);
+}
+
+static void
+test_migrate_storage_postcopy(gconstpointer data)
+{
+    run_storage(data, NULL, true);
 }
 
 static void
 test_migrate_storage_abort(gconstpointer data)
 {
-    run_storage(data, "mirror");
+    run_storage(data, "mirror", false);
 }
 
 /* ---- postcopy and its recovery through the orchestrator ------------------------------ */
@@ -2877,6 +2978,10 @@ main(int argc, char **argv)
     g_test_add_data_func("/driver/migrate-storage/qemu-10.0", pair_10, test_migrate_storage);
     g_test_add_data_func("/driver/migrate-storage/qemu-7.2-to-10.0", pair_72_10,
                          test_migrate_storage);
+    g_test_add_data_func("/driver/migrate-storage-postcopy/qemu-7.2", pair_72,
+                         test_migrate_storage_postcopy);
+    g_test_add_data_func("/driver/migrate-storage-postcopy/qemu-10.0", pair_10,
+                         test_migrate_storage_postcopy);
     g_test_add_data_func("/driver/migrate-storage-abort/qemu-7.2", pair_72,
                          test_migrate_storage_abort);
     g_test_add_data_func("/driver/migrate-storage-abort/qemu-10.0", pair_10,
