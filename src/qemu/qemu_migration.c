@@ -6572,6 +6572,13 @@ cpr_caps_ready(QemuDriver *drv, const QemuCaps *caps, const HoError *err, void *
         cpr_fail_take(job);
         return;
     }
+    /* The record names the new QEMU before anything else happens (the
+     * guest still runs in the old one): a daemon that restarts from here
+     * on ends it (cpr_recover_job) instead of leaving it behind. */
+    if (qemu_driver_domain_set_job(drv, job->dom, job_record(job)) < 0) {
+        cpr_fail_take(job);
+        return;
+    }
     new_mon = qemu_domain_cpr_monitor(c->other);
     if (job->rec)
         qemu_monitor_set_recorder(new_mon, job->rec);
