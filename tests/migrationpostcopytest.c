@@ -48,7 +48,6 @@
  * (tests/testdaemon.c, tests/testnetns.c). Timings are printed, never
  * asserted.
  */
-#define _GNU_SOURCE /* O_DIRECT */
 #define HO_LOG_MODULE "tests.migrationpostcopy"
 
 #include <fcntl.h>
@@ -65,6 +64,7 @@
 #include "ho_rpc_client.h"
 #include "recording.h"
 #include "testdaemon.h"
+#include "testmigration.h"
 #include "testnetns.h"
 #include "testqemu.h"
 #include "testutils.h"
@@ -238,17 +238,6 @@ typedef struct {
     char *rules[2]; /* an `ip rule` selector in force per side, or NULL */
 } Hosts;
 
-static bool
-supports_odirect(const char *path)
-{
-    int fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
-
-    if (fd < 0)
-        return false;
-    close(fd);
-    return true;
-}
-
 static TestDaemon *
 host_start(Hosts *h, int side)
 {
@@ -275,40 +264,6 @@ host_start(Hosts *h, int side)
     return d;
 }
 
-static char *
-guest_xml(const Hosts *h, const TestGuestImage *img, const char *serial)
-{
-    g_autofree char *cmdline = test_guest_cmdline(h->bin, WORKLOAD);
-    g_autofree char *uuid = g_uuid_string_random();
-
-    return g_strdup_printf("<domain type='qemu'>\n"
-                           "  <name>%s</name>\n"
-                           "  <uuid>%s</uuid>\n"
-                           "  <memory unit='MiB'>%d</memory>\n"
-                           "  <vcpu>1</vcpu>\n"
-                           "  <os>\n"
-                           "    <type arch='x86_64' machine='pc'>hvm</type>\n"
-                           "    <kernel>%s</kernel>\n"
-                           "    <initrd>%s</initrd>\n"
-                           "    <cmdline>%s</cmdline>\n"
-                           "  </os>\n"
-                           "  <on_reboot>destroy</on_reboot>\n"
-                           "  <devices>\n"
-                           "    <emulator>%s</emulator>\n"
-                           "    <disk type='file' device='disk'>\n"
-                           "      <driver name='qemu' type='raw'%s/>\n"
-                           "      <source file='%s'/>\n"
-                           "      <target dev='vda' bus='virtio'/>\n"
-                           "    </disk>\n"
-                           "    <serial type='file'>\n"
-                           "      <source path='%s' append='on'/>\n"
-                           "    </serial>\n"
-                           "  </devices>\n"
-                           "</domain>\n",
-                           h->name, uuid, GUEST_MIB, img->kernel, img->initrd, cmdline,
-                           h->bin->binary, h->unsafe ? "" : " cache='none'", h->disk, serial);
-}
-
 static void hosts_free(Hosts *h);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Hosts, hosts_free)
 
@@ -319,21 +274,17 @@ static Hosts *
 hosts_new(const Case *c)
 {
     const TestQemuBinary *bin = test_qemu_need(c->qemu);
-    const char *why = NULL;
     const TestGuestImage *img;
     g_autoptr(Hosts) h = NULL;
     g_autofree char *serial = NULL;
     g_autofree char *xml = NULL;
     g_autofree char *xml_path = NULL;
-    int fd;
 
     if (!bin)
         return NULL;
-    img = test_guest_image(&why);
-    if (!img) {
-        test_qemu_missing("no test guest: %s", why);
+    img = test_guest_image_need();
+    if (!img)
         return NULL;
-    }
     h = g_new0(Hosts, 1);
     h->c = c;
     h->bin = bin;
@@ -344,29 +295,26 @@ hosts_new(const Case *c)
     }
     h->name = g_strdup("postcopy-guest");
     h->dir = test_make_tmpdir("shared");
-    h->disk = g_build_filename(h->dir, "disk.raw", NULL);
-    fd = open(h->disk, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, (off_t)DISK_MIB * 1024 * 1024), ==, 0);
-    close(fd);
-    h->unsafe = !supports_odirect(h->disk);
-    if (h->unsafe)
-        g_test_message("'%s' does not take O_DIRECT: default cache and --unsafe", h->dir);
+    h->disk = test_shared_disk_new(h->dir, DISK_MIB, &h->unsafe);
     h->host[0] = host_start(h, 0);
     h->host[1] = host_start(h, 1);
 
     serial = g_build_filename(h->dir, "serial.log", NULL);
     h->con = test_guest_file_console_new(serial);
-    xml = guest_xml(h, img, serial);
+    xml = test_guest_domain_xml(&(TestGuestDomain){
+        .image = img,
+        .bin = h->bin,
+        .name = h->name,
+        .memory_mib = GUEST_MIB,
+        .cmdline_extra = WORKLOAD,
+        .disk = h->disk,
+        .cache_none = !h->unsafe,
+        .serial = serial,
+    });
     xml_path = g_build_filename(h->dir, "guest.xml", NULL);
     g_assert_true(g_file_set_contents(xml_path, xml, -1, NULL));
-    g_free(TEST_CLI_OK(h->host[0], "define", xml_path));
-    g_free(TEST_CLI_OK(h->host[0], "start", h->name));
-    h->src_pid = test_daemon_domain_pid(h->host[0], h->name);
-    g_assert_cmpint(h->src_pid, >, 0);
-    (void)test_guest_file_console_wait(h->con, "HANDOVER-GUEST READY", &h->cursor, BOOT_WAIT_MS);
-    (void)test_guest_file_console_wait(h->con, "HANDOVER-SEQ ", &h->cursor, LINE_WAIT_MS);
-    (void)test_guest_file_console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
+    h->src_pid = test_daemon_define_start(h->host[0], xml_path, h->name);
+    test_guest_file_console_wait_up(h->con, &h->cursor, BOOT_WAIT_MS, LINE_WAIT_MS, NULL);
     watch_open(&h->w[0], h->host[0], "source", h->name);
     watch_open(&h->w[1], h->host[1], "destination", h->name);
     return g_steal_pointer(&h);
@@ -462,20 +410,13 @@ resume_spawn(const Hosts *h, const char *uri)
                                                             "--verbose", h->name, uri, NULL});
 }
 
-static void
-cli_finish(TestCliJob *job, TestCliResult *r, const char *what)
-{
-    if (!test_cli_job_wait(job, MIGRATE_WAIT_MS, r))
-        g_error("'%s' did not end in %d ms", what, MIGRATE_WAIT_MS);
-}
-
 /* A CLI that ended because the job paused: status 1, the recovery hint. */
 static void
 assert_ended_paused(TestCliJob *job, const char *what)
 {
     g_auto(TestCliResult) r = {0};
 
-    cli_finish(job, &r, what);
+    test_cli_job_finish(job, &r, what, MIGRATE_WAIT_MS);
     if (r.status != 1 || !strstr(r.err, "postcopy paused: recoverable with handover migrate "
                                         "--postcopy-resume"))
         g_error("'%s' should end with status 1 saying the job is paused and recoverable; "
@@ -645,8 +586,6 @@ check_completed(Hosts *h, guint64 gen_switch, gint64 since_us)
 {
     g_autofree char *state = test_daemon_domain_state(h->host[1], h->name);
     g_autofree char *src_state = test_daemon_domain_state(h->host[0], h->name);
-    g_autofree char *min = NULL;
-    const char *extra[3] = {"--min-seq", NULL, NULL};
     TestGuestSeqcheck res = {0};
     const char *line;
     guint64 gen = 0;
@@ -673,12 +612,7 @@ check_completed(Hosts *h, guint64 gen_switch, gint64 since_us)
     g_free(TEST_CLI_OK(h->host[1], "suspend", h->name));
     last = test_guest_file_console_last_seq(h->con);
     g_free(TEST_CLI_OK(h->host[1], "destroy", h->name));
-    min = g_strdup_printf("%" G_GUINT64_FORMAT, last);
-    extra[1] = min;
-    g_assert_true(test_guest_seqcheck(h->disk, extra, &res));
-    if (res.status != 0)
-        g_error("seqcheck on '%s' (min seq %s) exited %d:\n%s", h->disk, min, res.status,
-                res.output);
+    test_guest_seqcheck_ok(h->disk, NULL, last, &res);
     g_test_message("disk: max_seq=%" G_GUINT64_FORMAT " valid=%" G_GUINT64_FORMAT
                    " (last reported %" G_GUINT64_FORMAT ")",
                    res.max_seq, res.valid, last);
@@ -719,7 +653,7 @@ bad_attempts(Hosts *h, pid_t dst_pid)
 
         rule_add(h, 0, "ipproto tcp dport " DST_PORTS " prohibit");
         job = resume_spawn(h, h->host[1]->peer_uri);
-        cli_finish(job, &r, "migrate --postcopy-resume (stream refused)");
+        test_cli_job_finish(job, &r, "migrate --postcopy-resume (stream refused)", MIGRATE_WAIT_MS);
         rule_del(h, 0);
         assert_failed_attempt(&r, "a recovery whose stream cannot connect");
         /* QEMU 9.1+: the source went through recover-setup back to paused. */
@@ -737,7 +671,7 @@ bad_attempts(Hosts *h, pid_t dst_pid)
         g_autoptr(TestCliJob) job = resume_spawn(h, refused);
         g_auto(TestCliResult) r = {0};
 
-        cli_finish(job, &r, "migrate --postcopy-resume (daemon refused)");
+        test_cli_job_finish(job, &r, "migrate --postcopy-resume (daemon refused)", MIGRATE_WAIT_MS);
         assert_failed_attempt(&r, "a recovery to a refusing daemon");
         for (int side = 0; side < 2; side++) {
             g_autofree char *phase = job_phase(h, side);
@@ -794,7 +728,7 @@ test_postcopy(gconstpointer data)
         if (i + 1 < c->n_faults)
             wait_postcopy_running(h);
     }
-    cli_finish(job, &r, "migrate");
+    test_cli_job_finish(job, &r, "migrate", MIGRATE_WAIT_MS);
     if (r.status != 0)
         g_error("the migration did not complete: exited %d\nstdout:\n%s\nstderr:\n%s", r.status,
                 r.out, r.err);

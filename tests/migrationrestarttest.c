@@ -359,10 +359,7 @@ hosts_new(const char *qemu, const char *case_name)
                           guest_type(), h->name, uuid, GUEST_MIB, bin->binary);
     xml_path = g_build_filename(h->dir, "guest.xml", NULL);
     g_assert_true(g_file_set_contents(xml_path, xml, -1, NULL));
-    g_free(TEST_CLI_OK(h->host[0], "define", xml_path));
-    g_free(TEST_CLI_OK(h->host[0], "start", h->name));
-    h->src_pid = test_daemon_domain_pid(h->host[0], h->name);
-    g_assert_cmpint(h->src_pid, >, 0);
+    h->src_pid = test_daemon_define_start(h->host[0], xml_path, h->name);
     return h;
 }
 
@@ -385,11 +382,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Hosts, hosts_free)
 static void
 assert_state(const Hosts *h, int side, const char *want)
 {
-    g_autofree char *state = test_daemon_domain_state(h->host[side], h->name);
-
-    if (g_strcmp0(state, want) != 0)
-        g_error("'%s' on the %s: state %s, expected %s", h->name, side ? "destination" : "source",
-                state ? state : "(not there)", want ? want : "(not there)");
+    test_daemon_assert_state(h->host[side], h->name, side ? "destination" : "source", want);
 }
 
 /* `handover list` (running domains) shows the domain. */
@@ -451,8 +444,7 @@ migrate_spawn(const Hosts *h, const char *const *extra)
 static void
 cli_finish(TestCliJob *job, TestCliResult *r, const char *what)
 {
-    if (!test_cli_job_wait(job, MIGRATE_WAIT_MS, r))
-        g_error("'%s' did not end in %d ms", what, MIGRATE_WAIT_MS);
+    test_cli_job_finish(job, r, what, MIGRATE_WAIT_MS);
     g_test_message("'%s' exited %d\nstdout:\n%sstderr:\n%s", what, r->status, r->out, r->err);
 }
 

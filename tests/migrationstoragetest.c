@@ -48,11 +48,9 @@
 #include <glib-unix.h>
 #include <glib.h>
 #include <json-c/json.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +59,7 @@
 #include "ho_rpc_client.h"
 #include "recording.h"
 #include "testdaemon.h"
+#include "testmigration.h"
 #include "testnetns.h"
 #include "testqemu.h"
 #include "testutils.h"
@@ -92,158 +91,6 @@ static const QemuPair pairs[] = {
     {"10.0-to-10.0", "qemu-10.0", "qemu-10.0"},
     {"7.2-to-10.0", "qemu-7.2", "qemu-10.0"},
 };
-
-/* ---- the guest's serial console: a file both QEMUs append to ---- */
-
-typedef struct {
-    char *path;
-    int fd;
-    int ifd;
-    GString *partial;
-    GPtrArray *lines;
-} FileConsole;
-
-static FileConsole *
-console_new(const char *path)
-{
-    FileConsole *c = g_new0(FileConsole, 1);
-
-    c->path = g_strdup(path);
-    g_assert_true(g_file_set_contents(path, "", 0, NULL));
-    c->fd = open(path, O_RDONLY | O_CLOEXEC);
-    g_assert_cmpint(c->fd, >=, 0);
-    c->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    g_assert_cmpint(c->ifd, >=, 0);
-    g_assert_cmpint(inotify_add_watch(c->ifd, path, IN_MODIFY), >=, 0);
-    c->partial = g_string_new(NULL);
-    c->lines = g_ptr_array_new_with_free_func(g_free);
-    return c;
-}
-
-static void
-console_free(FileConsole *c)
-{
-    if (!c)
-        return;
-    close(c->fd);
-    close(c->ifd);
-    g_string_free(c->partial, TRUE);
-    g_ptr_array_unref(c->lines);
-    g_free(c->path);
-    g_free(c);
-}
-
-static void
-console_read(FileConsole *c)
-{
-    char buf[65536];
-    ssize_t n;
-
-    while ((n = read(c->fd, buf, sizeof(buf))) > 0) {
-        ssize_t i;
-
-        for (i = 0; i < n; i++) {
-            if (buf[i] == '\n') {
-                if (c->partial->len && c->partial->str[c->partial->len - 1] == '\r')
-                    g_string_truncate(c->partial, c->partial->len - 1);
-                g_ptr_array_add(c->lines, g_strdup(c->partial->str));
-                g_string_truncate(c->partial, 0);
-            } else if (buf[i] != '\0') {
-                g_string_append_c(c->partial, buf[i]);
-            }
-        }
-    }
-    g_assert_cmpint(n, ==, 0);
-}
-
-static char *
-console_tail(FileConsole *c, guint n)
-{
-    GString *s = g_string_new(NULL);
-    guint i = c->lines->len > n ? c->lines->len - n : 0;
-
-    for (; i < c->lines->len; i++)
-        g_string_append_printf(s, "  %s\n", (char *)g_ptr_array_index(c->lines, i));
-    return g_string_free(s, FALSE);
-}
-
-static void
-console_check_line(FileConsole *c, const char *line)
-{
-    if (g_str_has_prefix(line, "HANDOVER-RAM BAD") || strstr(line, "Kernel panic") ||
-        g_str_has_prefix(line, "HANDOVER-GUEST error") || strstr(line, " error: ")) {
-        g_autofree char *tail = console_tail(c, 40);
-
-        g_error("the guest printed '%s'; its console:\n%s", line, tail);
-    }
-}
-
-static const char *
-console_wait(FileConsole *c, const char *prefix, guint *cursor, guint timeout_ms)
-{
-    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-
-    for (;;) {
-        struct pollfd pfd = {.fd = c->ifd, .events = POLLIN};
-        char evbuf[4096];
-        gint64 left;
-
-        console_read(c);
-        for (; *cursor < c->lines->len; (*cursor)++) {
-            const char *line = g_ptr_array_index(c->lines, *cursor);
-
-            console_check_line(c, line);
-            if (g_str_has_prefix(line, prefix)) {
-                (*cursor)++;
-                return line;
-            }
-        }
-        left = (deadline - g_get_monotonic_time()) / 1000;
-        if (left <= 0) {
-            g_autofree char *tail = console_tail(c, 40);
-
-            g_error("no '%s' line on the guest console in %u ms; its end:\n%s", prefix,
-                    timeout_ms, tail);
-        }
-        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-            g_error("poll: %s", g_strerror(errno));
-        while (read(c->ifd, evbuf, sizeof(evbuf)) > 0)
-            ;
-    }
-}
-
-static guint64
-console_last_seq(FileConsole *c)
-{
-    guint i;
-
-    console_read(c);
-    for (i = c->lines->len; i > 0; i--) {
-        guint64 seq = test_guest_seq_of(g_ptr_array_index(c->lines, i - 1));
-
-        if (seq)
-            return seq;
-    }
-    return 0;
-}
-
-static guint64
-console_wait_seq_above(FileConsole *c, guint64 min, guint *cursor)
-{
-    gint64 deadline = g_get_monotonic_time() + (gint64)LINE_WAIT_MS * 1000;
-
-    for (;;) {
-        const char *line;
-        guint64 seq;
-        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-
-        g_assert_cmpint(left, >, 0);
-        line = console_wait(c, "HANDOVER-SEQ ", cursor, (guint)left);
-        seq = test_guest_seq_of(line);
-        if (seq > min)
-            return seq;
-    }
-}
 
 /* ---- images ---- */
 
@@ -344,7 +191,7 @@ typedef struct {
     char *backing;      /* DISKS_INC: the shared backing file */
     char *xml[2];       /* each side's definition */
     char *name;
-    FileConsole *con;
+    TestGuestFileConsole *con;
     guint cursor;
     pid_t src_pid;
 } Hosts;
@@ -369,46 +216,6 @@ host_start(Hosts *h, int side)
     };
 
     return test_daemon_start(&opts);
-}
-
-static char *
-guest_xml(const Hosts *h, int side, const TestGuestImage *img, const char *uuid,
-          const char *serial)
-{
-    g_autofree char *cmdline = test_guest_cmdline(h->bin[0], WORKLOAD);
-
-    return g_strdup_printf(
-        "<domain type='qemu'>\n"
-        "  <name>%s</name>\n"
-        "  <uuid>%s</uuid>\n"
-        "  <memory unit='MiB'>%d</memory>\n"
-        "  <vcpu>1</vcpu>\n"
-        "  <os>\n"
-        "    <type arch='x86_64' machine='pc'>hvm</type>\n"
-        "    <kernel>%s</kernel>\n"
-        "    <initrd>%s</initrd>\n"
-        "    <cmdline>%s</cmdline>\n"
-        "  </os>\n"
-        "  <on_reboot>destroy</on_reboot>\n"
-        "  <devices>\n"
-        "    <emulator>%s</emulator>\n"
-        "    <disk type='file' device='disk'>\n"
-        "      <driver name='qemu' type='raw' cache='none'/>\n"
-        "      <source file='%s'/>\n"
-        "      <target dev='vda' bus='virtio'/>\n"
-        "    </disk>\n"
-        "    <disk type='file' device='disk'>\n"
-        "      <driver name='qemu' type='qcow2' cache='none'/>\n"
-        "      <source file='%s'/>\n"
-        "      <target dev='vdb' bus='virtio'/>\n"
-        "    </disk>\n"
-        "    <serial type='file'>\n"
-        "      <source path='%s' append='on'/>\n"
-        "    </serial>\n"
-        "  </devices>\n"
-        "</domain>\n",
-        h->name, uuid, GUEST_MIB, img->kernel, img->initrd, cmdline, h->bin[side]->binary,
-        h->raw[side], h->qcow[side], serial);
 }
 
 static void
@@ -448,7 +255,6 @@ hosts_new(guint pair_index, const char *case_name, DiskSetup setup)
     const QemuPair *pair = &pairs[pair_index];
     const TestQemuBinary *src_bin = test_qemu_need(pair->src);
     const TestQemuBinary *dst_bin = src_bin ? test_qemu_need(pair->dst) : NULL;
-    const char *why = NULL;
     const TestGuestImage *img;
     g_autofree char *serial = NULL;
     g_autofree char *uuid = g_uuid_string_random();
@@ -463,11 +269,9 @@ hosts_new(guint pair_index, const char *case_name, DiskSetup setup)
         test_qemu_missing("no qemu-img or qemu-io in PATH");
         return NULL;
     }
-    img = test_guest_image(&why);
-    if (!img) {
-        test_qemu_missing("no test guest: %s", why);
+    img = test_guest_image_need();
+    if (!img)
         return NULL;
-    }
     h = g_new0(Hosts, 1);
     h->pair = pair;
     h->bin[0] = src_bin;
@@ -487,28 +291,30 @@ hosts_new(guint pair_index, const char *case_name, DiskSetup setup)
     h->host[1] = host_start(h, 1);
 
     serial = g_build_filename(h->dir, "serial.log", NULL);
-    h->con = console_new(serial);
+    h->con = test_guest_file_console_new(serial);
     for (side = 0; side < 2; side++) {
-        g_autofree char *xml = guest_xml(h, side, img, uuid, serial);
+        g_autofree char *xml = test_guest_domain_xml(&(TestGuestDomain){
+            .image = img,
+            .bin = h->bin[0],
+            .emulator = h->bin[side]->binary,
+            .name = h->name,
+            .uuid = uuid,
+            .memory_mib = GUEST_MIB,
+            .cmdline_extra = WORKLOAD,
+            .disk = h->raw[side],
+            .cache_none = true,
+            .qcow2 = h->qcow[side],
+            .serial = serial,
+        });
 
         h->xml[side] = g_build_filename(h->dir, side ? "dst.xml" : "src.xml", NULL);
         g_assert_true(g_file_set_contents(h->xml[side], xml, -1, NULL));
     }
-    g_free(TEST_CLI_OK(h->host[0], "define", h->xml[0]));
-    g_free(TEST_CLI_OK(h->host[0], "start", h->name));
-    h->src_pid = test_daemon_domain_pid(h->host[0], h->name);
-    g_assert_cmpint(h->src_pid, >, 0);
+    h->src_pid = test_daemon_define_start(h->host[0], h->xml[0], h->name);
 
-    (void)console_wait(h->con, "HANDOVER-GUEST READY", &h->cursor, BOOT_WAIT_MS);
-    {
-        const char *line = console_wait(h->con, "HANDOVER-DISK start", &h->cursor, LINE_WAIT_MS);
-
-        /* The writer must own the raw disk, not the qcow2 one. */
-        if (!strstr(line, "dev=/dev/vda"))
-            g_error("the workload writes elsewhere: %s", line);
-    }
-    (void)console_wait(h->con, "HANDOVER-SEQ ", &h->cursor, LINE_WAIT_MS);
-    (void)console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
+    /* The writer must own the raw disk, not the qcow2 one. */
+    test_guest_file_console_wait_up(h->con, &h->cursor, BOOT_WAIT_MS, LINE_WAIT_MS,
+                                    "dev=/dev/vda");
     return h;
 }
 
@@ -522,7 +328,7 @@ hosts_free(Hosts *h)
     test_daemon_free(h->host[0]);
     test_daemon_free(h->host[1]);
     test_netns_free(h->net);
-    console_free(h->con);
+    test_guest_file_console_free(h->con);
     /* The images are big: gone now, not at the end of the run. */
     for (side = 0; side < 2; side++) {
         (void)unlink(h->raw[side]);
@@ -544,11 +350,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Hosts, hosts_free)
 static void
 assert_state(const Hosts *h, int side, const char *want)
 {
-    g_autofree char *state = test_daemon_domain_state(h->host[side], h->name);
-
-    if (g_strcmp0(state, want) != 0)
-        g_error("'%s' on the %s: state %s, expected %s", h->name, side ? "destination" : "source",
-                state ? state : "(not there)", want ? want : "(not there)");
+    test_daemon_assert_state(h->host[side], h->name, side ? "destination" : "source", want);
 }
 
 static void
@@ -557,168 +359,6 @@ assert_contains(const char *haystack, const char *needle, const char *what)
     if (!strstr(haystack, needle))
         g_error("'%s' not in %s:\n%s", needle, what, haystack);
 }
-
-/* ---- job events from the source daemon ---- */
-
-typedef struct {
-    const char *name;
-    GPtrArray *seen;
-    bool cli_exited;
-    bool timed_out;
-} JobWatch;
-
-static bool job_seen(const JobWatch *w, const char *item);
-
-static void
-job_event_cb(HoRpcConn *conn, const char *event, json_object *data, gint64 ts_us, void *opaque)
-{
-    JobWatch *w = opaque;
-    const char *name = NULL;
-    const char *what = NULL;
-    json_object *inner = NULL;
-
-    if (!g_str_equal(event, "domain.job") || !data)
-        return;
-    if (ho_json_get_string(data, "name", &name) < 0 || ho_json_get_string(data, "event", &what) < 0)
-        g_error("a domain.job event without name or event: %s", json_object_to_json_string(data));
-    if (!g_str_equal(name, w->name))
-        return;
-    if (g_str_equal(what, "phase")) {
-        const char *phase = NULL;
-
-        if (ho_json_get_object(data, "data", &inner) < 0 ||
-            ho_json_get_string(inner, "phase", &phase) < 0)
-            g_error("a phase event without its phase: %s", json_object_to_json_string(data));
-        g_ptr_array_add(w->seen, g_strdup_printf("phase:%s", phase));
-    } else if (g_str_equal(what, "progress")) {
-        const char *phase = NULL;
-        int64_t done = 0;
-
-        /* The mirrors exist and have copied something: "mirror-copying",
-         * once. */
-        if (ho_json_opt_object(data, "data", &inner) > 0 &&
-            ho_json_opt_string(inner, "phase", &phase) > 0 && g_str_equal(phase, "mirror") &&
-            ho_json_opt_int64(inner, "disk_processed", &done) > 0 && done > 0 &&
-            !job_seen(w, "mirror-copying"))
-            g_ptr_array_add(w->seen, g_strdup("mirror-copying"));
-    } else {
-        g_ptr_array_add(w->seen, g_strdup(what));
-    }
-}
-
-static HoRpcConn *
-job_watch_open(TestDaemon *d, JobWatch *w, const char *name)
-{
-    HoRpcConn *c = ho_rpc_conn_open_unix(d->socket_path, "migrationstoragetest",
-                                         g_main_context_default(), 30000);
-    json_object *res = NULL;
-
-    if (!c)
-        g_error("cannot connect to '%s': %s", d->socket_path, ho_error_last_message());
-    w->name = name;
-    w->seen = g_ptr_array_new_with_free_func(g_free);
-    ho_rpc_conn_set_callbacks(c, job_event_cb, NULL, w);
-    if (ho_rpc_conn_call_sync(c, "events.subscribe", NULL, &res, 30000) < 0)
-        g_error("events.subscribe: %s", ho_error_last_message());
-    json_object_put(res);
-    return c;
-}
-
-static gboolean
-on_cli_exit(gint fd, GIOCondition cond, gpointer opaque)
-{
-    JobWatch *w = opaque;
-
-    w->cli_exited = true;
-    return G_SOURCE_REMOVE;
-}
-
-static gboolean
-on_watch_timeout(gpointer opaque)
-{
-    JobWatch *w = opaque;
-
-    w->timed_out = true;
-    return G_SOURCE_REMOVE;
-}
-
-static bool
-job_seen(const JobWatch *w, const char *item)
-{
-    guint i;
-
-    for (i = 0; i < w->seen->len; i++) {
-        if (g_str_equal(g_ptr_array_index(w->seen, i), item))
-            return true;
-    }
-    return false;
-}
-
-static char *
-job_seen_text(const JobWatch *w)
-{
-    GString *s = g_string_new(NULL);
-    guint i;
-
-    /* (g_ptr_array_copy() would share the elements' free function.) */
-    for (i = 0; i < w->seen->len; i++)
-        g_string_append_printf(s, "%s%s", i ? ", " : "", (char *)g_ptr_array_index(w->seen, i));
-    return g_string_free(s, FALSE);
-}
-
-/* Wait for a job event while the CLI runs (item NULL: until it exits);
- * fails when the CLI ends first or nothing comes in time. */
-static void
-job_watch_wait(JobWatch *w, TestCliJob *job, const char *item)
-{
-    guint fd_id, timer_id;
-
-    w->cli_exited = false;
-    w->timed_out = false;
-    fd_id = g_unix_fd_add(test_cli_job_pidfd(job), G_IO_IN, on_cli_exit, w);
-    timer_id = g_timeout_add(item ? PHASE_WAIT_MS : MIGRATE_WAIT_MS, on_watch_timeout, w);
-    while ((!item || !job_seen(w, item)) && !w->cli_exited && !w->timed_out)
-        g_main_context_iteration(NULL, TRUE);
-    if (!w->cli_exited)
-        g_source_remove(fd_id);
-    if (!w->timed_out)
-        g_source_remove(timer_id);
-    if (!item) {
-        if (!w->cli_exited)
-            g_error("'handover migrate' did not end in %d ms", MIGRATE_WAIT_MS);
-        return;
-    }
-    if (!job_seen(w, item)) {
-        g_autofree char *seen = job_seen_text(w);
-        g_auto(TestCliResult) r = {0};
-
-        if (w->cli_exited && test_cli_job_wait(job, 0, &r))
-            g_error("'handover migrate' ended (%d) before the job event '%s' (seen: %s)\n"
-                    "stdout:\n%s\nstderr:\n%s",
-                    r.status, item, seen, r.out, r.err);
-        g_error("no job event '%s' in %d ms (seen: %s)", item, PHASE_WAIT_MS, seen);
-    }
-}
-
-/* Take in every job event sent before now. */
-static void
-job_watch_sync(HoRpcConn *c, const char *name)
-{
-    json_object *params = json_object_new_object();
-    json_object *res = NULL;
-
-    ho_json_add_string(params, "name", name);
-    if (ho_rpc_conn_call_sync(c, "domain.info", params, &res, 30000) < 0)
-        g_error("domain.info: %s", ho_error_last_message());
-    json_object_put(res);
-}
-
-static void
-job_watch_clear(JobWatch *w)
-{
-    g_clear_pointer(&w->seen, g_ptr_array_unref);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(JobWatch, job_watch_clear)
 
 /* ---- migrating ---- */
 
@@ -743,32 +383,18 @@ migrate_spawn(const Hosts *h, bool inc, const char *const *extra)
     return test_cli_spawn(h->host[0], (const char *const *)args->pdata);
 }
 
-static void
-migrate_finish(TestCliJob *job, TestCliResult *r)
-{
-    if (!test_cli_job_wait(job, MIGRATE_WAIT_MS, r))
-        g_error("'handover migrate' did not end in %d ms", MIGRATE_WAIT_MS);
-}
-
 /* Stop the guest on side (QMP stop drains its I/O), read the console to
  * its end, and check the raw disk there: a consistent ring holding every
  * write the guest reported and more than min_above. Leaves it paused. */
 static void
 suspend_and_check_seq(Hosts *h, int side, guint64 min_above)
 {
-    g_autofree char *min = NULL;
-    const char *extra[5] = {"--format", "raw", "--min-seq", NULL, NULL};
     TestGuestSeqcheck res = {0};
     guint64 last;
 
     g_free(TEST_CLI_OK(h->host[side], "suspend", h->name));
-    last = console_last_seq(h->con);
-    min = g_strdup_printf("%" G_GUINT64_FORMAT, last);
-    extra[3] = min;
-    g_assert_true(test_guest_seqcheck(h->raw[side], extra, &res));
-    if (res.status != 0)
-        g_error("seqcheck on '%s' (min seq %s) exited %d:\n%s", h->raw[side], min, res.status,
-                res.output);
+    last = test_guest_file_console_last_seq(h->con);
+    test_guest_seqcheck_ok(h->raw[side], "raw", last, &res);
     g_test_message("raw disk on the %s: max_seq=%" G_GUINT64_FORMAT " valid=%" G_GUINT64_FORMAT
                    " (last reported %" G_GUINT64_FORMAT ", before the migration %" G_GUINT64_FORMAT
                    ")",
@@ -819,8 +445,8 @@ assert_source_kept(Hosts *h, gint64 since_us, const char *sha_before)
 
     assert_state(h, 0, "running");
     g_assert_cmpint(test_daemon_domain_pid(h->host[0], h->name), ==, h->src_pid);
-    last = console_last_seq(h->con);
-    (void)console_wait_seq_above(h->con, last, &h->cursor);
+    last = test_guest_file_console_last_seq(h->con);
+    (void)test_guest_file_console_wait_seq_above(h->con, last, &h->cursor, LINE_WAIT_MS);
     assert_destination_empty(h);
     src = test_recording_load(h->host[0]->record_path, NULL);
     dst = test_recording_load(h->host[1]->record_path, NULL);
@@ -941,7 +567,7 @@ assert_source_nodes_gone(const Hosts *h, gint64 since_us)
 /* A completed storage migration: the destination runs, the source is
  * gone, invariant 1, domjobinfo; then the disks. */
 static void
-check_completed(Hosts *h, const TestCliResult *r, const JobWatch *w, gint64 since_us,
+check_completed(Hosts *h, const TestCliResult *r, const TestJobWatch *w, gint64 since_us,
                 guint64 seq_before, int64_t min_total, int64_t max_total)
 {
     g_autoptr(json_object) running = test_daemon_list(h->host[0], false);
@@ -960,8 +586,8 @@ check_completed(Hosts *h, const TestCliResult *r, const JobWatch *w, gint64 sinc
                 r->err);
     g_test_message("migrate --verbose printed:\n%s", r->out);
     assert_contains(r->out, "Copying disks", "migrate --verbose's output");
-    if (!job_seen(w, "phase:mirror")) {
-        g_autofree char *seen = job_seen_text(w);
+    if (!test_job_watch_seen(w, "phase:mirror")) {
+        g_autofree char *seen = test_job_watch_seen_text(w);
 
         g_error("no mirror phase in the job's events: %s", seen);
     }
@@ -969,8 +595,8 @@ check_completed(Hosts *h, const TestCliResult *r, const JobWatch *w, gint64 sinc
     g_assert_cmpuint(json_object_array_length(running), ==, 0);
     if (!test_pid_wait_exit(h->src_pid, EXIT_WAIT_MS))
         g_error("the source QEMU %d still runs after the migration", (int)h->src_pid);
-    (void)console_wait_seq_above(h->con, seq_before, &h->cursor);
-    (void)console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
+    (void)test_guest_file_console_wait_seq_above(h->con, seq_before, &h->cursor, LINE_WAIT_MS);
+    (void)test_guest_file_console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
 
     src = test_recording_load(h->host[0]->record_path, NULL);
     dst = test_recording_load(h->host[1]->record_path, NULL);
@@ -1026,7 +652,7 @@ static void
 test_copy(gconstpointer data)
 {
     g_autoptr(Hosts) h = hosts_new(GPOINTER_TO_UINT(data), "copy", DISKS_COPY);
-    g_auto(JobWatch) w = {0};
+    g_auto(TestJobWatch) w = {0};
     g_autoptr(HoRpcConn) watch = NULL;
     g_autoptr(TestCliJob) job = NULL;
     g_auto(TestCliResult) r = {0};
@@ -1035,12 +661,12 @@ test_copy(gconstpointer data)
 
     if (!h)
         return;
-    watch = job_watch_open(h->host[0], &w, h->name);
-    seq_before = console_last_seq(h->con);
+    watch = test_job_watch_open(h->host[0], &w, h->name, "migrationstoragetest");
+    seq_before = test_guest_file_console_last_seq(h->con);
     since_us = g_get_monotonic_time();
     job = migrate_spawn(h, false, NULL);
-    job_watch_wait(&w, job, NULL);
-    migrate_finish(job, &r);
+    test_job_watch_wait(&w, job, NULL, MIGRATE_WAIT_MS);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     /* Both disks whole: the raw one and the qcow2's virtual size. */
     check_completed(h, &r, &w, since_us, seq_before, (int64_t)(RAW_MIB + QCOW_MIB) * MIB,
                     G_MAXINT64);
@@ -1055,7 +681,7 @@ static void
 test_copy_inc(gconstpointer data)
 {
     g_autoptr(Hosts) h = hosts_new(GPOINTER_TO_UINT(data), "inc", DISKS_INC);
-    g_auto(JobWatch) w = {0};
+    g_auto(TestJobWatch) w = {0};
     g_autoptr(HoRpcConn) watch = NULL;
     g_autoptr(TestCliJob) job = NULL;
     g_auto(TestCliResult) r = {0};
@@ -1070,12 +696,12 @@ test_copy_inc(gconstpointer data)
 
     if (!h)
         return;
-    watch = job_watch_open(h->host[0], &w, h->name);
-    seq_before = console_last_seq(h->con);
+    watch = test_job_watch_open(h->host[0], &w, h->name, "migrationstoragetest");
+    seq_before = test_guest_file_console_last_seq(h->con);
     since_us = g_get_monotonic_time();
     job = migrate_spawn(h, true, NULL);
-    job_watch_wait(&w, job, NULL);
-    migrate_finish(job, &r);
+    test_job_watch_wait(&w, job, NULL, MIGRATE_WAIT_MS);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     /* The raw disk whole and the overlay's own 24 MiB, not the backing
      * file's 96 MiB (nor the qcow2's virtual size). */
     check_completed(h, &r, &w, since_us, seq_before, (int64_t)(RAW_MIB + INC_TOP_MIB) * MIB,
@@ -1122,7 +748,7 @@ run_failure(guint pair_index, const char *case_name, DiskSetup setup, const char
             const char *const *extra, bool kill_dst)
 {
     g_autoptr(Hosts) h = hosts_new(pair_index, case_name, setup);
-    g_auto(JobWatch) w = {0};
+    g_auto(TestJobWatch) w = {0};
     g_autoptr(HoRpcConn) watch = NULL;
     g_autoptr(TestCliJob) job = NULL;
     g_auto(TestCliResult) r = {0};
@@ -1134,10 +760,10 @@ run_failure(guint pair_index, const char *case_name, DiskSetup setup, const char
     if (!h)
         return;
     sha_before = file_sha256(h->qcow[0]);
-    watch = job_watch_open(h->host[0], &w, h->name);
+    watch = test_job_watch_open(h->host[0], &w, h->name, "migrationstoragetest");
     since_us = g_get_monotonic_time();
     job = migrate_spawn(h, false, extra);
-    job_watch_wait(&w, job, item);
+    test_job_watch_wait(&w, job, item, PHASE_WAIT_MS);
     if (kill_dst) {
         g_autoptr(GArray) kids = test_daemon_children(h->host[1]);
         pid_t victim = test_daemon_domain_pid(h->host[1], h->name);
@@ -1153,21 +779,21 @@ run_failure(guint pair_index, const char *case_name, DiskSetup setup, const char
     } else {
         g_free(TEST_CLI_OK(h->host[0], "domjobabort", h->name));
     }
-    migrate_finish(job, &r);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     both = g_strconcat(r.out, r.err, NULL);
     if (r.status == 0)
         g_error("the migration exited 0\nstdout:\n%s\nstderr:\n%s", r.out, r.err);
     if (!kill_dst)
         assert_contains(both, "cancelled", "the aborted migrate's output");
     g_test_message("migrate exited %d: %s", r.status, r.err);
-    job_watch_sync(watch, h->name);
-    seen = job_seen_text(&w);
+    test_job_watch_sync(watch, h->name);
+    seen = test_job_watch_seen_text(&w);
     g_test_message("job events: %s", seen);
     /* The failure happened in the phase it was meant for. */
-    if (!g_str_equal(item, "phase:perform") && job_seen(&w, "phase:perform"))
+    if (!g_str_equal(item, "phase:perform") && test_job_watch_seen(&w, "phase:perform"))
         g_error("the job reached perform: the mirror ended before the %s (events: %s)",
                 kill_dst ? "kill" : "abort", seen);
-    if (job_seen(&w, "phase:pre-switchover") || job_seen(&w, "phase:switchover"))
+    if (test_job_watch_seen(&w, "phase:pre-switchover") || test_job_watch_seen(&w, "phase:switchover"))
         g_error("the job reached the switchover (events: %s)", seen);
     assert_source_kept(h, since_us, sha_before);
     assert_source_nodes_gone(h, since_us);

@@ -41,7 +41,6 @@
  * namespaces) also runs when an assertion fails: tests/testdaemon.c and
  * tests/testnetns.c.
  */
-#define _GNU_SOURCE /* O_DIRECT */
 #define HO_LOG_MODULE "tests.migration"
 
 #include <errno.h>
@@ -63,6 +62,7 @@
 #include "ho_rpc_client.h"
 #include "recording.h"
 #include "testdaemon.h"
+#include "testmigration.h"
 #include "testnetns.h"
 #include "testqemu.h"
 #include "testutils.h"
@@ -102,167 +102,6 @@ static GArray *tails[G_N_ELEMENTS(pairs)];
  * daemon's own part of that tail (the rest is the stream's end). */
 static GArray *conts[G_N_ELEMENTS(pairs)];
 
-/* ---- the guest's serial console: a file both QEMUs append to ---- */
-
-typedef struct {
-    char *path;
-    int fd;  /* the file, read as it grows */
-    int ifd; /* inotify on it */
-    GString *partial;
-    GPtrArray *lines; /* complete lines, '\r' stripped */
-} FileConsole;
-
-static FileConsole *
-console_new(const char *path)
-{
-    FileConsole *c = g_new0(FileConsole, 1);
-
-    c->path = g_strdup(path);
-    /* Created empty here: QEMU appends (append='on'), the source first,
-     * then the destination, so one file holds the guest's whole story. */
-    g_assert_true(g_file_set_contents(path, "", 0, NULL));
-    c->fd = open(path, O_RDONLY | O_CLOEXEC);
-    g_assert_cmpint(c->fd, >=, 0);
-    c->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    g_assert_cmpint(c->ifd, >=, 0);
-    g_assert_cmpint(inotify_add_watch(c->ifd, path, IN_MODIFY), >=, 0);
-    c->partial = g_string_new(NULL);
-    c->lines = g_ptr_array_new_with_free_func(g_free);
-    return c;
-}
-
-static void
-console_free(FileConsole *c)
-{
-    if (!c)
-        return;
-    close(c->fd);
-    close(c->ifd);
-    g_string_free(c->partial, TRUE);
-    g_ptr_array_unref(c->lines);
-    g_free(c->path);
-    g_free(c);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(FileConsole, console_free)
-
-/* Read what the file gained. */
-static void
-console_read(FileConsole *c)
-{
-    char buf[65536];
-    ssize_t n;
-
-    while ((n = read(c->fd, buf, sizeof(buf))) > 0) {
-        ssize_t i;
-
-        for (i = 0; i < n; i++) {
-            if (buf[i] == '\n') {
-                if (c->partial->len && c->partial->str[c->partial->len - 1] == '\r')
-                    g_string_truncate(c->partial, c->partial->len - 1);
-                g_ptr_array_add(c->lines, g_strdup(c->partial->str));
-                g_string_truncate(c->partial, 0);
-            } else if (buf[i] != '\0') {
-                g_string_append_c(c->partial, buf[i]);
-            }
-        }
-    }
-    g_assert_cmpint(n, ==, 0);
-}
-
-static char *
-console_tail(FileConsole *c, guint n)
-{
-    GString *s = g_string_new(NULL);
-    guint i = c->lines->len > n ? c->lines->len - n : 0;
-
-    for (; i < c->lines->len; i++)
-        g_string_append_printf(s, "  %s\n", (char *)g_ptr_array_index(c->lines, i));
-    return g_string_free(s, FALSE);
-}
-
-/* Fail at once on what must never be printed. */
-static void
-console_check_line(FileConsole *c, const char *line)
-{
-    if (g_str_has_prefix(line, "HANDOVER-RAM BAD") || strstr(line, "Kernel panic") ||
-        g_str_has_prefix(line, "HANDOVER-GUEST error")) {
-        g_autofree char *tail = console_tail(c, 40);
-
-        g_error("the guest printed '%s'; its console:\n%s", line, tail);
-    }
-}
-
-/* Wait (inotify, bounded) for a line starting with prefix at or after
- * *cursor; moves *cursor past it and returns it (borrowed). */
-static const char *
-console_wait(FileConsole *c, const char *prefix, guint *cursor, guint timeout_ms)
-{
-    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
-
-    for (;;) {
-        struct pollfd pfd = {.fd = c->ifd, .events = POLLIN};
-        char evbuf[4096];
-        gint64 left;
-
-        console_read(c);
-        for (; *cursor < c->lines->len; (*cursor)++) {
-            const char *line = g_ptr_array_index(c->lines, *cursor);
-
-            console_check_line(c, line);
-            if (g_str_has_prefix(line, prefix)) {
-                (*cursor)++;
-                return line;
-            }
-        }
-        left = (deadline - g_get_monotonic_time()) / 1000;
-        if (left <= 0) {
-            g_autofree char *tail = console_tail(c, 40);
-
-            g_error("no '%s' line on the guest console in %u ms; its end:\n%s", prefix,
-                    timeout_ms, tail);
-        }
-        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-            g_error("poll: %s", g_strerror(errno));
-        while (read(c->ifd, evbuf, sizeof(evbuf)) > 0)
-            ;
-    }
-}
-
-/* The highest HANDOVER-SEQ printed so far. */
-static guint64
-console_last_seq(FileConsole *c)
-{
-    guint i;
-
-    console_read(c);
-    for (i = c->lines->len; i > 0; i--) {
-        guint64 seq = test_guest_seq_of(g_ptr_array_index(c->lines, i - 1));
-
-        if (seq)
-            return seq;
-    }
-    return 0;
-}
-
-/* Wait for a HANDOVER-SEQ above min after *cursor: the writer goes on. */
-static guint64
-console_wait_seq_above(FileConsole *c, guint64 min, guint *cursor)
-{
-    gint64 deadline = g_get_monotonic_time() + (gint64)LINE_WAIT_MS * 1000;
-
-    for (;;) {
-        const char *line;
-        guint64 seq;
-        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-
-        g_assert_cmpint(left, >, 0);
-        line = console_wait(c, "HANDOVER-SEQ ", cursor, (guint)left);
-        seq = test_guest_seq_of(line);
-        if (seq > min)
-            return seq;
-    }
-}
-
 /* ---- two hosts and a guest ---- */
 
 typedef struct {
@@ -275,23 +114,11 @@ typedef struct {
     char *disk;
     char *xml_path;
     char *name;
-    FileConsole *con;
+    TestGuestFileConsole *con;
     guint cursor;
     bool unsafe; /* cache='none' impossible on this file system */
     pid_t src_pid;
 } Hosts;
-
-/* Whether the shared storage takes O_DIRECT (cache='none' needs it). */
-static bool
-supports_odirect(const char *path)
-{
-    int fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
-
-    if (fd < 0)
-        return false;
-    close(fd);
-    return true;
-}
 
 static TestDaemon *
 host_start(Hosts *h, int side, const char *host_uuid, const char *emulator)
@@ -313,43 +140,6 @@ host_start(Hosts *h, int side, const char *host_uuid, const char *emulator)
     return test_daemon_start(&opts);
 }
 
-static char *
-guest_xml(const Hosts *h, const TestGuestImage *img, const char *serial)
-{
-    g_autofree char *cmdline = test_guest_cmdline(h->bin[0], WORKLOAD);
-    g_autofree char *uuid = g_uuid_string_random();
-
-    /* type='qemu': TCG, the only way this guest boots here (DESIGN §6).
-     * machine='pc': the destination gets the source's concrete machine. */
-    return g_strdup_printf(
-        "<domain type='qemu'>\n"
-        "  <name>%s</name>\n"
-        "  <uuid>%s</uuid>\n"
-        "  <memory unit='MiB'>%d</memory>\n"
-        "  <vcpu>1</vcpu>\n"
-        "  <os>\n"
-        "    <type arch='x86_64' machine='pc'>hvm</type>\n"
-        "    <kernel>%s</kernel>\n"
-        "    <initrd>%s</initrd>\n"
-        "    <cmdline>%s</cmdline>\n"
-        "  </os>\n"
-        "  <on_reboot>destroy</on_reboot>\n"
-        "  <devices>\n"
-        "    <emulator>%s</emulator>\n"
-        "    <disk type='file' device='disk'>\n"
-        "      <driver name='qemu' type='raw'%s/>\n"
-        "      <source file='%s'/>\n"
-        "      <target dev='vda' bus='virtio'/>\n"
-        "    </disk>\n"
-        "    <serial type='file'>\n"
-        "      <source path='%s' append='on'/>\n"
-        "    </serial>\n"
-        "  </devices>\n"
-        "</domain>\n",
-        h->name, uuid, GUEST_MIB, img->kernel, img->initrd, cmdline, h->bin[0]->binary,
-        h->unsafe ? "" : " cache='none'", h->disk, serial);
-}
-
 /* Both hosts, and the guest running its workloads on the source. NULL
  * when a QEMU or the guest is missing (the test is skipped). dst_emulator:
  * the destination daemon's default emulator instead of its QEMU, or NULL. */
@@ -359,21 +149,16 @@ hosts_new_full(guint pair_index, const char *case_name, const char *dst_emulator
     const QemuPair *pair = &pairs[pair_index];
     const TestQemuBinary *src_bin = test_qemu_need(pair->src);
     const TestQemuBinary *dst_bin = src_bin ? test_qemu_need(pair->dst) : NULL;
-    const char *why = NULL;
     const TestGuestImage *img;
     Hosts *h;
     g_autofree char *serial = NULL;
     g_autofree char *xml = NULL;
-    g_autofree char *out = NULL;
-    int fd;
 
     if (!src_bin || !dst_bin)
         return NULL;
-    img = test_guest_image(&why);
-    if (!img) {
-        test_qemu_missing("no test guest: %s", why);
+    img = test_guest_image_need();
+    if (!img)
         return NULL;
-    }
     h = g_new0(Hosts, 1);
     h->pair = pair;
     h->pair_index = pair_index;
@@ -381,36 +166,32 @@ hosts_new_full(guint pair_index, const char *case_name, const char *dst_emulator
     h->bin[1] = dst_bin;
     h->name = g_strdup_printf("mig-%s", case_name);
     h->dir = test_make_tmpdir("shared");
-    h->disk = g_build_filename(h->dir, "disk.raw", NULL);
-    fd = open(h->disk, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, (off_t)DISK_MIB * 1024 * 1024), ==, 0);
-    close(fd);
     /* cache='none' is what shared storage needs (the migration refuses
      * anything else without --unsafe); it opens the image with O_DIRECT,
      * which some file systems (tmpfs) refuse. */
-    h->unsafe = !supports_odirect(h->disk);
-    if (h->unsafe)
-        g_test_message("'%s' does not take O_DIRECT: default cache and --unsafe", h->dir);
+    h->disk = test_shared_disk_new(h->dir, DISK_MIB, &h->unsafe);
 
     h->net = test_netns_new();
     h->host[0] = host_start(h, 0, NULL, NULL);
     h->host[1] = host_start(h, 1, NULL, dst_emulator);
 
     serial = g_build_filename(h->dir, "serial.log", NULL);
-    h->con = console_new(serial);
-    xml = guest_xml(h, img, serial);
+    h->con = test_guest_file_console_new(serial);
+    xml = test_guest_domain_xml(&(TestGuestDomain){
+        .image = img,
+        .bin = h->bin[0],
+        .name = h->name,
+        .memory_mib = GUEST_MIB,
+        .cmdline_extra = WORKLOAD,
+        .disk = h->disk,
+        .cache_none = !h->unsafe,
+        .serial = serial,
+    });
     h->xml_path = g_build_filename(h->dir, "guest.xml", NULL);
     g_assert_true(g_file_set_contents(h->xml_path, xml, -1, NULL));
-    g_free(TEST_CLI_OK(h->host[0], "define", h->xml_path));
-    out = TEST_CLI_OK(h->host[0], "start", h->name);
-    h->src_pid = test_daemon_domain_pid(h->host[0], h->name);
-    g_assert_cmpint(h->src_pid, >, 0);
+    h->src_pid = test_daemon_define_start(h->host[0], h->xml_path, h->name);
 
-    (void)console_wait(h->con, "HANDOVER-GUEST READY", &h->cursor, BOOT_WAIT_MS);
-    (void)console_wait(h->con, "HANDOVER-DISK start", &h->cursor, LINE_WAIT_MS);
-    (void)console_wait(h->con, "HANDOVER-SEQ ", &h->cursor, LINE_WAIT_MS);
-    (void)console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
+    test_guest_file_console_wait_up(h->con, &h->cursor, BOOT_WAIT_MS, LINE_WAIT_MS, "");
     return h;
 }
 
@@ -429,7 +210,7 @@ hosts_free(Hosts *h)
     test_daemon_free(h->host[0]);
     test_daemon_free(h->host[1]);
     test_netns_free(h->net);
-    console_free(h->con);
+    test_guest_file_console_free(h->con);
     g_free(h->dir);
     g_free(h->disk);
     g_free(h->xml_path);
@@ -449,11 +230,7 @@ host_state(const Hosts *h, int side, const char *name)
 static void
 assert_state(const Hosts *h, int side, const char *want)
 {
-    g_autofree char *state = host_state(h, side, h->name);
-
-    if (g_strcmp0(state, want) != 0)
-        g_error("'%s' on the %s: state %s, expected %s", h->name, side ? "destination" : "source",
-                state ? state : "(not there)", want ? want : "(not there)");
+    test_daemon_assert_state(h->host[side], h->name, side ? "destination" : "source", want);
 }
 
 /* Nothing of the guest on the destination: no domain, no QEMU. */
@@ -473,8 +250,8 @@ assert_destination_empty(const Hosts *h)
 static void
 assert_workload_advances(Hosts *h)
 {
-    guint64 last = console_last_seq(h->con);
-    guint64 next = console_wait_seq_above(h->con, last, &h->cursor);
+    guint64 last = test_guest_file_console_last_seq(h->con);
+    guint64 next = test_guest_file_console_wait_seq_above(h->con, last, &h->cursor, LINE_WAIT_MS);
 
     g_test_message("workload seq %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT, last, next);
 }
@@ -485,168 +262,19 @@ assert_workload_advances(Hosts *h)
 static void
 stop_and_check_disk(Hosts *h, int side)
 {
-    g_autofree char *min = NULL;
-    const char *extra[3] = {"--min-seq", NULL, NULL};
     TestGuestSeqcheck res = {0};
     guint64 last;
 
     g_free(TEST_CLI_OK(h->host[side], "suspend", h->name));
-    last = console_last_seq(h->con);
+    last = test_guest_file_console_last_seq(h->con);
     g_free(TEST_CLI_OK(h->host[side], "destroy", h->name));
-    min = g_strdup_printf("%" G_GUINT64_FORMAT, last);
-    extra[1] = min;
-    g_assert_true(test_guest_seqcheck(h->disk, extra, &res));
-    if (res.status != 0)
-        g_error("seqcheck on '%s' (min seq %s) exited %d:\n%s", h->disk, min, res.status,
-                res.output);
+    test_guest_seqcheck_ok(h->disk, NULL, last, &res);
     g_test_message("disk: max_seq=%" G_GUINT64_FORMAT " valid=%" G_GUINT64_FORMAT
                    " (last reported %" G_GUINT64_FORMAT ")",
                    res.max_seq, res.valid, last);
     g_assert_cmpuint(res.max_seq, >=, last);
     test_guest_seqcheck_clear(&res);
 }
-
-/* ---- job events from the source daemon ---- */
-
-typedef struct {
-    const char *name;
-    GPtrArray *seen; /* "phase:perform", "completed", ... for the domain */
-    bool cli_exited;
-    bool timed_out;
-} JobWatch;
-
-static void
-job_event_cb(HoRpcConn *conn, const char *event, json_object *data, gint64 ts_us, void *opaque)
-{
-    JobWatch *w = opaque;
-    const char *name = NULL;
-    const char *what = NULL;
-    json_object *inner = NULL;
-
-    if (!g_str_equal(event, "domain.job") || !data)
-        return;
-    if (ho_json_get_string(data, "name", &name) < 0 || ho_json_get_string(data, "event", &what) < 0)
-        g_error("a domain.job event without name or event: %s", json_object_to_json_string(data));
-    if (!g_str_equal(name, w->name))
-        return;
-    if (g_str_equal(what, "phase")) {
-        const char *phase = NULL;
-
-        if (ho_json_get_object(data, "data", &inner) < 0 ||
-            ho_json_get_string(inner, "phase", &phase) < 0)
-            g_error("a phase event without its phase: %s", json_object_to_json_string(data));
-        g_ptr_array_add(w->seen, g_strdup_printf("phase:%s", phase));
-    } else if (!g_str_equal(what, "progress")) {
-        g_ptr_array_add(w->seen, g_strdup(what));
-    }
-}
-
-static HoRpcConn *
-job_watch_open(TestDaemon *d, JobWatch *w, const char *name)
-{
-    HoRpcConn *c = ho_rpc_conn_open_unix(d->socket_path, "migrationtest",
-                                         g_main_context_default(), 30000);
-    json_object *res = NULL;
-
-    if (!c)
-        g_error("cannot connect to '%s': %s", d->socket_path, ho_error_last_message());
-    w->name = name;
-    w->seen = g_ptr_array_new_with_free_func(g_free);
-    ho_rpc_conn_set_callbacks(c, job_event_cb, NULL, w);
-    if (ho_rpc_conn_call_sync(c, "events.subscribe", NULL, &res, 30000) < 0)
-        g_error("events.subscribe: %s", ho_error_last_message());
-    json_object_put(res);
-    return c;
-}
-
-static gboolean
-on_cli_exit(gint fd, GIOCondition cond, gpointer opaque)
-{
-    JobWatch *w = opaque;
-
-    w->cli_exited = true;
-    return G_SOURCE_REMOVE;
-}
-
-static gboolean
-on_watch_timeout(gpointer opaque)
-{
-    JobWatch *w = opaque;
-
-    w->timed_out = true;
-    return G_SOURCE_REMOVE;
-}
-
-static bool
-job_seen(const JobWatch *w, const char *item)
-{
-    guint i;
-
-    for (i = 0; i < w->seen->len; i++) {
-        if (g_str_equal(g_ptr_array_index(w->seen, i), item))
-            return true;
-    }
-    return false;
-}
-
-static char *
-job_seen_text(const JobWatch *w)
-{
-    g_autoptr(GPtrArray) copy = g_ptr_array_copy(w->seen, NULL, NULL);
-
-    g_ptr_array_add(copy, NULL);
-    return g_strjoinv(", ", (char **)copy->pdata);
-}
-
-/* Wait for a job event ("phase:perform") while the CLI job runs; fails
- * when the CLI ends first or the event does not come in time. */
-static void
-job_watch_wait(JobWatch *w, TestCliJob *job, const char *item)
-{
-    guint fd_id, timer_id;
-
-    w->cli_exited = false;
-    w->timed_out = false;
-    fd_id = g_unix_fd_add(test_cli_job_pidfd(job), G_IO_IN, on_cli_exit, w);
-    timer_id = g_timeout_add(PHASE_WAIT_MS, on_watch_timeout, w);
-    while (!job_seen(w, item) && !w->cli_exited && !w->timed_out)
-        g_main_context_iteration(NULL, TRUE);
-    if (!w->cli_exited)
-        g_source_remove(fd_id);
-    if (!w->timed_out)
-        g_source_remove(timer_id);
-    if (!job_seen(w, item)) {
-        g_autofree char *seen = job_seen_text(w);
-        g_auto(TestCliResult) r = {0};
-
-        if (w->cli_exited && test_cli_job_wait(job, 0, &r))
-            g_error("'handover migrate' ended (%d) before the job event '%s' (seen: %s)\n"
-                    "stdout:\n%s\nstderr:\n%s",
-                    r.status, item, seen, r.out, r.err);
-        g_error("no job event '%s' in %d ms (seen: %s)", item, PHASE_WAIT_MS, seen);
-    }
-}
-
-/* Take in every job event the daemon sent before now: a call on the same
- * connection is answered after them. */
-static void
-job_watch_sync(HoRpcConn *c, const char *name)
-{
-    json_object *params = json_object_new_object();
-    json_object *res = NULL;
-
-    ho_json_add_string(params, "name", name);
-    if (ho_rpc_conn_call_sync(c, "domain.info", params, &res, 30000) < 0)
-        g_error("domain.info: %s", ho_error_last_message());
-    json_object_put(res);
-}
-
-static void
-job_watch_clear(JobWatch *w)
-{
-    g_clear_pointer(&w->seen, g_ptr_array_unref);
-}
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(JobWatch, job_watch_clear)
 
 /* ---- migrating ---- */
 
@@ -667,13 +295,6 @@ migrate_spawn(const Hosts *h, int from, const char *uri, const char *const *extr
     g_ptr_array_add(args, (char *)uri);
     g_ptr_array_add(args, NULL);
     return test_cli_spawn(h->host[from], (const char *const *)args->pdata);
-}
-
-static void
-migrate_finish(TestCliJob *job, TestCliResult *r)
-{
-    if (!test_cli_job_wait(job, MIGRATE_WAIT_MS, r))
-        g_error("'handover migrate' did not end in %d ms", MIGRATE_WAIT_MS);
 }
 
 static void
@@ -765,10 +386,10 @@ migrate_once(Hosts *h, int from)
     int64_t downtime = -1, total = -1;
 
     g_assert_cmpint(old_pid, >, 0);
-    seq_before = console_last_seq(h->con);
+    seq_before = test_guest_file_console_last_seq(h->con);
     since_us = g_get_monotonic_time();
     job = migrate_spawn(h, from, h->host[to]->peer_uri, NULL);
-    migrate_finish(job, &r);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     if (r.status != 0)
         g_error("'handover migrate' exited %d\nstdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
     g_test_message("migrate --verbose printed:\n%s", r.out);
@@ -788,8 +409,8 @@ migrate_once(Hosts *h, int from)
         g_error("the source QEMU %d still runs after the migration", (int)old_pid);
 
     /* The guest goes on where it was. */
-    (void)console_wait_seq_above(h->con, seq_before, &h->cursor);
-    (void)console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
+    (void)test_guest_file_console_wait_seq_above(h->con, seq_before, &h->cursor, LINE_WAIT_MS);
+    (void)test_guest_file_console_wait(h->con, "HANDOVER-RAM ok", &h->cursor, LINE_WAIT_MS);
     assert_workload_advances(h);
 
     /* Never two writers. */
@@ -874,15 +495,15 @@ test_live(gconstpointer data)
  * perform phase (a job event of the source daemon); returns the running
  * CLI job. */
 static TestCliJob *
-start_slow_migration(Hosts *h, JobWatch *w, gint64 *since_us)
+start_slow_migration(Hosts *h, TestJobWatch *w, gint64 *since_us)
 {
     static const char *const slow[] = {"--bandwidth", "1", NULL};
-    g_autoptr(HoRpcConn) watch = job_watch_open(h->host[0], w, h->name);
+    g_autoptr(HoRpcConn) watch = test_job_watch_open(h->host[0], w, h->name, "migrationtest");
     TestCliJob *job;
 
     *since_us = g_get_monotonic_time();
     job = migrate_spawn(h, 0, h->host[1]->peer_uri, slow);
-    job_watch_wait(w, job, "phase:perform");
+    test_job_watch_wait(w, job, "phase:perform", PHASE_WAIT_MS);
     return job;
 }
 
@@ -916,7 +537,7 @@ test_abort(gconstpointer data, bool by_sigint)
 {
     guint pair_index = GPOINTER_TO_UINT(data);
     g_autoptr(Hosts) h = hosts_new(pair_index, by_sigint ? "sigint" : "abort");
-    g_auto(JobWatch) w = {0};
+    g_auto(TestJobWatch) w = {0};
     g_autoptr(TestCliJob) job = NULL;
     g_auto(TestCliResult) r = {0};
     g_autoptr(GArray) kids = NULL;
@@ -938,7 +559,7 @@ test_abort(gconstpointer data, bool by_sigint)
     } else {
         g_free(TEST_CLI_OK(h->host[0], "domjobabort", h->name));
     }
-    migrate_finish(job, &r);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     both = g_strconcat(r.out, r.err, NULL);
     if (r.status == 0)
         g_error("an aborted migrate exited 0\nstdout:\n%s\nstderr:\n%s", r.out, r.err);
@@ -1083,7 +704,7 @@ test_abort_prepare(gconstpointer data)
     const TestQemuBinary *dst_bin = test_qemu_need(pairs[pair_index].dst);
     g_autoptr(QemuGate) gate = dst_bin ? gate_new(dst_bin) : NULL;
     g_autoptr(Hosts) h = NULL;
-    g_auto(JobWatch) w = {0};
+    g_auto(TestJobWatch) w = {0};
     g_autoptr(HoRpcConn) watch = NULL;
     g_autoptr(TestCliJob) job = NULL;
     g_auto(TestCliResult) r = {0};
@@ -1097,29 +718,29 @@ test_abort_prepare(gconstpointer data)
     if (!h)
         return;
     gate_close(gate);
-    watch = job_watch_open(h->host[0], &w, h->name);
+    watch = test_job_watch_open(h->host[0], &w, h->name, "migrationtest");
     since_us = g_get_monotonic_time();
     job = migrate_spawn(h, 0, h->host[1]->peer_uri, NULL);
-    job_watch_wait(&w, job, "phase:prepare");
+    test_job_watch_wait(&w, job, "phase:prepare", PHASE_WAIT_MS);
     /* The destination is starting a QEMU (its capability probe or the
      * incoming one), held at the gate: it cannot answer Prepare before
      * the gate opens. */
     waiting = gate_wait_arrival(gate);
     g_assert_cmpint(waiting, >, 1);
     test_daemon_track_pid(waiting);
-    job_watch_sync(watch, h->name);
-    g_assert_false(job_seen(&w, "phase:perform"));
+    test_job_watch_sync(watch, h->name);
+    g_assert_false(test_job_watch_seen(&w, "phase:perform"));
     g_free(TEST_CLI_OK(h->host[0], "domjobabort", h->name));
     gate_open(gate);
-    migrate_finish(job, &r);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     both = g_strconcat(r.out, r.err, NULL);
     if (r.status == 0)
         g_error("a migration aborted in prepare exited 0\nstdout:\n%s\nstderr:\n%s", r.out,
                 r.err);
     assert_contains(both, "cancelled", "the aborted migrate's output");
     g_test_message("aborted in prepare, migrate exited %d: %s", r.status, r.err);
-    job_watch_sync(watch, h->name);
-    if (job_seen(&w, "phase:perform"))
+    test_job_watch_sync(watch, h->name);
+    if (test_job_watch_seen(&w, "phase:perform"))
         g_error("the job went on to perform after domjobabort in prepare");
     /* Whatever went through the gate (a probe ends by itself, the
      * incoming QEMU is killed by its daemon) is gone. */
@@ -1134,7 +755,7 @@ test_dst_killed(gconstpointer data)
 {
     guint pair_index = GPOINTER_TO_UINT(data);
     g_autoptr(Hosts) h = hosts_new(pair_index, "dstkill");
-    g_auto(JobWatch) w = {0};
+    g_auto(TestJobWatch) w = {0};
     g_autoptr(TestCliJob) job = NULL;
     g_auto(TestCliResult) r = {0};
     g_auto(TestCliResult) info = {0};
@@ -1168,7 +789,7 @@ test_dst_killed(gconstpointer data)
     g_assert_cmpint(kill(victim, SIGKILL), ==, 0);
     g_assert_true(test_pid_wait_exit(victim, EXIT_WAIT_MS));
 
-    migrate_finish(job, &r);
+    test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
     if (r.status == 0)
         g_error("migrate exited 0 although the destination QEMU died\nstdout:\n%s\nstderr:\n%s",
                 r.out, r.err);
@@ -1221,7 +842,7 @@ test_same_host(gconstpointer data)
         g_auto(TestCliResult) r = {0};
         g_autoptr(json_object) twin_list = NULL;
 
-        migrate_finish(job, &r);
+        test_cli_job_finish(job, &r, "handover migrate", MIGRATE_WAIT_MS);
         if (r.status == 0 || !g_regex_match(re, r.err, 0, NULL))
             g_error("migrating to %s (the same host UUID) should be refused naming the same "
                     "host: exited %d\nstdout:\n%s\nstderr:\n%s",

@@ -657,6 +657,13 @@ test_cli_job_wait(TestCliJob *job, guint timeout_ms, TestCliResult *r)
     return true;
 }
 
+void
+test_cli_job_finish(TestCliJob *job, TestCliResult *r, const char *what, guint timeout_ms)
+{
+    if (!test_cli_job_wait(job, timeout_ms, r))
+        g_error("'%s' did not end in %u ms", what, timeout_ms);
+}
+
 int
 test_cli_job_pidfd(const TestCliJob *job)
 {
@@ -745,6 +752,29 @@ test_daemon_domain_state(const TestDaemon *d, const char *name)
             return g_strdup(state);
     }
     return NULL;
+}
+
+pid_t
+test_daemon_define_start(const TestDaemon *d, const char *xml_path, const char *name)
+{
+    pid_t pid;
+
+    g_free(TEST_CLI_OK(d, "define", xml_path));
+    g_free(TEST_CLI_OK(d, "start", name));
+    pid = test_daemon_domain_pid(d, name);
+    g_assert_cmpint(pid, >, 0);
+    return pid;
+}
+
+void
+test_daemon_assert_state(const TestDaemon *d, const char *name, const char *where,
+                         const char *want)
+{
+    g_autofree char *state = test_daemon_domain_state(d, name);
+
+    if (g_strcmp0(state, want) != 0)
+        g_error("'%s' on the %s: state %s, expected %s", name, where,
+                state ? state : "(not there)", want ? want : "(not there)");
 }
 
 pid_t

@@ -104,6 +104,9 @@ typedef struct _TestCliJob TestCliJob;
 TestCliJob *test_cli_spawn(const TestDaemon *d, const char *const *args);
 /* Wait up to timeout_ms for it to exit; true when it did (result filled). */
 bool test_cli_job_wait(TestCliJob *job, guint timeout_ms, TestCliResult *r);
+/* Wait up to timeout_ms for it to exit (result in r); the test fails,
+ * naming it what ("handover migrate"), when it does not. */
+void test_cli_job_finish(TestCliJob *job, TestCliResult *r, const char *what, guint timeout_ms);
 /* A pidfd of the process: readable once it exited (for a GSource). */
 int test_cli_job_pidfd(const TestCliJob *job);
 /* Send it a signal (SIGINT: Ctrl-C). */
@@ -119,9 +122,17 @@ json_object *test_daemon_list(const TestDaemon *d, bool all);
 /* The state of a domain in `list --all --json`, or NULL when it is not
  * listed (g_free it). */
 char *test_daemon_domain_state(const TestDaemon *d, const char *name);
+/* Fail the test unless test_daemon_domain_state() is want (NULL: not
+ * listed); where names the host in the message ("source"). */
+void test_daemon_assert_state(const TestDaemon *d, const char *name, const char *where,
+                              const char *want);
 /* The QEMU pid from `dominfo --json` (tracked for cleanup), 0 when it
  * does not run. */
 pid_t test_daemon_domain_pid(const TestDaemon *d, const char *name);
+
+/* `define xml_path` and `start name` on d, each to exit 0; the QEMU pid
+ * (tracked for cleanup), which must be there. */
+pid_t test_daemon_define_start(const TestDaemon *d, const char *xml_path, const char *name);
 
 /* ---- a daemon killed and started again (helper Q2) ---- */
 

@@ -139,6 +139,17 @@ test_guest_image(const char **why)
     return &guest_image;
 }
 
+const TestGuestImage *
+test_guest_image_need(void)
+{
+    const char *why = NULL;
+    const TestGuestImage *img = test_guest_image(&why);
+
+    if (!img)
+        test_qemu_missing("no test guest: %s", why);
+    return img;
+}
+
 struct _TestGuestConsole {
     char *sock_path;
     char *chardev;
@@ -418,6 +429,51 @@ test_guest_cmdline(const TestQemuBinary *bin, const char *extra)
                            extra && *extra ? " " : "", extra ? extra : "");
 }
 
+char *
+test_guest_domain_xml(const TestGuestDomain *d)
+{
+    g_autofree char *cmdline = test_guest_cmdline(d->bin, d->cmdline_extra);
+    g_autofree char *uuid = d->uuid ? g_strdup(d->uuid) : g_uuid_string_random();
+    const char *cache = d->cache_none ? " cache='none'" : "";
+    g_autofree char *vdb = NULL;
+
+    if (d->qcow2)
+        vdb = g_strdup_printf("    <disk type='file' device='disk'>\n"
+                              "      <driver name='qemu' type='qcow2'%s/>\n"
+                              "      <source file='%s'/>\n"
+                              "      <target dev='vdb' bus='virtio'/>\n"
+                              "    </disk>\n",
+                              cache, d->qcow2);
+    return g_strdup_printf("<domain type='qemu'>\n"
+                           "  <name>%s</name>\n"
+                           "  <uuid>%s</uuid>\n"
+                           "  <memory unit='MiB'>%u</memory>\n"
+                           "  <vcpu>1</vcpu>\n"
+                           "  <os>\n"
+                           "    <type arch='x86_64' machine='pc'>hvm</type>\n"
+                           "    <kernel>%s</kernel>\n"
+                           "    <initrd>%s</initrd>\n"
+                           "    <cmdline>%s</cmdline>\n"
+                           "  </os>\n"
+                           "  <on_reboot>destroy</on_reboot>\n"
+                           "  <devices>\n"
+                           "    <emulator>%s</emulator>\n"
+                           "    <disk type='file' device='disk'>\n"
+                           "      <driver name='qemu' type='raw'%s/>\n"
+                           "      <source file='%s'/>\n"
+                           "      <target dev='vda' bus='virtio'/>\n"
+                           "    </disk>\n"
+                           "%s"
+                           "    <serial type='file'>\n"
+                           "      <source path='%s' append='on'/>\n"
+                           "    </serial>\n"
+                           "  </devices>\n"
+                           "</domain>\n",
+                           d->name, uuid, d->memory_mib, d->image->kernel, d->image->initrd,
+                           cmdline, d->emulator ? d->emulator : d->bin->binary, cache, d->disk,
+                           vdb ? vdb : "", d->serial);
+}
+
 void
 test_guest_add_args(GPtrArray *args, const TestGuestArgs *opts)
 {
@@ -532,6 +588,24 @@ test_guest_seqcheck(const char *image, const char *const *extra_args, TestGuestS
         return false;
     }
     return true;
+}
+
+void
+test_guest_seqcheck_ok(const char *image, const char *format, guint64 min_seq,
+                       TestGuestSeqcheck *res)
+{
+    g_autofree char *min = g_strdup_printf("%" G_GUINT64_FORMAT, min_seq);
+    const char *extra[5] = {"--min-seq", min, NULL, NULL, NULL};
+
+    if (format) {
+        extra[2] = "--format";
+        extra[3] = format;
+    }
+    if (!test_guest_seqcheck(image, extra, res))
+        g_error("seqcheck on '%s' did not run", image);
+    if (res->status != 0)
+        g_error("seqcheck on '%s' (min seq %s) exited %d:\n%s", image, min, res->status,
+                res->output);
 }
 
 void
@@ -697,6 +771,40 @@ test_guest_file_console_last_seq(TestGuestFileConsole *c)
             return seq;
     }
     return 0;
+}
+
+guint64
+test_guest_file_console_wait_seq_above(TestGuestFileConsole *c, guint64 min, guint *cursor,
+                                       guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    for (;;) {
+        const char *line;
+        guint64 seq;
+        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+
+        g_assert_cmpint(left, >, 0);
+        line = test_guest_file_console_wait(c, "HANDOVER-SEQ ", cursor, (guint)left);
+        seq = test_guest_seq_of(line);
+        if (seq > min)
+            return seq;
+    }
+}
+
+void
+test_guest_file_console_wait_up(TestGuestFileConsole *c, guint *cursor, guint boot_ms,
+                                guint line_ms, const char *disk)
+{
+    (void)test_guest_file_console_wait(c, "HANDOVER-GUEST READY", cursor, boot_ms);
+    if (disk) {
+        const char *line = test_guest_file_console_wait(c, "HANDOVER-DISK start", cursor, line_ms);
+
+        if (!strstr(line, disk))
+            g_error("the workload writes elsewhere: %s", line);
+    }
+    (void)test_guest_file_console_wait(c, "HANDOVER-SEQ ", cursor, line_ms);
+    (void)test_guest_file_console_wait(c, "HANDOVER-RAM ok", cursor, line_ms);
 }
 
 guint64

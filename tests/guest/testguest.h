@@ -27,6 +27,8 @@ typedef struct {
  * HANDOVER_GUEST_DIR, else <srcdir>/.guest. NULL when the guest cannot be
  * had; *why (if non-NULL) then says why, for g_test_skip. */
 const TestGuestImage *test_guest_image(const char **why);
+/* test_guest_image(), or NULL after test_qemu_missing("no test guest: ..."). */
+const TestGuestImage *test_guest_image_need(void);
 
 /* The serial console: a UNIX socket QEMU connects to at startup; lines are
  * collected as they arrive on the default main context. */
@@ -80,6 +82,26 @@ void test_guest_add_args(GPtrArray *args, const TestGuestArgs *opts);
 char *test_guest_cmdline(const TestQemuBinary *bin, const char *extra);
 
 typedef struct {
+    const TestGuestImage *image;
+    const TestQemuBinary *bin; /* the command line's (pti=on on qemu-7.2) */
+    const char *emulator;      /* <emulator>; NULL: bin's binary */
+    const char *name;
+    const char *uuid;          /* NULL: a random one */
+    guint memory_mib;
+    const char *cmdline_extra; /* handover.* options, may be NULL */
+    const char *disk;          /* raw, vda */
+    bool cache_none;           /* cache='none' on every disk */
+    const char *qcow2;         /* a qcow2 vdb too, or NULL */
+    const char *serial;        /* <serial type='file' append='on'> */
+} TestGuestDomain;
+
+/* A daemon's domain XML that boots the guest (g_free it): type 'qemu'
+ * (TCG, DESIGN §6), machine 'pc' (the destination gets the source's
+ * concrete machine), no reboot, virtio disks, the console in a file both
+ * QEMUs of a migration append to (test_guest_file_console_new). */
+char *test_guest_domain_xml(const TestGuestDomain *d);
+
+typedef struct {
     int status; /* seqcheck's exit status: 0 consistent, 1 not, 2 cannot check */
     guint64 max_seq;
     guint64 blocks;
@@ -91,6 +113,10 @@ typedef struct {
  * more arguments (NULL-terminated, may be NULL). false (and a
  * g_test_message) when it cannot run or its summary line is missing. */
 bool test_guest_seqcheck(const char *image, const char *const *extra_args, TestGuestSeqcheck *res);
+/* test_guest_seqcheck() with "--format format" (format may be NULL) and
+ * "--min-seq min_seq"; the test fails unless it runs and exits 0. */
+void test_guest_seqcheck_ok(const char *image, const char *format, guint64 min_seq,
+                            TestGuestSeqcheck *res);
 /* Free res's contents. */
 void test_guest_seqcheck_clear(TestGuestSeqcheck *res);
 /* The sequence number of a "HANDOVER-SEQ <n>" line, 0 if it is not one. */
@@ -119,7 +145,18 @@ guint test_guest_file_console_lines(TestGuestFileConsole *c);
 const char *test_guest_file_console_line(TestGuestFileConsole *c, guint n);
 /* The highest HANDOVER-SEQ printed so far (0: none). */
 guint64 test_guest_file_console_last_seq(TestGuestFileConsole *c);
+/* Wait (bounded by timeout_ms in all) for a HANDOVER-SEQ above min at or
+ * after line *cursor: the disk writer goes on. Returns its number; the
+ * test fails on timeout. */
+guint64 test_guest_file_console_wait_seq_above(TestGuestFileConsole *c, guint64 min,
+                                               guint *cursor, guint timeout_ms);
 /* The last n lines, indented, one string (g_free it). */
 char *test_guest_file_console_tail(TestGuestFileConsole *c, guint n);
+/* Wait until the guest is up and its workloads run: "HANDOVER-GUEST READY"
+ * within boot_ms, then each within line_ms: with disk non-NULL a
+ * "HANDOVER-DISK start" line containing disk ("" takes any; the test
+ * fails otherwise), a "HANDOVER-SEQ", a "HANDOVER-RAM ok". */
+void test_guest_file_console_wait_up(TestGuestFileConsole *c, guint *cursor, guint boot_ms,
+                                     guint line_ms, const char *disk);
 /* The generation of a "HANDOVER-RAM ok gen=<g>" line, 0 if it is not one. */
 guint64 test_guest_ram_gen_of(const char *line);
