@@ -198,6 +198,9 @@ start_done(QemuDriver *drv, QemuDomainObj *dom, const HoError *err, void *opaque
         f->start_err = ho_error_copy(err);
 }
 
+/* Set by a test that wants the guest's RAM in QEMU's default backend. */
+static bool plain_memory;
+
 static char *
 domain_xml(const char *emulator)
 {
@@ -205,13 +208,15 @@ domain_xml(const char *emulator)
                            "  <name>cpr</name>\n"
                            "  <uuid>3a2b3c4d-5e6f-4a0b-9c1d-2e3f4a5b6c7d</uuid>\n"
                            "  <memory unit='MiB'>64</memory>\n"
-                           "  <memoryBacking>\n"
-                           "    <source type='memfd'/>\n"
-                           "    <access mode='shared'/>\n"
-                           "  </memoryBacking>\n"
+                           "%s"
                            "  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n"
                            "  <devices><emulator>%s</emulator></devices>\n"
                            "</domain>\n",
+                           plain_memory ? ""
+                                        : "  <memoryBacking>\n"
+                                          "    <source type='memfd'/>\n"
+                                          "    <access mode='shared'/>\n"
+                                          "  </memoryBacking>\n",
                            emulator);
 }
 
@@ -473,6 +478,34 @@ test_refused_72(void)
     fx_teardown(&f);
 }
 
+/* RAM not in a shared memfd backend: refused before anything is touched. */
+static void
+test_refused_no_memfd(void)
+{
+    Fx f;
+    QemuMigrationArgs args = {0};
+
+    plain_memory = true;
+    if (!fx_setup(&f, "qemu-10.0")) {
+        plain_memory = false;
+        return;
+    }
+    plain_memory = false;
+    args.mode = g_strdup("cpr-transfer");
+    g_assert_cmpint(qemu_migration_src_cpr_transfer(f.mig, f.dom, &args, done_cb, &f), ==, -1);
+    g_assert_nonnull(strstr(ho_error_last_message(),
+                            "domain 'cpr' needs its memory in a shared memfd backend"));
+    ho_error_reset();
+    qemu_migration_args_clear(&args);
+    g_assert_false(qemu_migration_any_has_job(f.mig, f.dom));
+    g_assert_null(qemu_domain_obj_get_job(f.dom));
+    g_assert_cmpint(qemu_domain_obj_pid(f.dom), ==, f.old_pid);
+    g_assert_true(dom_running(&f));
+    g_assert_false(f.done);
+    g_assert_cmpint(find_new_qemu(f.old_pid), ==, 0);
+    fx_teardown(&f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -482,6 +515,7 @@ main(int argc, char **argv)
     g_test_add_func("/cpr/real/10.0/kill-new-at-stop", test_kill_new_at_stop);
     g_test_add_func("/cpr/real/10.0/kill-new-at-switchover", test_kill_new_at_switchover);
     g_test_add_func("/cpr/real/10.0/cancel-in-perform", test_cancel);
+    g_test_add_func("/cpr/real/10.0/refused-no-memfd", test_refused_no_memfd);
     g_test_add_func("/cpr/real/7.2/refused", test_refused_72);
     return g_test_run();
 }
