@@ -59,8 +59,8 @@ file_fsync_dir(const char *path)
     return 0;
 }
 
-int
-ho_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int
+file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync)
 {
     g_autofree char *tmp = g_strdup_printf("%s.XXXXXX", path);
     int fd;
@@ -81,7 +81,7 @@ ho_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode
         goto error;
     }
     /* The data must be on disk before the rename makes it the file. */
-    if (fsync(fd) < 0) {
+    if (sync && fsync(fd) < 0) {
         ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot sync '%1$s'"), tmp);
         goto error;
     }
@@ -97,9 +97,9 @@ ho_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode
         goto error;
     }
     /* Without this a crash could bring back the old file. */
-    if (file_fsync_dir(path) < 0)
+    if (sync && file_fsync_dir(path) < 0)
         return -1;
-    HO_DEBUG("wrote %zu bytes to '%s'", len, path);
+    HO_DEBUG("wrote %zu bytes to '%s'%s", len, path, sync ? "" : " (not synced)");
     return 0;
 
 error:
@@ -276,4 +276,16 @@ ho_file_remove_tree(const char *path)
     }
     /* Like rm -rf: a tree that is already gone is not an error. */
     return file_remove_at(AT_FDCWD, path, path, 0);
+}
+
+int
+ho_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    return file_write_atomic(path, data, len, mode, true);
+}
+
+int
+ho_file_write_atomic_volatile(const char *path, const void *data, size_t len, mode_t mode)
+{
+    return file_write_atomic(path, data, len, mode, false);
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -9,6 +10,12 @@
  * rename, fsync of the directory. On failure path is unchanged and the temp
  * file removed; -1 and an error naming path. */
 int ho_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* The same without the two fsyncs: for state that describes running
+ * processes (a power loss or kernel crash ends them too, and the file is
+ * then stale anyway). Readers on this kernel, a restarted process among
+ * them, see the old file or the new one, never a mix; only a crash of the
+ * whole machine can leave it empty or old. */
+int ho_file_write_atomic_volatile(const char *path, const void *data, size_t len, mode_t mode);
 /* Read a whole file of at most max bytes (NUL-terminated, g_free it);
  * -1 and an error naming path when missing, unreadable or larger. */
 int ho_file_read_all(const char *path, size_t max, char **data, size_t *len);
