@@ -402,43 +402,41 @@ test_kill_new(void)
     fx_teardown(&f);
 }
 
-/* Killed once the old QEMU stopped the guest: the transfer fails in QEMU
- * (which resumes the guest itself) or, if the old QEMU completed first,
- * the guest never ran in the new one and is resumed in the old one by
- * us; either way exactly one resume for the one stop. */
+/* The new QEMU killed once the transfer is under way, the guest never
+ * having run there: it runs again in the old QEMU, stopped once and
+ * resumed once. At the old QEMU's STOP the transfer fails in QEMU (which
+ * resumes the guest itself) or, if the old QEMU completed first, we
+ * resume it; at the old QEMU's completed, we do (QEMU does not resume
+ * after a completed migration), and FINISH is never reached. */
 static void
-test_kill_new_at_stop(void)
+run_kill_new_late(Act act)
 {
     Fx f;
 
     if (!fx_setup(&f, "qemu-10.0"))
         return;
-    run_cpr(&f, ACT_KILL_NEW_AT_STOP);
+    run_cpr(&f, act);
     g_test_message("error: %s", f.err ? f.err->message : "none");
     g_assert_true(f.acted);
     check_back_in_old(&f);
     g_assert_cmpuint(f.suspended, ==, 1);
+    if (act == ACT_KILL_NEW_AT_SWITCHOVER) {
+        g_assert_nonnull(strstr(f.phases->str, "switchover"));
+        g_assert_null(strstr(f.phases->str, "finish"));
+    }
     fx_teardown(&f);
 }
 
-/* Killed once the old QEMU completed, before the guest was switched to
- * the new one: the guest never ran there; the old QEMU (postmigrate, which
- * QEMU does not resume itself) runs it again, resumed once, by us. */
+static void
+test_kill_new_at_stop(void)
+{
+    run_kill_new_late(ACT_KILL_NEW_AT_STOP);
+}
+
 static void
 test_kill_new_at_switchover(void)
 {
-    Fx f;
-
-    if (!fx_setup(&f, "qemu-10.0"))
-        return;
-    run_cpr(&f, ACT_KILL_NEW_AT_SWITCHOVER);
-    g_test_message("error: %s", f.err ? f.err->message : "none");
-    g_assert_true(f.acted);
-    check_back_in_old(&f);
-    g_assert_cmpuint(f.suspended, ==, 1);
-    g_assert_nonnull(strstr(f.phases->str, "switchover"));
-    g_assert_null(strstr(f.phases->str, "finish"));
-    fx_teardown(&f);
+    run_kill_new_late(ACT_KILL_NEW_AT_SWITCHOVER);
 }
 
 static void
@@ -456,45 +454,26 @@ test_cancel(void)
     fx_teardown(&f);
 }
 
+/* The CPR transfer of a domain on qemu (its RAM in a shared memfd
+ * backend unless plain_memory) is refused at once with code and a message
+ * holding msg, nothing touched: no job, no record, the same QEMU running,
+ * no new QEMU, no callback. */
 static void
-test_refused_72(void)
+run_refused(const char *qemu, bool plain, HoErrorCode code, const char *msg)
 {
     Fx f;
     QemuMigrationArgs args = {0};
+    bool ready;
 
-    if (!fx_setup(&f, "qemu-7.2"))
-        return;
-    args.mode = g_strdup("cpr-transfer");
-    g_assert_cmpint(qemu_migration_src_cpr_transfer(f.mig, f.dom, &args, done_cb, &f), ==, -1);
-    g_assert_cmpint(ho_error_last()->code, ==, HO_ERR_NO_SUPPORT);
-    g_assert_nonnull(strstr(ho_error_last_message(), "cannot do a CPR transfer"));
-    ho_error_reset();
-    qemu_migration_args_clear(&args);
-    g_assert_false(qemu_migration_any_has_job(f.mig, f.dom));
-    g_assert_null(qemu_domain_obj_get_job(f.dom));
-    g_assert_cmpint(qemu_domain_obj_pid(f.dom), ==, f.old_pid);
-    g_assert_true(dom_running(&f));
-    g_assert_false(f.done);
-    fx_teardown(&f);
-}
-
-/* RAM not in a shared memfd backend: refused before anything is touched. */
-static void
-test_refused_no_memfd(void)
-{
-    Fx f;
-    QemuMigrationArgs args = {0};
-
-    plain_memory = true;
-    if (!fx_setup(&f, "qemu-10.0")) {
-        plain_memory = false;
-        return;
-    }
+    plain_memory = plain;
+    ready = fx_setup(&f, qemu);
     plain_memory = false;
+    if (!ready)
+        return;
     args.mode = g_strdup("cpr-transfer");
     g_assert_cmpint(qemu_migration_src_cpr_transfer(f.mig, f.dom, &args, done_cb, &f), ==, -1);
-    g_assert_nonnull(strstr(ho_error_last_message(),
-                            "domain 'cpr' needs its memory in a shared memfd backend"));
+    g_assert_cmpint(ho_error_last()->code, ==, code);
+    g_assert_nonnull(strstr(ho_error_last_message(), msg));
     ho_error_reset();
     qemu_migration_args_clear(&args);
     g_assert_false(qemu_migration_any_has_job(f.mig, f.dom));
@@ -504,6 +483,20 @@ test_refused_no_memfd(void)
     g_assert_false(f.done);
     g_assert_cmpint(find_new_qemu(f.old_pid), ==, 0);
     fx_teardown(&f);
+}
+
+static void
+test_refused_72(void)
+{
+    run_refused("qemu-7.2", false, HO_ERR_NO_SUPPORT, "cannot do a CPR transfer");
+}
+
+/* RAM not in a shared memfd backend. */
+static void
+test_refused_no_memfd(void)
+{
+    run_refused("qemu-10.0", true, HO_ERR_OPERATION_INVALID,
+                "domain 'cpr' needs its memory in a shared memfd backend");
 }
 
 int

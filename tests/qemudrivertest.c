@@ -1413,9 +1413,12 @@ mig_done_cb(QemuMigration *mig, const char *uuid, const HoError *err, json_objec
     m->stats = stats ? json_object_get(stats) : NULL;
 }
 
-/* The monotonic receive times of events in a recording (-1: none). */
+/* The monotonic times of the first and last messages in a recording
+ * going dir ("recv", "send") whose key ("event", "execute") is name
+ * (-1: none). */
 static void
-record_event_times(const char *path, const char *event, gint64 *first, gint64 *last)
+record_times(const char *path, const char *dir_want, const char *key, const char *name_want,
+             gint64 *first, gint64 *last)
 {
     g_autofree char *text = NULL;
     g_auto(GStrv) lines = NULL;
@@ -1435,9 +1438,9 @@ record_event_times(const char *path, const char *event, gint64 *first, gint64 *l
             continue;
         obj = ho_json_parse(lines[i], strlen(lines[i]));
         g_assert_nonnull(obj);
-        if (ho_json_get_string(obj, "dir", &dir) < 0 || !g_str_equal(dir, "recv") ||
+        if (ho_json_get_string(obj, "dir", &dir) < 0 || !g_str_equal(dir, dir_want) ||
             ho_json_get_object(obj, "msg", &msg) < 0 ||
-            ho_json_opt_string(msg, "event", &name) <= 0 || !g_str_equal(name, event)) {
+            ho_json_opt_string(msg, key, &name) <= 0 || !g_str_equal(name, name_want)) {
             ho_error_reset();
             continue;
         }
@@ -1448,40 +1451,24 @@ record_event_times(const char *path, const char *event, gint64 *first, gint64 *l
     }
 }
 
-static char *record_sequence(const char *path, bool *resume_after_pc);
+/* The monotonic receive times of events in a recording (-1: none). */
+static void
+record_event_times(const char *path, const char *event, gint64 *first, gint64 *last)
+{
+    record_times(path, "recv", "event", event, first, last);
+}
 
 /* The monotonic time a command was first sent in a recording (-1: never). */
 static gint64
 record_send_time(const char *path, const char *command)
 {
-    g_autofree char *text = NULL;
-    g_auto(GStrv) lines = NULL;
+    gint64 first, last;
 
-    if (!g_file_get_contents(path, &text, NULL, NULL))
-        g_error("no recording '%s'", path);
-    lines = g_strsplit(text, "\n", -1);
-    for (guint i = 0; lines[i]; i++) {
-        g_autoptr(json_object) obj = NULL;
-        json_object *msg = NULL;
-        const char *name = NULL;
-        const char *dir = NULL;
-        int64_t ts = 0;
-
-        if (!lines[i][0])
-            continue;
-        obj = ho_json_parse(lines[i], strlen(lines[i]));
-        g_assert_nonnull(obj);
-        if (ho_json_get_string(obj, "dir", &dir) < 0 || !g_str_equal(dir, "send") ||
-            ho_json_get_object(obj, "msg", &msg) < 0 ||
-            ho_json_opt_string(msg, "execute", &name) <= 0 || !g_str_equal(name, command)) {
-            ho_error_reset();
-            continue;
-        }
-        g_assert_cmpint(ho_json_get_int64(obj, "ts", &ts), ==, 0);
-        return ts;
-    }
-    return -1;
+    record_times(path, "send", "execute", command, &first, &last);
+    return first;
 }
+
+static char *record_sequence(const char *path, bool *resume_after_pc);
 
 /* Storage copy: the mirrors were cancelled, and the last of them ended
  * (BLOCK_JOB_COMPLETED or _CANCELLED), before migrate-continue went out. */

@@ -614,6 +614,16 @@ static void cpr_record(Job *job, json_object *obj);
 static bool cpr_recover_job(Job *job, json_object *rec);
 
 /* Keep the first error; consumes err. */
+/* The error a failed call reported (taken), or a generic one if it
+ * reported none. */
+static HoError *
+error_steal_or_unknown(void)
+{
+    HoError *err = ho_error_steal();
+
+    return err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error"));
+}
+
 static void
 job_keep_error(Job *job, HoError *err)
 {
@@ -1163,9 +1173,7 @@ src_fail(Job *job, HoError *err)
 static void
 src_fail_take(Job *job)
 {
-    HoError *err = ho_error_steal();
-
-    src_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
+    src_fail(job, error_steal_or_unknown());
 }
 
 static bool src_teardown(Job *job);
@@ -3131,9 +3139,7 @@ dst_fail(Job *job, HoError *err)
 static void
 dst_fail_take(Job *job)
 {
-    HoError *err = ho_error_steal();
-
-    dst_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
+    dst_fail(job, error_steal_or_unknown());
 }
 
 static void
@@ -6045,9 +6051,7 @@ cpr_fail(Job *job, HoError *err)
 static void
 cpr_fail_take(Job *job)
 {
-    HoError *err = ho_error_steal();
-
-    cpr_fail(job, err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error")));
+    cpr_fail(job, error_steal_or_unknown());
 }
 
 /* The CPR part of qemu_migration_any_abort, after its checks passed. */
