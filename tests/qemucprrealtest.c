@@ -20,6 +20,7 @@
 
 #include "ho_error.h"
 #include "ho_json.h"
+#include "ho_log.h"
 #include "qemu_driver.h"
 #include "qemu_migration.h"
 #include "qemu_monitor.h"
@@ -503,6 +504,7 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    ho_log_init(); /* HANDOVER_LOG_LEVEL=debug shows the driver's steps */
     g_test_add_func("/cpr/real/10.0/success", test_success);
     g_test_add_func("/cpr/real/10.0/kill-new-in-perform", test_kill_new);
     g_test_add_func("/cpr/real/10.0/kill-new-at-stop", test_kill_new_at_stop);

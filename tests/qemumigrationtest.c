@@ -779,6 +779,7 @@ struct _Fx {
     bool src_done;
     HoError *src_err;
     bool dst_ended;
+    bool src_ended; /* the source's terminal event came */
     bool acted;
     bool dst_told; /* ACT_PEER_LOST: the destination was told */
     bool warned;   /* a job emitted a "warning" event */
@@ -1228,6 +1229,8 @@ mig_event(QemuMigration *mig, const char *name, const char *uuid, const char *ev
     g_string_append_printf(phases, "%s%s", phases->len ? " " : "", event);
     if (dst)
         f->dst_ended = true;
+    else
+        f->src_ended = true;
 }
 
 static gboolean
@@ -1265,6 +1268,8 @@ src_done(QemuMigration *mig, const char *uuid, const HoError *err, json_object *
     (void)stats;
     g_assert_cmpstr(uuid, ==, DOM_UUID);
     g_assert_false(f->src_done);
+    /* Every event of the job, its end included, comes before this. */
+    g_assert_true(f->src_ended);
     f->src_done = true;
     f->src_err = ho_error_copy(err);
 }

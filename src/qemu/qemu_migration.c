@@ -613,7 +613,6 @@ job_timeout(Job *job, guint ms, GSourceFunc fn)
 static void cpr_record(Job *job, json_object *obj);
 static bool cpr_recover_job(Job *job, json_object *rec);
 
-/* Keep the first error; consumes err. */
 /* The error a failed call reported (taken), or a generic one if it
  * reported none. */
 static HoError *
@@ -624,6 +623,7 @@ error_steal_or_unknown(void)
     return err ? err : ho_error_new(HO_ERR_INTERNAL, "%s", _("unknown error"));
 }
 
+/* Keep the first error; consumes err. */
 static void
 job_keep_error(Job *job, HoError *err)
 {
@@ -658,18 +658,24 @@ pending_event_free(PendingEvent *e)
     g_free(e);
 }
 
-static gboolean
-events_dispatch(gpointer opaque)
+/* Deliver the queued job events, in order. */
+static void
+events_flush(QemuMigration *mig)
 {
-    QemuMigration *mig = opaque;
     PendingEvent *e;
 
-    g_clear_pointer(&mig->events_source, g_source_unref);
+    clear_source(&mig->events_source);
     while ((e = g_queue_pop_head(&mig->events))) {
         if (mig->event_cb)
             mig->event_cb(mig, e->name, e->uuid, e->event, e->data, mig->opaque);
         pending_event_free(e);
     }
+}
+
+static gboolean
+events_dispatch(gpointer opaque)
+{
+    events_flush(opaque);
     return G_SOURCE_REMOVE;
 }
 
@@ -1098,6 +1104,10 @@ job_end(Job *job, QemuMigrationPhase phase)
     job_emit(job, event, json_object_get(info));
     g_hash_table_remove(mig->jobs, job->uuid);
     postcopy_job_ended(job, phase, info);
+    /* The caller hears of the end after every event of the job, the
+     * phases and the end itself, so nothing the job emitted is missed or
+     * arrives after it (the switchover window is over). */
+    events_flush(mig);
     if (job->done_cb)
         job->done_cb(mig, job->uuid, phase == QEMU_MIGRATION_PHASE_COMPLETED ? NULL : job->err,
                      info, job->done_opaque);
