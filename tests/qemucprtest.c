@@ -77,6 +77,15 @@ static const Case cases[] = {
         .state = QEMU_DOMAIN_STATE_RUNNING,
     },
     {
+        /* As above, but the old QEMU is still in finish-migrate when
+         * asked: asked again, then one cont. */
+        .name = "new-dies-in-finish-migrate",
+        .transcript = "cpr-new-dies-finish-migrate.jsonl",
+        .error = "CPR transfer",
+        .phases = "begin prepare perform switchover",
+        .state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
         /* migrate refused at once: the guest was never stopped. */
         .name = "migrate-refused",
         .transcript = "cpr-refused.jsonl",

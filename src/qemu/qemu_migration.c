@@ -5823,6 +5823,10 @@ qemu_migration_src_postcopy_resume(QemuMigration *mig, QemuDomainObj *dom,
 #define CPR_INCOMING_WAIT_S 30  /* old completed -> the new QEMU completed */
 #define CPR_RESUME_WAIT_S 10    /* old failed/cancelled -> QEMU's own RESUME */
 #define CPR_EXIT_WAIT_S 10      /* a QEMU told to go -> it exited */
+/* The old QEMU leaves finish-migrate shortly after its completed event,
+ * with no event of its own: query-status again this often, this long. */
+#define CPR_FINALIZE_POLL_MS 20
+#define CPR_FINALIZE_WAIT_S 10
 
 typedef struct _CprJob {
     QemuDomainCpr *other;     /* the new QEMU, after the switch the old one */
@@ -5835,6 +5839,7 @@ typedef struct _CprJob {
     bool resumed;             /* a RESUME from the old QEMU after migrate */
     bool status_asked;        /* the failure path: query-status went to the old QEMU */
     bool status_pending;      /* ... and its answer has not come yet */
+    gint64 finalize_until_us; /* re-asking while QEMU is in finish-migrate, until then */
     bool cont_pending;        /* the failure path: cont went to the old QEMU, no answer yet */
     bool resuming;            /* the failure path: awaiting QEMU's own RESUME */
     bool ending;              /* the failure path: waiting for the new QEMU to exit */
@@ -5964,6 +5969,26 @@ cpr_cont_old_done(QemuMonitor *mon, const HoError *err, void *opaque)
     cpr_unwind(job);
 }
 
+static void cpr_old_status_done(QemuMonitor *mon, const QemuMonitorStatus *st,
+                                const HoError *err, void *opaque);
+
+static gboolean
+cpr_old_status_again(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->bound_src, g_source_unref);
+    if (!job_live(job) || !job->cpr)
+        return G_SOURCE_REMOVE;
+    if (job->qemu_gone || qemu_monitor_is_closed(job->mon)) {
+        job->cpr->status_pending = false;
+        cpr_unwind(job);
+        return G_SOURCE_REMOVE;
+    }
+    qemu_monitor_json_query_status(job->mon, cpr_old_status_done, job_ref(job));
+    return G_SOURCE_REMOVE;
+}
+
 static void
 cpr_old_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError *err,
                     void *opaque)
@@ -5987,6 +6012,21 @@ cpr_old_status_done(QemuMonitor *mon, const QemuMonitorStatus *st, const HoError
         c->resumed = true;
         cpr_unwind(job);
         return;
+    }
+    if (c->src_completed && st->state == QEMU_RUN_STATE_FINISH_MIGRATE) {
+        /* Right after its completed event QEMU is still finalizing the
+         * migration and refuses cont; it says nothing when done. */
+        gint64 now = ho_time_now_us();
+
+        if (!c->finalize_until_us)
+            c->finalize_until_us = now + (gint64)CPR_FINALIZE_WAIT_S * G_USEC_PER_SEC;
+        if (now < c->finalize_until_us) {
+            c->status_pending = true;
+            job->bound_src = job_timeout(job, CPR_FINALIZE_POLL_MS, cpr_old_status_again);
+            return;
+        }
+        HO_WARN("domain '%s': the old QEMU stayed in finish-migrate for %u seconds after the "
+                "failed CPR transfer", job->name, (unsigned int)CPR_FINALIZE_WAIT_S);
     }
     if (c->src_completed) {
         /* QEMU's migration completed, so QEMU does not resume the guest;
