@@ -136,6 +136,7 @@ typedef struct {
     const char *expect; /* an event to wait for */
     bool seen;
     const char *default_emulator;
+    unsigned int probe_timeout_s;
     bool own_ctx;
 } Fx;
 
@@ -162,6 +163,7 @@ fx_open(Fx *f)
     cfg.runtime_dir = f->runtime_dir;
     cfg.log_dir = f->log_dir;
     cfg.default_emulator = f->default_emulator;
+    cfg.probe_timeout_s = f->probe_timeout_s;
     f->drv = NULL;
     f->drv = qemu_driver_open(&cfg, f->ctx, event_cb, f);
     if (!f->drv)
@@ -2921,6 +2923,50 @@ static const char *const pair_72[] = {"qemu-7.2", "qemu-7.2"};
 static const char *const pair_10[] = {"qemu-10.0", "qemu-10.0"};
 static const char *const pair_72_10[] = {"qemu-7.2", "qemu-10.0"};
 
+/* A probe whose QEMU never answers (as QEMU's own monitor startup race
+ * can leave it) is killed at the probe timeout and tried again once. The
+ * emulator here is a script that is `sleep` the first time (it never
+ * accepts the monitor connection) and the real QEMU the second. */
+static void
+test_probe_retried(void)
+{
+    const TestQemuBinary *bin = test_qemu_need("qemu-7.2");
+    g_autofree char *dir = NULL;
+    g_autofree char *script = NULL, *marker = NULL, *pidfile = NULL;
+    g_autofree char *text = NULL;
+    g_autofree char *pidtext = NULL;
+    CapsDone caps;
+    Fx f;
+
+    if (!bin)
+        return;
+    dir = test_make_tmpdir("probe");
+    script = g_build_filename(dir, "qemu-system-x86_64", NULL);
+    marker = g_build_filename(dir, "first-run", NULL);
+    pidfile = g_build_filename(dir, "stuck.pid", NULL);
+    text = g_strdup_printf("#!/bin/sh\n"
+                           "if [ ! -e '%s' ]; then : > '%s'; echo $$ > '%s'; exec sleep 600; fi\n"
+                           "exec '%s' \"$@\"\n",
+                           marker, marker, pidfile, bin->binary);
+    g_assert_true(g_file_set_contents(script, text, -1, NULL));
+    g_assert_cmpint(chmod(script, 0755), ==, 0);
+
+    fx_init_full(&f, bin, NULL, NULL);
+    fx_close(&f);
+    f.probe_timeout_s = 1;
+    fx_open(&f);
+    get_caps(&f, script, &caps);
+    if (caps.err)
+        g_error("probe: %s", caps.err->message);
+    g_assert_cmpuint(caps.version / 1000000, ==, 7);
+    /* The stuck first "QEMU" was the one probed first, and is gone. */
+    g_assert_true(g_file_get_contents(pidfile, &pidtext, NULL, NULL));
+    g_assert_cmpint(kill(atoi(pidtext), 0), ==, -1);
+    g_assert_cmpint(errno, ==, ESRCH);
+    fx_fini(&f);
+    (void)ho_file_remove_tree(dir);
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 int
@@ -2958,6 +3004,7 @@ main(int argc, char **argv)
             g_test_add_data_func(ab, bin, test_migrate_abort);
         }
     }
+    g_test_add_func("/driver/probe-retried", test_probe_retried);
     g_test_add_data_func("/driver/migrate/qemu-7.2", pair_72, test_migrate);
     g_test_add_data_func("/driver/migrate/qemu-10.0", pair_10, test_migrate);
     g_test_add_data_func("/driver/migrate/qemu-7.2-to-10.0", pair_72_10, test_migrate);

@@ -1082,6 +1082,28 @@ test_under_limit(void)
     fake_free(f);
 }
 
+/* An event before the greeting (the same QEMU startup race) is dropped;
+ * the greeting that follows starts the session as usual. */
+static void
+test_event_before_greeting(void)
+{
+    g_autoptr(GMainContext) ctx = g_main_context_new();
+    Fake *f = fake_new(ctx);
+    g_autoptr(json_object) caps = NULL;
+
+    fake_write_line(f, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+                       "\"event\": \"RESUME\"}");
+    fake_expect_silence(f, 20);
+    g_assert_cmpint(f->closed_calls, ==, 0);
+    g_assert_null(qemu_monitor_get_greeting(f->mon));
+    fake_write_line(f, GREETING);
+    caps = fake_read_cmd(f, "qmp_capabilities");
+    fake_reply(f, caps, "{}");
+    g_assert_true(fake_wait(f, &f->ready_calls, 1));
+    g_assert_cmpint(f->closed_calls, ==, 0);
+    fake_free(f);
+}
+
 static void
 test_not_greeting(void)
 {
@@ -1128,6 +1150,90 @@ test_caps_error(void)
     g_assert_cmpint(f->ready_calls, ==, 0);
     g_assert_cmpstr(f->log->str, ==, "queued closed ");
     reply_clear(&r);
+    fake_free(f);
+}
+
+/* QEMU greets twice before answering qmp_capabilities (a startup race in
+ * QEMU that resets the session): the monitor negotiates once more, and is
+ * ready whether QEMU takes the second qmp_capabilities or answers that
+ * negotiation is already complete; a command queued before is sent only
+ * after that. */
+static void
+check_greeted_twice(const char *second_answer_class)
+{
+    g_autoptr(GMainContext) ctx = g_main_context_new();
+    Fake *f = fake_new(ctx);
+    Reply r = {.f = f, .tag = "queued"};
+    g_autoptr(json_object) caps = NULL;
+    g_autoptr(json_object) caps2 = NULL;
+    g_autoptr(json_object) cmd = NULL;
+
+    qemu_monitor_send(f->mon, "query-status", NULL, -1, reply_cb, &r);
+    fake_write_line(f, GREETING);
+    caps = fake_read_cmd(f, "qmp_capabilities");
+    fake_write_line(f, GREETING);
+    fake_reply(f, caps, "{}");
+    caps2 = fake_read_cmd(f, "qmp_capabilities");
+    g_assert_false(qemu_monitor_is_ready(f->mon));
+    g_assert_cmpint(f->ready_calls, ==, 0);
+    if (second_answer_class) {
+        g_autofree char *idtext = ho_json_to_string(json_object_object_get(caps2, "id"));
+        g_autofree char *text = g_strdup_printf("{\"error\": {\"class\": \"%s\", \"desc\": "
+                                                "\"Capabilities negotiation is already "
+                                                "complete, command ignored\"}, \"id\": %s}",
+                                                second_answer_class, idtext);
+
+        fake_write_line(f, text);
+    } else {
+        fake_reply(f, caps2, "{}");
+    }
+    g_assert_true(fake_wait(f, &f->ready_calls, 1));
+    g_assert_true(qemu_monitor_is_ready(f->mon));
+    cmd = fake_read_cmd(f, "query-status");
+    fake_reply(f, cmd, "{\"status\": \"running\", \"running\": true}");
+    g_assert_true(fake_wait(f, &r.calls, 1));
+    g_assert_null(r.err);
+    g_assert_cmpstr(f->log->str, ==, "ready queued ");
+    g_assert_cmpint(f->closed_calls, ==, 0);
+    reply_clear(&r);
+    fake_free(f);
+}
+
+static void
+test_greeted_twice(void)
+{
+    check_greeted_twice(NULL);
+}
+
+static void
+test_greeted_twice_already_complete(void)
+{
+    check_greeted_twice("CommandNotFound");
+}
+
+/* Any other refusal of the second qmp_capabilities still ends the monitor. */
+static void
+test_greeted_twice_refused(void)
+{
+    g_autoptr(GMainContext) ctx = g_main_context_new();
+    Fake *f = fake_new(ctx);
+    g_autoptr(json_object) caps = NULL;
+    g_autoptr(json_object) caps2 = NULL;
+    g_autofree char *idtext = NULL;
+    g_autofree char *text = NULL;
+
+    fake_write_line(f, GREETING);
+    caps = fake_read_cmd(f, "qmp_capabilities");
+    fake_write_line(f, GREETING);
+    fake_reply(f, caps, "{}");
+    caps2 = fake_read_cmd(f, "qmp_capabilities");
+    idtext = ho_json_to_string(json_object_object_get(caps2, "id"));
+    text = g_strdup_printf("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, "
+                           "\"id\": %s}",
+                           idtext);
+    fake_write_line(f, text);
+    assert_closed(f, "QEMU monitor 'test' refused qmp_capabilities: no");
+    g_assert_cmpint(f->ready_calls, ==, 0);
     fake_free(f);
 }
 
@@ -1694,8 +1800,13 @@ main(int argc, char **argv)
     g_test_add_func("/monitor/under-limit", test_under_limit);
     g_test_add_func("/monitor/big-message", test_big_message);
     g_test_add_func("/monitor/not-greeting", test_not_greeting);
+    g_test_add_func("/monitor/event-before-greeting", test_event_before_greeting);
     g_test_add_func("/monitor/caps-error", test_caps_error);
     g_test_add_func("/monitor/second-greeting", test_second_greeting);
+    g_test_add_func("/monitor/greeted-twice", test_greeted_twice);
+    g_test_add_func("/monitor/greeted-twice-already-complete",
+                    test_greeted_twice_already_complete);
+    g_test_add_func("/monitor/greeted-twice-refused", test_greeted_twice_refused);
     g_test_add_func("/monitor/close-by-us", test_close_by_us);
     g_test_add_func("/monitor/close-in-callback", test_close_in_callback);
     g_test_add_func("/monitor/unref-in-callback", test_unref_in_callback);

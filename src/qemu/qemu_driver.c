@@ -55,7 +55,8 @@
 #define CAPS_FILE_FORMAT 1
 /* Bounded waits. */
 #define MONITOR_READY_TIMEOUT_S 30
-#define CAPS_PROBE_TIMEOUT_S 60
+#define CAPS_PROBE_TIMEOUT_S 60 /* default of probe_timeout_s */
+#define CAPS_PROBE_ATTEMPTS 2 /* a probe that timed out is tried again once */
 #define DESTROY_KILL_DELAY_S 3
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 60
 /* How much of QEMU's own output an error message quotes. */
@@ -136,6 +137,7 @@ struct _QemuDriver {
     char *log_dir;
     char *default_emulator;
     unsigned int shutdown_timeout_s;
+    unsigned int probe_timeout_s;
     char *defs_dir;
     char *status_dir;
     char *caps_dir;
@@ -240,6 +242,27 @@ describe_exit(bool have_status, int status)
         return g_strdup_printf(_("killed by signal %1$d (%2$s)"), WTERMSIG(status),
                                g_strsignal(WTERMSIG(status)));
     return g_strdup(_("exited"));
+}
+
+/* A process's state letter and kernel wait channel from /proc, for an
+ * error message ("state S, waiting in do_sys_poll"). */
+static char *
+proc_state(GPid pid)
+{
+    g_autofree char *stat_path = g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree char *wchan_path = g_strdup_printf("/proc/%d/wchan", (int)pid);
+    g_autofree char *stat = NULL, *wchan = NULL;
+    const char *rest;
+    char state = '?';
+
+    if (!g_file_get_contents(stat_path, &stat, NULL, NULL))
+        return g_strdup(_("no such process"));
+    rest = strrchr(stat, ')');
+    if (rest && rest[1] == ' ' && rest[2])
+        state = rest[2];
+    if (!g_file_get_contents(wchan_path, &wchan, NULL, NULL) || !*wchan || g_str_equal(wchan, "0"))
+        return g_strdup_printf(_("state %1$c"), state);
+    return g_strdup_printf(_("state %1$c, waiting in %2$s"), state, wchan);
 }
 
 /* The last line QEMU wrote to a log after offset (at most LOG_TAIL_MAX bytes
@@ -772,6 +795,8 @@ struct _CapsProbe {
     char *qmp_path;
     char *log_path;
     QemuCaps *caps;
+    char *closed_why; /* why the monitor closed, if it did */
+    unsigned int attempt;
     bool exited;
 };
 
@@ -800,6 +825,7 @@ caps_probe_free(CapsProbe *p)
         qemu_monitor_unref(mon);
     }
     qemu_caps_free(p->caps);
+    g_free(p->closed_why);
     g_free(p->qmp_path);
     g_free(p->log_path);
     g_free(p);
@@ -930,15 +956,16 @@ caps_complete_waiters(QemuDriver *drv, CapsEntry *e, const HoError *err)
 
 /* End a probe: its QEMU is killed, its files removed, the waiters
  * completed. The probe itself lives on until its QEMU is reaped. */
-static void
-caps_probe_finish(CapsProbe *p, json_object *machines, const HoError *err)
+/* Take the probe off its entry (returned, NULL if it was already):
+ * its QEMU killed, its files removed. The probe itself lives on until its
+ * QEMU is reaped. */
+static CapsEntry *
+caps_probe_detach(CapsProbe *p)
 {
-    QemuDriver *drv = p->drv;
     CapsEntry *e = g_steal_pointer(&p->entry);
-    g_autoptr(HoError) set_err = NULL;
 
     if (!e)
-        return;
+        return NULL;
     e->probe = NULL;
     clear_source(&p->timeout);
     if (p->mon) {
@@ -951,6 +978,18 @@ caps_probe_finish(CapsProbe *p, json_object *machines, const HoError *err)
         HO_WARN("cannot kill probe pid %d: %s", (int)p->pid, g_strerror(errno));
     (void)unlink(p->qmp_path);
     (void)unlink(p->log_path);
+    return e;
+}
+
+static void
+caps_probe_finish(CapsProbe *p, json_object *machines, const HoError *err)
+{
+    QemuDriver *drv = p->drv;
+    CapsEntry *e = caps_probe_detach(p);
+    g_autoptr(HoError) set_err = NULL;
+
+    if (!e)
+        return;
 
     if (!err) {
         if (caps_entry_set(e, g_steal_pointer(&p->caps), machines) < 0) {
@@ -1004,7 +1043,11 @@ caps_probe_closed(QemuMonitor *mon, const HoError *err, void *opaque)
 {
     /* The QEMU exit (child watch) or the timeout ends the probe, with a
      * better message than the monitor's EOF. */
+    CapsProbe *p = opaque;
+
     HO_DEBUG("probe monitor closed: %s", err->message);
+    if (!p->closed_why)
+        p->closed_why = g_strdup(err->message);
 }
 
 static const QemuMonitorCallbacks caps_probe_monitor_cbs = {
@@ -1039,22 +1082,57 @@ caps_probe_exited(GPid pid, gint status, gpointer opaque)
     caps_probe_free(p);
 }
 
+static int caps_probe_start(QemuDriver *drv, CapsEntry *e, unsigned int attempt);
+
 static gboolean
 caps_probe_timeout(gpointer opaque)
 {
     CapsProbe *p = opaque;
     g_autoptr(HoError) err = NULL;
+    g_autofree char *proc = NULL;
+    const char *where;
 
     g_clear_pointer(&p->timeout, g_source_unref);
-    err = error_new(HO_ERR_TIMEOUT, _("probing QEMU '%1$s' took more than %2$u seconds"),
-                    p->entry->path, (unsigned int)CAPS_PROBE_TIMEOUT_S);
+    /* Say where it stuck: the monitor's progress and the process state. */
+    if (p->closed_why)
+        where = p->closed_why;
+    else if (!p->mon || qemu_monitor_is_closed(p->mon))
+        where = _("its monitor connection had closed");
+    else if (!qemu_monitor_get_greeting(p->mon))
+        where = _("no QMP greeting had come");
+    else if (!qemu_monitor_is_ready(p->mon))
+        where = _("qmp_capabilities was not answered");
+    else
+        where = _("its capability queries were not answered");
+    proc = proc_state(p->pid);
+    err = error_new(HO_ERR_TIMEOUT,
+                    _("probing QEMU '%1$s' took more than %2$u seconds: %3$s (pid %4$d: %5$s)"),
+                    p->entry->path, p->drv->probe_timeout_s, where, (int)p->pid, proc);
+    if (p->attempt < CAPS_PROBE_ATTEMPTS) {
+        /* QEMU's own startup race can leave its monitor stuck (seen on
+         * 10.0 about once in a thousand probes); a new probe does not
+         * hit it again. Our QEMU, no side effects: probe again. */
+        QemuDriver *drv = p->drv;
+        unsigned int attempt = p->attempt;
+        CapsEntry *e;
+
+        HO_WARN("%s; probing again", err->message);
+        e = caps_probe_detach(p);
+        if (caps_probe_start(drv, e, attempt + 1) < 0) {
+            g_autoptr(HoError) start_err = error_take();
+
+            caps_complete_waiters(drv, e, start_err);
+        }
+        return G_SOURCE_REMOVE;
+    }
     caps_probe_finish(p, NULL, err);
     return G_SOURCE_REMOVE;
 }
 
-/* Start probing e; -1 and an error when the probe QEMU cannot start. */
+/* Start probing e (attempt counts from 1); -1 and an error when the
+ * probe QEMU cannot start. */
 static int
-caps_probe_start(QemuDriver *drv, CapsEntry *e)
+caps_probe_start(QemuDriver *drv, CapsEntry *e, unsigned int attempt)
 {
     static const char *const args[] = {"-machine", "none", NULL};
     g_auto(GStrv) fw_dirs = qemu_process_firmware_dirs(e->path);
@@ -1079,6 +1157,7 @@ caps_probe_start(QemuDriver *drv, CapsEntry *e)
     }
     HO_DEBUG("probing '%s' with pid %d", e->path, (int)p->pid);
     p->entry = e;
+    p->attempt = attempt;
     e->probe = p;
     g_ptr_array_add(drv->probes, p);
 
@@ -1086,7 +1165,7 @@ caps_probe_start(QemuDriver *drv, CapsEntry *e)
     g_source_set_callback(p->child_watch, (GSourceFunc)(void (*)(void))caps_probe_exited, p,
                           NULL);
     g_source_attach(p->child_watch, drv->ctx);
-    p->timeout = attach_timeout(drv, CAPS_PROBE_TIMEOUT_S, caps_probe_timeout, p);
+    p->timeout = attach_timeout(drv, drv->probe_timeout_s, caps_probe_timeout, p);
 
     p->mon = qemu_monitor_open_unix(p->qmp_path, "probe", drv->ctx, &caps_probe_monitor_cbs, p);
     if (!p->mon) {
@@ -1211,7 +1290,7 @@ caps_request(QemuDriver *drv, const char *emulator, CapsEntryFunc fn, void *opaq
         return;
     }
     g_ptr_array_add(e->waiters, w);
-    if (caps_probe_start(drv, e) < 0) {
+    if (caps_probe_start(drv, e, 1) < 0) {
         g_autoptr(HoError) err = error_take();
 
         /* Nobody else can be waiting: no probe was running. */
@@ -2464,6 +2543,7 @@ qemu_driver_open(const QemuDriverConfig *cfg, GMainContext *ctx, QemuDriverEvent
     drv->log_dir = g_strdup(cfg->log_dir);
     drv->default_emulator = g_strdup(cfg->default_emulator);
     drv->shutdown_timeout_s = cfg->shutdown_timeout_s;
+    drv->probe_timeout_s = cfg->probe_timeout_s ? cfg->probe_timeout_s : CAPS_PROBE_TIMEOUT_S;
     drv->spawn_hook = cfg->spawn_hook;
     drv->spawn_hook_opaque = cfg->spawn_hook_opaque;
     drv->defs_dir = g_build_filename(cfg->state_dir, "domains", NULL);

@@ -51,6 +51,7 @@ typedef struct {
     const char *log_dir;          /* one log per domain: QEMU's stderr and our lines */
     const char *default_emulator; /* used when a definition names none */
     unsigned int shutdown_timeout_s; /* default for qemu_driver_domain_shutdown */
+    unsigned int probe_timeout_s; /* bound on one capability probe; 0: 60 */
     const char *record_path;      /* flight recorder for every monitor, or NULL */
     /* Tests: called instead of spawning the emulator (both for the
      * capability probe and for domains); must create the QMP listening

@@ -86,6 +86,8 @@ struct _QemuMonitor {
     QemuMonitorState state;
     HoError *close_error;  /* why it closed, once closed */
     json_object *greeting; /* the "QMP" member of the greeting */
+    bool regreeted;        /* a second greeting came while negotiating */
+    bool renegotiating;    /* the qmp_capabilities sent after it is unanswered */
 
     GSource *watch;
     GIOCondition watch_cond;
@@ -420,12 +422,20 @@ qemu_monitor_fail_unexpected(QemuMonitor *mon, const char *text, size_t len)
 
 /* ---- input ------------------------------------------------------------- */
 
+static void qemu_monitor_send_caps(QemuMonitor *mon);
+
 static void
 qemu_monitor_caps_reply(QemuMonitor *mon, json_object *ret, const HoError *err, void *opaque)
 {
     if (mon->state == QEMU_MONITOR_STATE_CLOSED)
         return; /* err is the reason it closed, reported already */
 
+    /* Negotiated again after a repeated greeting: QEMU answers "already
+     * complete" (CommandNotFound) when its reset came before our first
+     * qmp_capabilities; either way the session now takes commands. */
+    if (err && mon->renegotiating && g_strcmp0(err->qmp_class, "CommandNotFound") == 0)
+        err = NULL;
+    mon->renegotiating = false;
     if (err) {
         qemu_monitor_fail(mon,
                           ho_error_new(HO_ERR_MONITOR,
@@ -435,6 +445,12 @@ qemu_monitor_caps_reply(QemuMonitor *mon, json_object *ret, const HoError *err, 
         return;
     }
 
+    if (mon->regreeted) {
+        mon->regreeted = false;
+        mon->renegotiating = true;
+        qemu_monitor_send_caps(mon);
+        return;
+    }
     HO_DEBUG("%s ready, %u command(s) queued", mon->label, g_queue_get_length(&mon->waiting));
     mon->state = QEMU_MONITOR_STATE_READY;
     /* Queued commands go first, so those the ready callback sends follow them. */
@@ -450,7 +466,6 @@ static void
 qemu_monitor_handle_greeting(QemuMonitor *mon, json_object *msg, const char *text, size_t len)
 {
     json_object *qmp;
-    QemuMonitorCommand *cmd;
 
     if (!json_object_object_get_ex(msg, "QMP", &qmp) ||
         !json_object_is_type(qmp, json_type_object)) {
@@ -467,8 +482,14 @@ qemu_monitor_handle_greeting(QemuMonitor *mon, json_object *msg, const char *tex
 
     mon->greeting = json_object_get(qmp);
     mon->state = QEMU_MONITOR_STATE_NEGOTIATING;
+    qemu_monitor_send_caps(mon);
+}
 
-    cmd = g_new0(QemuMonitorCommand, 1);
+static void
+qemu_monitor_send_caps(QemuMonitor *mon)
+{
+    QemuMonitorCommand *cmd = g_new0(QemuMonitorCommand, 1);
+
     cmd->id = mon->next_id++;
     cmd->command = g_strdup("qmp_capabilities");
     cmd->cb = qemu_monitor_caps_reply;
@@ -634,9 +655,24 @@ qemu_monitor_handle_line(QemuMonitor *mon, const char *text, size_t len)
         return;
     }
 
-    if (mon->state == QEMU_MONITOR_STATE_GREETING)
+    /* QEMU has a race at startup (seen on 10.0; fixed upstream in late
+     * 2025): its monitor I/O thread and main loop both serve a client
+     * that connected early, as we do (before QEMU runs). Seen: an event
+     * before the greeting, and a second greeting. */
+    if (mon->state == QEMU_MONITOR_STATE_GREETING &&
+        json_object_object_get_ex(msg, "event", NULL)) {
+        /* The same QEMU race can deliver an event the VM's start caused
+         * (RESUME) before the greeting: nobody listens yet; dropped. */
+        HO_DEBUG("%s: event before the greeting, ignored", mon->label);
+    } else if (mon->state == QEMU_MONITOR_STATE_GREETING) {
         qemu_monitor_handle_greeting(mon, msg, text, len);
-    else if (json_object_object_get_ex(msg, "event", NULL))
+    } else if (mon->state == QEMU_MONITOR_STATE_NEGOTIATING &&
+               json_object_object_get_ex(msg, "QMP", NULL)) {
+        /* A second greeting, the session reset to negotiation: the same
+         * race. Negotiate once more after the pending answer. */
+        HO_DEBUG("%s: QEMU greeted again; negotiating again", mon->label);
+        mon->regreeted = true;
+    } else if (json_object_object_get_ex(msg, "event", NULL))
         qemu_monitor_handle_event(mon, msg, text, len);
     else if (json_object_object_get_ex(msg, "return", NULL) ||
              json_object_object_get_ex(msg, "error", NULL))
