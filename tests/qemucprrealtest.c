@@ -245,6 +245,9 @@ fx_setup(Fx *f, const char *qemu)
     cfg.runtime_dir = run;
     cfg.log_dir = log;
     cfg.default_emulator = bin->binary;
+    /* Every QEMU the driver starts (probe, domain, the CPR transfer's new
+     * one) is killed if the test dies. */
+    cfg.spawn_hook = test_qemu_spawn_learned;
     f->drv = qemu_driver_open(&cfg, f->ctx, driver_event, f);
     g_assert_nonnull(f->drv);
     mcfg.host_uuid = "00000000-0000-4000-8000-000000000001";
@@ -282,6 +285,8 @@ fx_teardown(Fx *f)
     qemu_migration_free(f->mig);
     qemu_domain_obj_unref(f->dom);
     qemu_driver_free(f->drv);
+    /* Gone by now (destroyed, or ended by the job); pids may be reused. */
+    test_qemu_cleanup_kill();
     g_main_context_pop_thread_default(f->ctx);
     g_main_context_unref(f->ctx);
     ho_error_free(f->err);
@@ -505,6 +510,7 @@ main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     ho_log_init(); /* HANDOVER_LOG_LEVEL=debug shows the driver's steps */
+    test_qemu_cleanup_install();
     g_test_add_func("/cpr/real/10.0/success", test_success);
     g_test_add_func("/cpr/real/10.0/kill-new-in-perform", test_kill_new);
     g_test_add_func("/cpr/real/10.0/kill-new-at-stop", test_kill_new_at_stop);

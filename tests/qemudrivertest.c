@@ -46,75 +46,7 @@
 #define UUID2 "6c3b9c2e-0d5f-4a38-9d3e-1f2a3b4c5d02"
 #define UUID3 "6c3b9c2e-0d5f-4a38-9d3e-1f2a3b4c5d03"
 
-/* ---- QEMUs to kill whatever happens --------------------------------------- */
-
-#define MAX_LEARNED 64
-static volatile sig_atomic_t learned[MAX_LEARNED];
-
-static void
-learn_pid(int pid)
-{
-    g_assert_cmpint(pid, >, 0);
-    for (int i = 0; i < MAX_LEARNED; i++) {
-        if (learned[i] == pid)
-            return;
-    }
-    for (int i = 0; i < MAX_LEARNED; i++) {
-        if (learned[i] == 0) {
-            learned[i] = pid;
-            return;
-        }
-    }
-    g_error("too many QEMU pids");
-}
-
-/* The driver saw it exit: its pid may be reused from now on. */
-static void
-forget_pid(int pid)
-{
-    for (int i = 0; i < MAX_LEARNED; i++) {
-        if (learned[i] == pid)
-            learned[i] = 0;
-    }
-}
-
-static void
-kill_learned(void)
-{
-    for (int i = 0; i < MAX_LEARNED; i++) {
-        if (learned[i] > 0)
-            (void)kill((pid_t)learned[i], SIGKILL);
-        learned[i] = 0;
-    }
-}
-
-static void
-fatal_signal(int sig)
-{
-    /* kill() is async-signal-safe. */
-    for (int i = 0; i < MAX_LEARNED; i++) {
-        if (learned[i] > 0)
-            (void)kill((pid_t)learned[i], SIGKILL);
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void
-install_cleanup(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = fatal_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGABRT, &sa, NULL);
-    sigaction(SIGTRAP, &sa, NULL); /* g_error() */
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    atexit(kill_learned);
-}
+/* ---- QEMUs to kill whatever happens (testqemu.h) ----------------------------- */
 
 static bool
 pid_alive(int pid)
@@ -211,7 +143,7 @@ static void
 fx_fini(Fx *f)
 {
     fx_close(f);
-    kill_learned();
+    test_qemu_cleanup_kill();
     g_ptr_array_unref(f->events);
     g_main_context_unref(f->ctx);
     (void)ho_file_remove_tree(f->dir);
@@ -413,7 +345,7 @@ start_ok(Fx *f, QemuDomainObj *dom, bool paused)
     }
     done_clear(&d);
     pid = qemu_domain_obj_pid(dom);
-    learn_pid(pid);
+    test_qemu_cleanup_learn(pid);
     return pid;
 }
 
@@ -765,7 +697,7 @@ test_lifecycle(gconstpointer data)
     g_assert_null(d.err);
     g_assert_true(d.forced);
     done_clear(&d);
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_true(qemu_domain_obj_shutdown_forced(dom));
     g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_SHUTOFF);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "destroyed");
@@ -801,7 +733,7 @@ test_lifecycle(gconstpointer data)
                     "prelaunch");
     qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
     wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_false(d.forced);
     g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_SHUTOFF);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "destroyed");
@@ -926,7 +858,7 @@ test_restart(gconstpointer data)
     /* Not our child any more (to the driver): its exit comes through the pidfd. */
     qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
     wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_SHUTOFF);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "destroyed");
     assert_no_status(&f, "vm");
@@ -997,7 +929,7 @@ test_monitor_unavailable(gconstpointer data)
     /* destroy needs no monitor. */
     qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
     wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "destroyed");
     assert_no_status(&f, "vm");
     events = fx_take_events(&f);
@@ -1028,7 +960,7 @@ test_crash(gconstpointer data)
     pid = start_ok(&f, dom, false);
     g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
     fx_wait_event(&f, "vm stopped crashed", OP_TIMEOUT_MS);
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_SHUTOFF);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "crashed");
     assert_no_status(&f, "vm");
@@ -1048,7 +980,7 @@ test_crash(gconstpointer data)
     fx_wait_event(&f, "vm started reconnected", OP_TIMEOUT_MS);
     g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
     fx_wait_event(&f, "vm stopped crashed", OP_TIMEOUT_MS);
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "crashed");
     assert_no_status(&f, "vm");
 
@@ -1067,7 +999,7 @@ test_crash(gconstpointer data)
     }
     g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
     fx_wait_event(&f, "tr stopped crashed", OP_TIMEOUT_MS);
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_null(qemu_driver_lookup(f.drv, "tr"));
     assert_no_status(&f, "tr");
 
@@ -1166,7 +1098,7 @@ test_stale_status(void)
                                 G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
                                     G_SPAWN_STDOUT_TO_DEV_NULL,
                                 NULL, NULL, &sleeper, NULL));
-    learn_pid(sleeper);
+    test_qemu_cleanup_learn(sleeper);
     g_assert_cmpint(qemu_process_start_time(sleeper, &sleeper_start), ==, 0);
     /* Field 22 is in clock ticks since boot: a process just started began
      * about /proc/uptime seconds after boot. */
@@ -1204,7 +1136,7 @@ test_stale_status(void)
     g_assert_true(g_file_test(bad_path, G_FILE_TEST_EXISTS));
 
     fx_wait_event(&f, "halfway stopped failed", OP_TIMEOUT_MS);
-    forget_pid(sleeper);
+    test_qemu_cleanup_forget(sleeper);
     /* Killed (and, being our child, reaped through the pidfd). */
     g_assert_cmpint(waitpid(sleeper, &status, WNOHANG), ==, -1);
     g_assert_null(qemu_driver_lookup(f.drv, "halfway"));
@@ -1276,7 +1208,7 @@ test_job_persist(gconstpointer data)
 
     qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
     wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     fx_fini(&f);
 }
 
@@ -1327,7 +1259,7 @@ test_incoming_start(gconstpointer data)
     ho_error_reset();
     wait_ok(&f, &d, START_TIMEOUT_MS, "incoming start");
     pid = qemu_domain_obj_pid(dom);
-    learn_pid(pid);
+    test_qemu_cleanup_learn(pid);
     g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_PAUSED);
     g_assert_cmpstr(qemu_domain_obj_state_reason(dom), ==, "incoming-migration");
     g_assert_false(qemu_domain_obj_is_persistent(dom));
@@ -1345,7 +1277,7 @@ test_incoming_start(gconstpointer data)
 
     qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
     wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
-    forget_pid(pid);
+    test_qemu_cleanup_forget(pid);
     g_assert_null(qemu_driver_lookup(f.drv, "incoming"));
     ho_error_reset();
     assert_no_status(&f, "incoming");
@@ -1567,14 +1499,14 @@ test_migrate(gconstpointer data)
         g_error("migration failed: %s", m.err->message);
     /* The source is gone, the destination runs, persistent. */
     fx_wait_event(&fs, "mover stopped migrated", OP_TIMEOUT_MS);
-    forget_pid(spid);
+    test_qemu_cleanup_forget(spid);
     g_assert_false(pid_alive(spid) && qemu_domain_obj_is_active(dom));
     g_assert_null(qemu_driver_lookup(fs.drv, "mover"));
     ho_error_reset();
     ddom = qemu_driver_lookup(fd.drv, "mover");
     g_assert_nonnull(ddom);
     dpid = qemu_domain_obj_pid(ddom);
-    learn_pid(dpid);
+    test_qemu_cleanup_learn(dpid);
     g_assert_cmpint(qemu_domain_obj_state(ddom), ==, QEMU_DOMAIN_STATE_RUNNING);
     g_assert_cmpstr(qemu_domain_obj_state_reason(ddom), ==, "migrated");
     g_assert_true(qemu_domain_obj_is_persistent(ddom));
@@ -1611,7 +1543,7 @@ test_migrate(gconstpointer data)
 
         qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
         wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
-        forget_pid(dpid);
+        test_qemu_cleanup_forget(dpid);
     }
     fx_fini(&fd);
     fx_fini(&fs);
@@ -1702,7 +1634,7 @@ test_migrate_abort(gconstpointer data)
 
         qemu_driver_domain_destroy(fs.drv, a.dom, done_cb, &d);
         wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
-        forget_pid(spid);
+        test_qemu_cleanup_forget(spid);
     }
     fx_fini(&fd);
     fx_fini(&fs);
@@ -1991,11 +1923,11 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
         if (m.err)
             g_error("migration failed: %s", m.err->message);
         fx_wait_event(&fs, "copier stopped migrated", OP_TIMEOUT_MS);
-        forget_pid(spid);
+        test_qemu_cleanup_forget(spid);
         ddom = qemu_driver_lookup(fd.drv, "copier");
         g_assert_nonnull(ddom);
         dpid = qemu_domain_obj_pid(ddom);
-        learn_pid(dpid);
+        test_qemu_cleanup_learn(dpid);
         g_assert_cmpint(qemu_domain_obj_state(ddom), ==, QEMU_DOMAIN_STATE_RUNNING);
         /* The phases in order, MIRROR before PERFORM. */
         {
@@ -2057,7 +1989,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
 
             qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
             wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
-            forget_pid(dpid);
+            test_qemu_cleanup_forget(dpid);
         }
     }
 
@@ -2073,7 +2005,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
 
         qemu_driver_domain_destroy(fs.drv, w.dom, done_cb, &d);
         wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
-        forget_pid(spid);
+        test_qemu_cleanup_forget(spid);
     }
     fx_fini(&fd);
     fx_fini(&fs);
@@ -2579,10 +2511,10 @@ postcopy_dst_dies(GMainContext *ctx, PcWatch *w, MigDone *m, Fx *fs, Fx *fd, Qem
     /* The destination's job ends, its domain with it. */
     if (!test_iterate_until(ctx, &w->dst_ended, OP_TIMEOUT_MS))
         g_error("the destination job did not end; destination:%s", w->dst_log->str);
-    forget_pid(dpid);
+    test_qemu_cleanup_forget(dpid);
     qemu_driver_domain_destroy(fs->drv, dom, done_cb, &d);
     wait_ok(fs, &d, OP_TIMEOUT_MS, "destroy");
-    forget_pid(spid);
+    test_qemu_cleanup_forget(spid);
 }
 
 /* Postcopy on real QEMU (firmware guest with 512 MiB, postcopy bandwidth
@@ -2710,7 +2642,7 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
         g_assert_true(qemu_domain_obj_is_active(dom));
         ddom = qemu_driver_lookup(fd.drv, "pcguest");
         g_assert_nonnull(ddom);
-        learn_pid(qemu_domain_obj_pid(ddom));
+        test_qemu_cleanup_learn(qemu_domain_obj_pid(ddom));
         g_assert_true(qemu_migration_any_has_job(smig, dom));
         g_assert_true(qemu_migration_any_has_job(dmig, ddom));
 
@@ -2780,7 +2712,7 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
         g_assert_true(pid_alive(spid));
         ddom = qemu_driver_lookup(fd.drv, "pcguest");
         g_assert_nonnull(ddom);
-        learn_pid(qemu_domain_obj_pid(ddom));
+        test_qemu_cleanup_learn(qemu_domain_obj_pid(ddom));
         g_assert_true(qemu_migration_any_has_job(dmig, ddom));
         rp = g_new0(PcPeer, 1);
         rp->dst = dmig;
@@ -2821,11 +2753,11 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
                 w.src_log->str, w.dst_log->str);
     g_assert_true(w.src_postcopy);
     fx_wait_event(&fs, "pcguest stopped migrated", OP_TIMEOUT_MS);
-    forget_pid(spid);
+    test_qemu_cleanup_forget(spid);
     ddom = qemu_driver_lookup(fd.drv, "pcguest");
     g_assert_nonnull(ddom);
     dpid = qemu_domain_obj_pid(ddom);
-    learn_pid(dpid);
+    test_qemu_cleanup_learn(dpid);
     g_assert_cmpint(qemu_domain_obj_state(ddom), ==, QEMU_DOMAIN_STATE_RUNNING);
     g_assert_null(qemu_domain_obj_get_job(ddom));
 
@@ -2881,7 +2813,7 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
 
         qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
         wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
-        forget_pid(dpid);
+        test_qemu_cleanup_forget(dpid);
     }
     fx_fini(&fd);
     fx_fini(&fs);
@@ -2976,7 +2908,7 @@ main(int argc, char **argv)
 
     g_test_init(&argc, &argv, NULL);
     ho_log_init();
-    install_cleanup();
+    test_qemu_cleanup_install();
 
     g_test_add_func("/driver/define", test_define);
     g_test_add_func("/driver/stale-status", test_stale_status);

@@ -4,6 +4,7 @@
 #include "testutils.h"
 
 #include <signal.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "ho_error.h"
@@ -201,4 +202,92 @@ test_qemu_log(const TestQemu *q)
     if (ho_file_read_all(q->log_path, 1024 * 1024, &data, &len) < 0)
         return NULL;
     return data;
+}
+
+/* ---- QEMUs to kill whatever happens ---------------------------------------- */
+
+#define MAX_LEARNED 64
+static volatile sig_atomic_t learned[MAX_LEARNED];
+
+void
+test_qemu_cleanup_learn(int pid)
+{
+    g_assert_cmpint(pid, >, 0);
+    for (int i = 0; i < MAX_LEARNED; i++) {
+        if (learned[i] == pid)
+            return;
+    }
+    for (int i = 0; i < MAX_LEARNED; i++) {
+        if (learned[i] == 0) {
+            learned[i] = pid;
+            return;
+        }
+    }
+    g_error("too many QEMU pids");
+}
+
+void
+test_qemu_cleanup_forget(int pid)
+{
+    for (int i = 0; i < MAX_LEARNED; i++) {
+        if (learned[i] == pid)
+            learned[i] = 0;
+    }
+}
+
+/* SIGKILL pid if it is still a child of ours not yet reaped: a reaped
+ * pid may belong to someone else by now. Async-signal-safe. */
+static void
+kill_if_our_child(pid_t pid)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+        (void)kill(pid, SIGKILL);
+}
+
+void
+test_qemu_cleanup_kill(void)
+{
+    for (int i = 0; i < MAX_LEARNED; i++) {
+        if (learned[i] > 0)
+            kill_if_our_child((pid_t)learned[i]);
+        learned[i] = 0;
+    }
+}
+
+static void
+cleanup_fatal_signal(int sig)
+{
+    for (int i = 0; i < MAX_LEARNED; i++) {
+        if (learned[i] > 0)
+            kill_if_our_child((pid_t)learned[i]);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void
+test_qemu_cleanup_install(void)
+{
+    static const int sigs[] = {SIGABRT, SIGTRAP, SIGSEGV, SIGBUS, SIGTERM};
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = cleanup_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (guint i = 0; i < G_N_ELEMENTS(sigs); i++)
+        sigaction(sigs[i], &sa, NULL);
+    atexit(test_qemu_cleanup_kill);
+}
+
+int
+test_qemu_spawn_learned(const QemuProcessSpawn *opts, GPid *pid, void *opaque)
+{
+    (void)opaque;
+    if (qemu_process_spawn(opts, pid) < 0)
+        return -1;
+    test_qemu_cleanup_learn((int)*pid);
+    return 0;
 }

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <glib.h>
+
+#include "qemu_process.h"
 #include <stdbool.h>
 
 typedef struct {
@@ -62,3 +64,17 @@ void test_qemu_free(TestQemu *q);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestQemu, test_qemu_free)
 /* The log's contents (g_free it), for failure messages. */
 char *test_qemu_log(const TestQemu *q);
+
+/* QEMUs a test's own driver starts are not killed by the kernel when the
+ * test dies (a domain QEMU must outlive its daemon). A test that runs a
+ * driver in-process calls test_qemu_cleanup_install() once and learns each
+ * QEMU pid: a failed assertion (SIGABRT, SIGTRAP), a crash, SIGTERM or the
+ * exit kills whatever is still learned. Forget a pid once the driver saw
+ * it exit (it may be reused). */
+void test_qemu_cleanup_install(void);
+void test_qemu_cleanup_learn(int pid);
+void test_qemu_cleanup_forget(int pid);
+/* Kill every learned pid now and forget them. */
+void test_qemu_cleanup_kill(void);
+/* A QemuDriverConfig spawn_hook: the real spawn, its pid learned. */
+int test_qemu_spawn_learned(const QemuProcessSpawn *opts, GPid *pid, void *opaque);
