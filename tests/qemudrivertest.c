@@ -340,6 +340,7 @@ start_ok(Fx *f, QemuDomainObj *dom, bool paused)
         g_autofree char *path = g_strdup_printf("%s/%s.log", f->log_dir,
                                                 qemu_domain_obj_name(dom));
 
+        ho_file_append_flush();
         (void)g_file_get_contents(path, &log, NULL, NULL);
         g_error("start failed: %s\nlog:\n%s", d.err->message, log ? log : "");
     }
@@ -419,6 +420,7 @@ read_log(Fx *f, const char *name)
     g_autofree char *path = g_strdup_printf("%s/%s.log", f->log_dir, name);
     char *text = NULL;
 
+    ho_file_append_flush(); /* the driver's lines are written on a thread */
     if (!g_file_get_contents(path, &text, NULL, NULL))
         g_error("no log '%s'", path);
     return text;

@@ -292,6 +292,10 @@ log_tail(const char *path, off_t from)
     lines = g_strsplit(buf, "\n", -1);
     for (int i = (int)g_strv_length(lines) - 1; i >= 0; i--) {
         g_strstrip(lines[i]);
+        /* QEMU's last word, not a line of ours (written on another
+         * thread, it may land after QEMU's). */
+        if (strstr(lines[i], " handoverd: "))
+            continue;
         if (lines[i][0] && g_utf8_validate(lines[i], -1, NULL))
             return g_strdup(lines[i]);
     }
@@ -536,17 +540,51 @@ dom_log_path(QemuDomainObj *dom)
 
 /* Append a line of ours to the domain's log, after QEMU's own output.
  * Returns the file's size afterwards, or -1. */
-static off_t
+/* "<time> handoverd: <message>\n" */
+static char *
+dom_log_line(const char *fmt, va_list ap) G_GNUC_PRINTF(1, 0);
+
+static char *
+dom_log_line(const char *fmt, va_list ap)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    g_autofree char *stamp = g_date_time_format_iso8601(now);
+
+    return g_strdup_printf("%s handoverd: %s\n", stamp, msg);
+}
+
+/* A line of ours in the domain's log (QEMU writes its stderr there too),
+ * written on the writer thread: never a wait on the disk in the loop. */
+static void
 dom_log(QemuDomainObj *dom, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
-static off_t
+static void
 dom_log(QemuDomainObj *dom, const char *fmt, ...)
 {
     g_autofree char *path = NULL;
-    g_autofree char *msg = NULL;
     g_autofree char *line = NULL;
-    g_autofree char *stamp = NULL;
-    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    va_list ap;
+
+    if (!dom->drv)
+        return;
+    va_start(ap, fmt);
+    line = dom_log_line(fmt, ap);
+    va_end(ap);
+    path = dom_log_path(dom);
+    ho_file_append_async(path, line, strlen(line));
+}
+
+/* The same, written now (after the lines before it): the log's size after
+ * it, where the QEMU about to start writes; -1 if it cannot be written. */
+static off_t
+dom_log_now(QemuDomainObj *dom, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static off_t
+dom_log_now(QemuDomainObj *dom, const char *fmt, ...)
+{
+    g_autofree char *path = NULL;
+    g_autofree char *line = NULL;
     va_list ap;
     off_t size = -1;
     int fd;
@@ -554,11 +592,10 @@ dom_log(QemuDomainObj *dom, const char *fmt, ...)
     if (!dom->drv)
         return -1;
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    line = dom_log_line(fmt, ap);
     va_end(ap);
-    stamp = g_date_time_format_iso8601(now);
-    line = g_strdup_printf("%s handoverd: %s\n", stamp, msg);
     path = dom_log_path(dom);
+    ho_file_append_flush();
     fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         HO_WARN("cannot open log '%s': %s", path, g_strerror(errno));
@@ -1877,7 +1914,7 @@ start_caps_ready(QemuDriver *drv, CapsEntry *e, const HoError *err, void *opaque
         dom_log(dom, "KVM is not available (%s): using TCG",
                 drv->accel_why ? drv->accel_why : "unknown reason");
     joined = g_strjoinv(" ", argv);
-    off = dom_log(dom, "starting: %s", joined);
+    off = dom_log_now(dom, "starting: %s", joined);
     op->log_offset = off > 0 ? off : 0;
 
     spawn.emulator = argv[0];
@@ -2672,6 +2709,8 @@ qemu_driver_free(QemuDriver *drv)
     g_free(drv->caps_dir);
     g_free(drv->status_dir);
     g_free(drv);
+    /* The domains' log lines asked for are on the disk when we return. */
+    ho_file_append_flush();
 }
 
 const char *

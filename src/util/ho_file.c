@@ -289,3 +289,94 @@ ho_file_write_atomic_volatile(const char *path, const void *data, size_t len, mo
 {
     return file_write_atomic(path, data, len, mode, false);
 }
+
+/* ---- appends on a writer thread ---------------------------------------- */
+
+typedef struct {
+    char *path;
+    char *data;
+    size_t len;
+} Append;
+
+static GMutex append_lock;
+static GCond append_cond;
+static GQueue append_queue = G_QUEUE_INIT;
+static guint append_pending; /* queued or being written */
+static gboolean append_started;
+
+static void
+append_write(const Append *a)
+{
+    int fd = open(a->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    size_t off = 0;
+
+    if (fd < 0) {
+        HO_WARN("cannot open '%s': %s", a->path, g_strerror(errno));
+        return;
+    }
+    while (off < a->len) {
+        ssize_t n = write(fd, a->data + off, a->len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            HO_WARN("cannot write '%s': %s", a->path, n < 0 ? g_strerror(errno) : "short write");
+            break;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+}
+
+static gpointer
+append_thread(gpointer unused)
+{
+    (void)unused;
+    g_mutex_lock(&append_lock);
+    for (;;) {
+        Append *a;
+
+        while (g_queue_is_empty(&append_queue))
+            g_cond_wait(&append_cond, &append_lock);
+        a = g_queue_pop_head(&append_queue);
+        g_mutex_unlock(&append_lock);
+        append_write(a);
+        g_free(a->path);
+        g_free(a->data);
+        g_free(a);
+        g_mutex_lock(&append_lock);
+        append_pending--;
+        g_cond_broadcast(&append_cond);
+    }
+    return NULL;
+}
+
+void
+ho_file_append_async(const char *path, const char *data, size_t len)
+{
+    Append *a = g_new0(Append, 1);
+
+    a->path = g_strdup(path);
+    a->data = g_memdup2(data, len);
+    a->len = len;
+    g_mutex_lock(&append_lock);
+    if (!append_started) {
+        append_started = TRUE;
+        g_thread_unref(g_thread_new("ho-append", append_thread, NULL));
+    }
+    while (append_pending >= HO_FILE_APPEND_MAX_PENDING)
+        g_cond_wait(&append_cond, &append_lock);
+    g_queue_push_tail(&append_queue, a);
+    append_pending++;
+    g_cond_broadcast(&append_cond);
+    g_mutex_unlock(&append_lock);
+}
+
+void
+ho_file_append_flush(void)
+{
+    g_mutex_lock(&append_lock);
+    while (append_pending > 0)
+        g_cond_wait(&append_cond, &append_lock);
+    g_mutex_unlock(&append_lock);
+}

@@ -23,3 +23,12 @@ int ho_file_read_all(const char *path, size_t max, char **data, size_t *len);
 int ho_file_ensure_dir(const char *path, mode_t mode);
 /* Remove a directory tree (does not follow symlinks); -1 and an error on failure. */
 int ho_file_remove_tree(const char *path);
+/* Append len bytes to path (created 0600) on a writer thread, so that the
+ * caller never waits on the file system (on a disk under heavy I/O one
+ * small append can take tens of milliseconds). Appends run one at a time
+ * in the order asked for; a failure is logged as a warning. At most
+ * HO_FILE_APPEND_MAX_PENDING wait: beyond that the caller waits for room. */
+#define HO_FILE_APPEND_MAX_PENDING 4096
+void ho_file_append_async(const char *path, const char *data, size_t len);
+/* Wait until every append asked for so far has been done. */
+void ho_file_append_flush(void);
