@@ -7,6 +7,7 @@
  *           [--accel tcg --kernel K --initrd I --append CMDLINE
  *            --src-serial FILE --dst-serial FILE
  *            --src-ready PREFIX --dst-ready PREFIX --keep-dst]
+ *           [--ready-file FILE --go FIFO]
  *
  * No daemon, no persistence, no capability probe: it starts a source QEMU
  * (a firmware guest, KVM when /dev/kvm works) on the given images, then,
@@ -50,6 +51,8 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <glib-unix.h>
@@ -449,6 +452,38 @@ tv_ms(struct timeval tv)
     return tv.tv_sec * 1000.0 + tv.tv_usec / 1000.0;
 }
 
+/* A scale batch: every driver has its source guest running; the bench
+ * writes one byte per driver into the fifo to start them together. */
+static void
+wait_go(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    gint64 deadline = g_get_monotonic_time() + 120 * G_USEC_PER_SEC;
+    struct pollfd pfd;
+    char byte;
+
+    if (fd < 0)
+        fail("cannot open %s: %s", path, g_strerror(errno));
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    for (;;) {
+        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+        ssize_t n;
+
+        pfd.revents = 0;
+        if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
+            fail("no go from %s within 120 s", path);
+        n = read(fd, &byte, 1);
+        if (n == 1)
+            break;
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            fail("cannot read %s: %s", path, g_strerror(errno));
+        if (n == 0)
+            g_usleep(1000); /* the writer came and went without our byte */
+    }
+    close(fd);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -471,6 +506,8 @@ main(int argc, char **argv)
     g_autofree char *dst_serial = NULL;
     g_autofree char *src_ready = NULL;
     g_autofree char *dst_ready = NULL;
+    g_autofree char *ready_file = NULL;
+    g_autofree char *go = NULL;
     Boot boot = {0};
     g_autoptr(GOptionContext) ctx = g_option_context_new("- the physical limit of a migration");
     g_autoptr(GError) gerr = NULL;
@@ -515,6 +552,11 @@ main(int argc, char **argv)
          "before the timed part, wait for a line with this prefix in --src-serial", "PREFIX"},
         {"dst-ready", 0, 0, G_OPTION_ARG_STRING, &dst_ready,
          "after it, wait for a line with this prefix in --dst-serial", "PREFIX"},
+        {"ready-file", 0, 0, G_OPTION_ARG_FILENAME, &ready_file,
+         "create FILE once the source guest runs (before the timed part)", "FILE"},
+        {"go", 0, 0, G_OPTION_ARG_FILENAME, &go,
+         "then start the timed part only when a byte can be read from this fifo (bounded: "
+         "120 s): a batch of drivers starts its migrations together", "FIFO"},
         {NULL}};
 
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -573,6 +615,10 @@ main(int argc, char **argv)
         nbd_port = free_port();
     }
     uri = g_strdup_printf("tcp:127.0.0.1:%d", port);
+    if (ready_file && !g_file_set_contents(ready_file, "", 0, &gerr))
+        fail("%s", gerr->message);
+    if (go)
+        wait_go(go);
 
     /* ---- timed from here ---- */
     t0 = ho_time_now_us();
