@@ -386,6 +386,12 @@ struct _Job {
     json_object *cookie;
     bool was_running;
     bool use_pbs;          /* pause-before-switchover on */
+    /* The source QEMU's migration capabilities and parameters: sent while
+     * the mirrors copy (or at Perform without disks), so that `migrate`
+     * follows the last BLOCK_JOB_READY at once. */
+    bool settings_sent;
+    bool settings_done;
+    bool perform_waiting;  /* Perform is due once the settings are in */
     bool prepared;         /* the destination has a QEMU for us */
     bool prepare_pending;
     bool migrate_sent;
@@ -1817,6 +1823,23 @@ src_stop_done(QemuMonitor *mon, const HoError *err, void *opaque)
     src_issue_migrate(job, mon);
 }
 
+/* Perform proper: the settings are in. */
+static void
+src_perform_go(Job *job)
+{
+    /* Persisted before `migrate`: the last write until the destination
+     * answered Finish. */
+    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
+        src_fail_take(job);
+        return;
+    }
+    if (!job->args.live && job->was_running) {
+        qemu_monitor_json_stop(job->mon, src_stop_done, job_ref(job));
+        return;
+    }
+    src_issue_migrate(job, job->mon);
+}
+
 static void
 src_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
 {
@@ -1830,17 +1853,9 @@ src_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
                                    job->name, err->message));
         return;
     }
-    /* Persisted before `migrate`: the last write until the destination
-     * answered Finish. */
-    if (job_set_phase(job, QEMU_MIGRATION_PHASE_PERFORM) < 0) {
-        src_fail_take(job);
-        return;
-    }
-    if (!job->args.live && job->was_running) {
-        qemu_monitor_json_stop(mon, src_stop_done, job_ref(job));
-        return;
-    }
-    src_issue_migrate(job, mon);
+    job->settings_done = true;
+    if (job->perform_waiting)
+        src_perform_go(job);
 }
 
 static void
@@ -1871,9 +1886,9 @@ src_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
     qemu_monitor_json_migrate_set_parameters(mon, params, src_params_done, job_ref(job));
 }
 
-/* The destination is prepared: set QEMU up and start moving RAM. */
+/* Send the migration capabilities, then the parameters (once). */
 static void
-src_perform(Job *job)
+src_settings_send(Job *job)
 {
     QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
     const QemuCaps *caps = qemu_domain_obj_caps(job->dom);
@@ -1881,12 +1896,15 @@ src_perform(Job *job)
     bool states[6];
     size_t n = 0;
 
+    if (job->settings_sent)
+        return;
     if (!mon || !caps) {
         src_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
                                    _("the monitor of domain '%1$s' is not available"),
                                    job->name));
         return;
     }
+    job->settings_sent = true;
     names[n] = "events";
     states[n++] = true;
     if (qemu_caps_has(caps, QEMU_CAPS_PAUSE_BEFORE_SWITCHOVER)) {
@@ -1905,6 +1923,19 @@ src_perform(Job *job)
     postcopy_src_caps(job, caps, names, states, &n);
     qemu_monitor_json_migrate_set_capabilities(mon, names, states, n, src_caps_done,
                                                job_ref(job));
+}
+
+/* The destination is prepared (and the disks copied): start moving RAM
+ * once the settings are in. */
+static void
+src_perform(Job *job)
+{
+    if (job->settings_done) {
+        src_perform_go(job);
+        return;
+    }
+    job->perform_waiting = true;
+    src_settings_send(job);
 }
 
 /* ---- storage copy on the source: NBD client nodes and mirrors ---- */
@@ -2131,6 +2162,8 @@ src_mirror(Job *job)
     }
     job->disk_last_us = 0;
     job->progress_src = job_timeout(job, job->mig->progress_interval_ms, src_mirror_tick);
+    /* While the disks copy: nothing of it waits for them. */
+    src_settings_send(job);
 }
 
 static void

@@ -342,6 +342,19 @@ def storage_body(name, pause=True):
         if o["side"]=="src" and o["dir"]=="recv" and m.get("id")==set_caps_id and "return" in m:
             out.append(json.loads(cmd("src","migrate-set-parameters",{"max-bandwidth":1<<53},id="p1")))
             out.append(json.loads(ret("src","p1")))
+    # The orchestrator sets the source's migration capabilities and
+    # parameters while the mirrors copy (the recording's driver did it
+    # after READY): those four lines move to just after the last
+    # blockdev-mirror's reply, so that migrate follows the last READY.
+    sm=lambda o,c: o["side"]=="src" and o["dir"]=="send" and o.get("msg",{}).get("execute")==c
+    ks=[k for k,o in enumerate(out) if sm(o,"migrate-set-capabilities")]
+    if ks:
+        k=ks[0]; block=out[k:k+4]
+        assert block[2].get("msg",{}).get("execute")=="migrate-set-parameters"
+        out=out[:k]+out[k+4:]
+        last_mirror=[o["msg"]["id"] for o in out if sm(o,"blockdev-mirror")][-1]
+        r=[k for k,o in enumerate(out) if o["side"]=="src" and o["dir"]=="recv" and o.get("msg",{}).get("id")==last_mirror][0]
+        out=out[:r+1]+block+out[r+1:]
     return out
 def cut(body, pred, after=True):
     for k,o in enumerate(body):
@@ -359,7 +372,9 @@ SHDR=lambda f: [f"Composed from the recording ../qemumonitorjsondata/{f} (qemure
   "--scenario storage*, a minimal driver on real QEMUs, a firmware guest with two",
   "disks: vda qcow2 16 MiB, vdb raw 8 MiB): its connection setup replaced by the",
   "driver's start (probe, then cont on the source), capabilities and parameters as",
-  "the orchestrator sets them, the recorder's final stop/quit of the destination removed."]
+  "the orchestrator sets them (on the source: while the mirrors copy, not after",
+  "READY as the recording's driver did), the recorder's final stop/quit of the",
+  "destination removed."]
 S7={"src":"qemu-7.2","dst":"qemu-7.2"}
 def jev(name, dev, **data):
     d={"device":dev}; d.update(data)
@@ -401,7 +416,9 @@ SB=storage_body("migrate-storage-7.2-7.2.jsonl")
 s_prepare=cut(SB, lambda o: o["side"]=="dst" and o.get("msg",{}).get("execute")=="migrate-incoming")
 s_ready=cut(SB, is_evdev("BLOCK_JOB_READY",JOB("vdb")))
 s_first_ready=cut(SB, is_evdev("BLOCK_JOB_READY",JOB("vda")))
-s_mirrors_sent=cut(SB, lambda o: o["side"]=="src" and o["dir"]=="recv" and o.get("msg",{}).get("event")=="JOB_STATUS_CHANGE" and o["msg"]["data"]=={"status":"running","id":JOB("vdb")})
+# both mirrors started and the migration settings in (the orchestrator
+# sends them right after the mirrors)
+s_mirrors_sent=cut(SB, lambda o: o["side"]=="src" and o["dir"]=="recv" and o.get("msg",{}).get("id")=="p1")
 s_active=cut(SB, is_ev("src","active"))
 s_completed_both=cut(SB, is_ev("dst","completed"))
 SBASE=["Composed from the 7.2 -> 7.2 storage recording (storage-7.2-7.2.jsonl, from",
