@@ -772,7 +772,7 @@ test_precopy(const char *qemu, int killed)
     g_assert_cmpint(test_daemon_domain_pid(h->host[0], h->name), ==, h->src_pid);
     if (!test_pid_wait_exit(dst_pid, EXIT_WAIT_MS))
         g_error("the destination QEMU %d still runs", (int)dst_pid);
-    all = test_daemon_list(h->host[1], true);
+    all = test_daemon_list_emptied(h->host[1], EXIT_WAIT_MS);
     if (json_object_array_length(all) != 0)
         g_error("the destination lists domains: %s", json_object_to_json_string(all));
     srec = test_recording_load(h->host[0]->record_path, NULL);
@@ -848,7 +848,7 @@ test_precopy_both(gconstpointer data)
     g_test_message("the restarted destination daemon's job ended with %s", end);
     if (!test_pid_wait_exit(dst_pid, EXIT_WAIT_MS))
         g_error("the destination QEMU %d still runs", (int)dst_pid);
-    all = test_daemon_list(h->host[1], true);
+    all = test_daemon_list_emptied(h->host[1], EXIT_WAIT_MS);
     if (json_object_array_length(all) != 0)
         g_error("the destination lists domains: %s", json_object_to_json_string(all));
     srec = test_recording_load(h->host[0]->record_path, NULL);

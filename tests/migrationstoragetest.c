@@ -420,7 +420,7 @@ assert_destination_empty(Hosts *h)
         if (!test_pid_wait_exit(kid, EXIT_WAIT_MS))
             g_error("destination process %d still runs", (int)kid);
     }
-    all = test_daemon_list(h->host[1], true);
+    all = test_daemon_list_emptied(h->host[1], EXIT_WAIT_MS);
     if (json_object_array_length(all) != 0)
         g_error("the destination lists domains: %s", json_object_to_json_string(all));
     left = dir_entries(h->side_dir[1]);

@@ -237,7 +237,7 @@ assert_state(const Hosts *h, int side, const char *want)
 static void
 assert_destination_empty(const Hosts *h)
 {
-    g_autoptr(json_object) all = test_daemon_list(h->host[1], true);
+    g_autoptr(json_object) all = test_daemon_list_emptied(h->host[1], LINE_WAIT_MS);
     g_autoptr(GArray) kids = NULL;
 
     if (json_object_array_length(all) != 0)

@@ -736,6 +736,21 @@ test_daemon_list(const TestDaemon *d, bool all)
     return arr;
 }
 
+json_object *
+test_daemon_list_emptied(const TestDaemon *d, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    for (;;) {
+        json_object *arr = test_daemon_list(d, true);
+
+        if (json_object_array_length(arr) == 0 || g_get_monotonic_time() >= deadline)
+            return arr;
+        json_object_put(arr);
+        g_usleep(20 * 1000);
+    }
+}
+
 char *
 test_daemon_domain_state(const TestDaemon *d, const char *name)
 {

@@ -119,6 +119,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestCliJob, test_cli_job_free)
 
 /* `list --json [--all]`: the array (owned). */
 json_object *test_daemon_list(const TestDaemon *d, bool all);
+/* `list --all --json` once it is empty, or as it is after timeout_ms. A
+ * domain whose QEMU was just killed leaves the list only once the daemon
+ * has reaped that QEMU, a moment after the process is gone. */
+json_object *test_daemon_list_emptied(const TestDaemon *d, guint timeout_ms);
 /* The state of a domain in `list --all --json`, or NULL when it is not
  * listed (g_free it). */
 char *test_daemon_domain_state(const TestDaemon *d, const char *name);
