@@ -575,37 +575,16 @@ dom_log(QemuDomainObj *dom, const char *fmt, ...)
     ho_file_append_async(path, line, strlen(line));
 }
 
-/* The same, written now (after the lines before it): the log's size after
- * it, where the QEMU about to start writes; -1 if it cannot be written. */
+/* The log's size now: QEMU's output from here on is past it (our own
+ * lines, written later by the writer thread, may land past it too; log_tail
+ * skips them). 0 when there is no log yet. */
 static off_t
-dom_log_now(QemuDomainObj *dom, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static off_t
-dom_log_now(QemuDomainObj *dom, const char *fmt, ...)
+dom_log_size(QemuDomainObj *dom)
 {
-    g_autofree char *path = NULL;
-    g_autofree char *line = NULL;
-    va_list ap;
-    off_t size = -1;
-    int fd;
+    g_autofree char *path = dom_log_path(dom);
+    struct stat st;
 
-    if (!dom->drv)
-        return -1;
-    va_start(ap, fmt);
-    line = dom_log_line(fmt, ap);
-    va_end(ap);
-    path = dom_log_path(dom);
-    ho_file_append_flush();
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        HO_WARN("cannot open log '%s': %s", path, g_strerror(errno));
-        return -1;
-    }
-    if (write(fd, line, strlen(line)) < 0)
-        HO_WARN("cannot write log '%s': %s", path, g_strerror(errno));
-    size = lseek(fd, 0, SEEK_END);
-    close(fd);
-    return size;
+    return stat(path, &st) == 0 ? st.st_size : 0;
 }
 
 static void
@@ -1854,7 +1833,6 @@ start_caps_ready(QemuDriver *drv, CapsEntry *e, const HoError *err, void *opaque
     const char *machine;
     const char *accel;
     QemuCommandOptions copts = {0};
-    off_t off;
     GPid pid;
 
     if (err) {
@@ -1914,8 +1892,8 @@ start_caps_ready(QemuDriver *drv, CapsEntry *e, const HoError *err, void *opaque
         dom_log(dom, "KVM is not available (%s): using TCG",
                 drv->accel_why ? drv->accel_why : "unknown reason");
     joined = g_strjoinv(" ", argv);
-    off = dom_log_now(dom, "starting: %s", joined);
-    op->log_offset = off > 0 ? off : 0;
+    dom_log(dom, "starting: %s", joined);
+    op->log_offset = dom_log_size(dom);
 
     spawn.emulator = argv[0];
     spawn.qmp_path = monitor_path;
