@@ -82,6 +82,9 @@ test_errors_name_key_and_value(void)
         {"[handoverd]\nsocket_mode = 9\n", {"'socket_mode'", "'9'", "octal"}},
         {"[handoverd]\nbogus = 1\n", {"'bogus'", "'[handoverd]'", "unknown key"}},
         {"[other]\n", {"'[other]'", "unknown group", "'[handoverd]'"}},
+        {"[handoverd]\npriority_boost = 40\n", {"'priority_boost'", "'40'", "'[handoverd]'"}},
+        {"[handoverd]\nmigration_switchover_boost = -1\n",
+         {"'migration_switchover_boost'", "'-1'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_port_min = 3\nmigration_port_max = 2\n",
          {"'3'", "'2'", "migration_port_max"}},
     };
@@ -116,6 +119,8 @@ test_defaults(void)
     g_assert_null(conf->migration_record_dir);
     g_assert_cmpuint(conf->migration_progress_interval, ==, 500);
     g_assert_cmpuint(conf->postcopy_stall_timeout, ==, 10);
+    g_assert_cmpuint(conf->priority_boost, ==, 10);
+    g_assert_cmpuint(conf->migration_switchover_boost, ==, 10);
     g_assert_cmpstr(conf->migration_address, ==, "127.0.0.1");
     g_assert_cmpuint(conf->migration_port_min, ==, 49152);
     g_assert_cmpuint(conf->migration_port_max, ==, 49215);
@@ -382,7 +387,7 @@ test_example(void)
         g_string_append_printf(all, "%s\n", line);
     }
     /* Every key of the configuration is shown. */
-    g_assert_cmpuint(keys, ==, 28);
+    g_assert_cmpuint(keys, ==, 30);
     if (handoverd_conf_load_data(uncommented, all->str, all->len, path) < 0)
         g_error("%s", ho_error_last_message());
 }
@@ -406,7 +411,7 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 28);
+    g_assert_cmpuint(i, ==, 30);
 }
 
 /* The peer keepalive notices a dead peer within postcopy_stall_timeout:

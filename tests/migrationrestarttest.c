@@ -63,6 +63,7 @@
 #include <json-c/json.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ho_error.h"
@@ -522,6 +523,13 @@ recover_and_complete(Hosts *h)
 
 /* ---- postcopy ---- */
 
+/* The nice value of this test, which its daemons start their QEMUs at. */
+static int
+own_nice(void)
+{
+    return getpriority(PRIO_PROCESS, 0);
+}
+
 static void
 test_postcopy(const char *qemu, int killed)
 {
@@ -546,6 +554,10 @@ test_postcopy(const char *qemu, int killed)
     job = start_postcopy(h, src, dst);
     dst_pid = test_daemon_domain_pid(h->host[1], h->name);
     g_assert_cmpint(dst_pid, >, 0);
+    /* The source's QEMU runs boosted from its STOP to the end of its job
+     * (migration_switchover_boost, 10 by default), postcopy included. */
+    if (geteuid() == 0)
+        g_assert_cmpint(getpriority(PRIO_PROCESS, (id_t)h->src_pid), ==, MAX(-20, own_nice() - 10));
 
     /* The kill: the other daemon loses its peer in postcopy and pauses
      * the stream (never an unwinding), the killed one's QEMU waits. */
@@ -589,6 +601,10 @@ test_postcopy(const char *qemu, int killed)
     g_assert_cmpint(test_daemon_domain_pid(h->host[0], h->name), ==, h->src_pid);
     g_assert_cmpint(test_daemon_domain_pid(h->host[1], h->name), ==, dst_pid);
     assert_state(h, 0, "paused");
+    /* The restarted daemon put back the QEMU its predecessor left boosted
+     * (the destination's was never boosted: it ran at postcopy-active). */
+    g_assert_cmpint(getpriority(PRIO_PROCESS, (id_t)(killed ? dst_pid : h->src_pid)), ==,
+                    own_nice());
 
     recover_and_complete(h);
     tell_log_since(h->host[killed], log_offset);

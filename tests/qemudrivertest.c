@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +70,8 @@ typedef struct {
     bool seen;
     const char *default_emulator;
     unsigned int probe_timeout_s;
+    bool qemu_nice_set;
+    int qemu_nice;
     bool own_ctx;
 } Fx;
 
@@ -96,6 +99,8 @@ fx_open(Fx *f)
     cfg.log_dir = f->log_dir;
     cfg.default_emulator = f->default_emulator;
     cfg.probe_timeout_s = f->probe_timeout_s;
+    cfg.qemu_nice_set = f->qemu_nice_set;
+    cfg.qemu_nice = f->qemu_nice;
     f->drv = NULL;
     f->drv = qemu_driver_open(&cfg, f->ctx, event_cb, f);
     if (!f->drv)
@@ -751,6 +756,121 @@ test_lifecycle(gconstpointer data)
 }
 
 /* ---- starts that fail leave nothing behind ------------------------------------- */
+
+static int dead_pid(void);
+
+typedef struct {
+    bool done;
+    json_object *info;
+} InfoWait;
+
+static void
+info_got(json_object *info, const HoError *err, void *opaque)
+{
+    InfoWait *w = opaque;
+
+    if (err)
+        g_error("job info: %s", err->message);
+    w->info = json_object_get(info);
+    w->done = true;
+}
+
+/* Every thread of pid is at nice; returns how many there are. */
+static int
+assert_threads_nice(int pid, int nice)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/task", pid);
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    const char *name;
+    int n = 0;
+
+    g_assert_nonnull(dir);
+    while ((name = g_dir_read_name(dir))) {
+        int got;
+
+        errno = 0;
+        got = getpriority(PRIO_PROCESS, (id_t)atoi(name));
+        if (got == -1 && errno == ESRCH)
+            continue; /* exited meanwhile */
+        if (got != nice)
+            g_error("thread %s of QEMU %d runs at nice %d, not %d", name, pid, got, nice);
+        n++;
+    }
+    return n;
+}
+
+/* A QEMU starts in a session of its own (so in a scheduler autogroup of
+ * its own, at 0) and at the driver's qemu_nice rather than the caller's;
+ * qemu_process_set_nice reaches every thread and the autogroup, and puts
+ * them back. */
+static void
+test_process_nice(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need_binary(data);
+    g_autofree char *xml = NULL;
+    QemuProcessNice own, got, up, now, boosted;
+    QemuDomainObj *dom;
+    Done d = {0};
+    Fx f;
+    int pid, threads;
+
+    if (!bin)
+        return;
+    g_assert_cmpint(qemu_process_get_nice(getpid(), &own), ==, 0);
+    fx_init(&f, bin);
+    fx_close(&f);
+    f.qemu_nice_set = true;
+    f.qemu_nice = MIN(own.threads + 2, 16);
+    fx_open(&f);
+    xml = guest_xml("nicer", UUID1, bin->binary, "pc", NULL);
+    dom = define_ok(&f, xml);
+    pid = start_ok(&f, dom, true);
+    g_assert_cmpint(getsid(pid), ==, pid);
+    g_assert_cmpint(qemu_process_get_nice(pid, &got), ==, 0);
+    g_assert_cmpint(got.threads, ==, f.qemu_nice);
+    threads = assert_threads_nice(pid, f.qemu_nice);
+    g_assert_cmpint(threads, >=, 2); /* QEMU runs an RCU thread at least */
+    g_assert_cmpint(got.has_group, ==, g_file_test("/proc/self/autogroup", G_FILE_TEST_EXISTS));
+    if (got.has_group)
+        g_assert_cmpint(got.group, ==, 0); /* a new session's */
+
+    /* Down in priority: no privilege needed. */
+    up = got;
+    up.threads = got.threads + 3;
+    up.group = got.group + 3;
+    g_assert_cmpint(qemu_process_set_nice(pid, &up), ==, assert_threads_nice(pid, up.threads));
+    g_assert_cmpint(qemu_process_get_nice(pid, &now), ==, 0);
+    g_assert_cmpint(now.threads, ==, up.threads);
+    if (got.has_group)
+        g_assert_cmpint(now.group, ==, up.group);
+    /* And back up, as at the end of a switchover. */
+    if (geteuid() == 0) {
+        g_assert_cmpint(qemu_process_set_nice(pid, &got), >=, 2);
+        assert_threads_nice(pid, got.threads);
+        g_assert_cmpint(qemu_process_get_nice(pid, &now), ==, 0);
+        g_assert_cmpint(now.group, ==, got.group);
+    } else {
+        g_test_message("not root: raising the priority again is not tried (needs "
+                       "CAP_SYS_NICE)");
+    }
+
+    qemu_process_nice_boost(&got, 3, &boosted);
+    g_assert_cmpint(boosted.threads, ==, got.threads - 3);
+    g_assert_cmpint(boosted.group, ==, got.group - 3);
+    g_assert_cmpint(boosted.has_group, ==, got.has_group);
+    qemu_process_nice_boost(&got, 100, &boosted);
+    g_assert_cmpint(boosted.threads, ==, -20);
+    g_assert_cmpint(boosted.group, ==, -20);
+
+    qemu_driver_domain_destroy(f.drv, dom, done_cb, &d);
+    wait_ok(&f, &d, OP_TIMEOUT_MS, "destroy");
+    test_qemu_cleanup_forget(pid);
+    /* A process that is gone: an error naming it. */
+    g_assert_cmpint(qemu_process_set_nice(dead_pid(), &got), ==, -1);
+    g_assert_nonnull(strstr(ho_error_last_message(), "process"));
+    ho_error_reset();
+    fx_fini(&f);
+}
 
 static void
 test_start_failure(gconstpointer data)
@@ -1461,6 +1581,9 @@ test_migrate(gconstpointer data)
     dcfg.migration_address = "127.0.0.1";
     dcfg.migration_port_min = 49400;
     dcfg.migration_port_max = 49420;
+    /* Each side's QEMU is boosted while the guest is paused for the
+     * switchover, and put back at the end. */
+    scfg.switchover_boost = dcfg.switchover_boost = 4;
     /* Another process holds the first port of the range: it is skipped
      * (QEMU 10.0 cannot retry migrate-incoming after a failure). */
     busy_fd = ho_socket_tcp_listen("127.0.0.1", 49400, 1, NULL);
@@ -1519,6 +1642,32 @@ test_migrate(gconstpointer data)
     g_assert_nonnull(m.stats);
     g_assert_cmpint(ho_json_get_int64(m.stats, "downtime_ms", &downtime), ==, 0);
     g_assert_cmpint(ho_json_get_int64(m.stats, "orchestrator_ms", &orch), ==, 0);
+    {
+        QemuProcessNice own, dst_now;
+        int64_t boosted = 99;
+
+        g_assert_cmpint(qemu_process_get_nice(getpid(), &own), ==, 0);
+        g_assert_cmpint(qemu_process_get_nice(dpid, &dst_now), ==, 0);
+        /* The destination's QEMU runs on at the value it started at. */
+        assert_threads_nice(dpid, own.threads);
+        if (dst_now.has_group)
+            g_assert_cmpint(dst_now.group, ==, 0);
+        if (geteuid() == 0) {
+            InfoWait w = {0};
+
+            g_assert_cmpint(ho_json_get_int64(m.stats, "switchover_nice", &boosted), ==, 0);
+            g_assert_cmpint(boosted, ==, MAX(-20, own.threads - 4));
+            qemu_migration_any_job_info(dmig, ddom, true, info_got, &w);
+            if (!test_iterate_until(ctx, &w.done, OP_TIMEOUT_MS))
+                g_error("no job info from the destination");
+            boosted = 99;
+            g_assert_cmpint(ho_json_get_int64(w.info, "switchover_nice", &boosted), ==, 0);
+            g_assert_cmpint(boosted, ==, MAX(-20, own.threads - 4));
+            json_object_put(w.info);
+        } else {
+            g_test_message("not root: no switchover boost to check");
+        }
+    }
 
     /* Invariant 1 from both recordings (one clock): the source stopped
      * before the destination resumed and never resumed afterwards. */
@@ -2921,12 +3070,14 @@ main(int argc, char **argv)
         g_autofree char *restart = g_strdup_printf("/driver/%s/restart", bin->name);
         g_autofree char *crash = g_strdup_printf("/driver/%s/crash", bin->name);
         g_autofree char *nomon = g_strdup_printf("/driver/%s/monitor-unavailable", bin->name);
+        g_autofree char *nice = g_strdup_printf("/driver/%s/process-nice", bin->name);
 
         g_test_add_data_func(lifecycle, bin, test_lifecycle);
         g_test_add_data_func(failure, bin, test_start_failure);
         g_test_add_data_func(restart, bin, test_restart);
         g_test_add_data_func(crash, bin, test_crash);
         g_test_add_data_func(nomon, bin, test_monitor_unavailable);
+        g_test_add_data_func(nice, bin, test_process_nice);
         {
             g_autofree char *jp = g_strdup_printf("/driver/%s/job-persist", bin->name);
             g_autofree char *inc = g_strdup_printf("/driver/%s/incoming-start", bin->name);

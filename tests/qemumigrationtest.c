@@ -55,6 +55,8 @@
 /* Every wait is bounded by this; a transcript plays in well under it. */
 #define CASE_TIMEOUT_MS 20000
 #define MAX_STANDINS 16
+/* QemuMigrationConfig.switchover_boost of both sides (nice levels). */
+#define SWITCHOVER_BOOST 3
 
 /* ---- the table ---------------------------------------------------------- */
 
@@ -778,6 +780,8 @@ struct _Fx {
     GString *dst_phases;
     bool src_done;
     HoError *src_err;
+    json_object *src_stats;
+    bool src_stops; /* the transcript stops the source's guest after migrate */
     bool dst_ended;
     bool src_ended; /* the source's terminal event came */
     bool acted;
@@ -818,6 +822,7 @@ standin_child_setup(gpointer data)
 {
     (void)data;
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    (void)setsid(); /* as qemu_process_spawn: an autogroup of its own */
 }
 
 /* The driver's spawn hook: serve the side from the mock at opts->qmp_path
@@ -1265,13 +1270,13 @@ src_done(QemuMigration *mig, const char *uuid, const HoError *err, json_object *
     Fx *f = opaque;
 
     (void)mig;
-    (void)stats;
     g_assert_cmpstr(uuid, ==, DOM_UUID);
     g_assert_false(f->src_done);
     /* Every event of the job, its end included, comes before this. */
     g_assert_true(f->src_ended);
     f->src_done = true;
     f->src_err = ho_error_copy(err);
+    f->src_stats = stats ? json_object_get(stats) : NULL;
 }
 
 /* ---- setup and teardown ------------------------------------------------------ */
@@ -1442,6 +1447,41 @@ domain_xml(Fx *f, const char *emulator, char *const *images)
     return g_string_free(xml, FALSE);
 }
 
+/* Whether the source's side of a transcript stops the guest (a STOP
+ * event) after the source sent migrate. */
+static bool
+transcript_src_stops(const char *path)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    bool migrated = false;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i]; i++) {
+        g_autoptr(json_object) line = NULL;
+        json_object *msg = NULL;
+        const char *side = NULL, *dir = NULL, *execute = NULL, *event = NULL;
+
+        if (lines[i][0] != '{' || !(line = json_tokener_parse(lines[i])))
+            continue;
+        if (ho_json_opt_string(line, "side", &side) <= 0 || !g_str_equal(side, "src") ||
+            ho_json_opt_string(line, "dir", &dir) <= 0 ||
+            ho_json_opt_object(line, "msg", &msg) <= 0 || !msg) {
+            ho_error_reset();
+            continue;
+        }
+        if (g_str_equal(dir, "send") && ho_json_opt_string(msg, "execute", &execute) > 0 &&
+            g_str_equal(execute, "migrate"))
+            migrated = true;
+        else if (migrated && g_str_equal(dir, "recv") &&
+                 ho_json_opt_string(msg, "event", &event) > 0 && g_str_equal(event, "STOP"))
+            return true;
+        ho_error_reset();
+    }
+    return false;
+}
+
 static void
 fx_setup(Fx *f, const Case *c)
 {
@@ -1461,6 +1501,7 @@ fx_setup(Fx *f, const Case *c)
         .progress_interval_ms = 3600 * 1000,
         /* Nor the postcopy stall check's. */
         .postcopy_stall_s = c->postcopy_stall_s ? c->postcopy_stall_s : 3600,
+        .switchover_boost = SWITCHOVER_BOOST,
     };
     QemuMigrationConfig dst_cfg = src_cfg;
     QemuDomainObj *dom;
@@ -1497,6 +1538,7 @@ fx_setup(Fx *f, const Case *c)
 
     rel = g_strdup_printf("qemumigrationdata/%s", c->transcript);
     transcript = test_data_path(rel);
+    f->src_stops = transcript_src_stops(transcript);
     f->mock = qemu_mock_new(transcript, f->ctx);
     if (!f->mock)
         g_error("%s", ho_error_last_message());
@@ -1563,6 +1605,7 @@ fx_teardown(Fx *f)
     g_clear_pointer(&f->mock, qemu_mock_free);
     g_clear_pointer(&f->probe_mock, qemu_mock_free);
     ho_error_free(f->src_err);
+    g_clear_pointer(&f->src_stats, json_object_put);
     g_string_free(f->src_phases, TRUE);
     g_string_free(f->dst_phases, TRUE);
     g_string_free(f->log, TRUE);
@@ -1800,6 +1843,40 @@ check_images(Fx *f)
     }
 }
 
+/* A switchover boost never outlives its job: every stand-in still
+ * running is back at the nice value it started at (the test's own), its
+ * autogroup at 0. And a source that stopped its guest for a switchover
+ * that completed says at which value its QEMU ran then (one already
+ * unwinding when the guest stopped is not boosted). */
+static void
+check_boost(Fx *f, const char *label)
+{
+    QemuProcessNice own, now;
+    int64_t boosted = 99;
+    int has;
+
+    g_assert_cmpint(qemu_process_get_nice(getpid(), &own), ==, 0);
+    for (guint i = 0; i < f->n_standins; i++) {
+        StandIn *s = &f->standins[i];
+
+        if (!standin_alive(s) || qemu_process_get_nice(s->pid, &now) < 0) {
+            ho_error_reset();
+            continue;
+        }
+        if (now.threads != own.threads || (now.has_group && now.group != 0))
+            g_error("%s: the %s QEMU (pid %d) is left at nice %d (autogroup %d), not %d (0)",
+                    label, s->side, (int)s->pid, now.threads, now.group, own.threads);
+    }
+    has = f->src_stats ? ho_json_opt_int64(f->src_stats, "switchover_nice", &boosted) : 0;
+    g_assert_cmpint(has, >=, 0);
+    if (has)
+        g_assert_cmpint(boosted, ==, MAX(-20, own.threads - SWITCHOVER_BOOST));
+    if (geteuid() == 0 && f->src_stops && f->c->outcome == OUT_COMPLETED && !has)
+        g_error("%s: the source's guest stopped for the switchover but its QEMU was not "
+                "boosted",
+                label);
+}
+
 static void
 test_case(gconstpointer data)
 {
@@ -1919,6 +1996,7 @@ test_case(gconstpointer data)
     if (c->postcopy)
         check_postcopy_conts(&f);
     check_order(&f);
+    check_boost(&f, label);
     dom = qemu_driver_lookup(f.src_drv, DOM_NAME);
     if (dom)
         g_assert_false(qemu_migration_any_has_job(f.src_mig, dom));

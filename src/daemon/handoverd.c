@@ -31,6 +31,7 @@
 #include "ho_rpc_server.h"
 #include "qemu_driver.h"
 #include "qemu_migration.h"
+#include "qemu_process.h"
 
 #ifndef HO_SYSCONFDIR
 #define HO_SYSCONFDIR "/etc"
@@ -317,6 +318,37 @@ handoverd_on_sighup(gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
+/* priority_boost: every thread of the daemon, and its autogroup when it
+ * leads its session (a systemd service does), runs that many nice levels
+ * above where it started, so that its one loop is not queued behind the
+ * QEMUs it drives; those start at the original value, each in a session
+ * of its own. Without CAP_SYS_NICE it warns and runs as it started. */
+static void
+handoverd_boost_priority(const HandoverdConf *conf, QemuDriverConfig *dcfg)
+{
+    QemuProcessNice orig, target;
+
+    if (!conf->priority_boost)
+        return;
+    if (qemu_process_get_nice(getpid(), &orig) < 0) {
+        HO_WARN("priority_boost: %s", ho_error_last_message());
+        ho_error_reset();
+        return;
+    }
+    qemu_process_nice_boost(&orig, conf->priority_boost, &target);
+    if (qemu_process_set_nice(getpid(), &target) < 0) {
+        HO_WARN("priority_boost: handoverd runs without it: %s", ho_error_last_message());
+        ho_error_reset();
+        (void)qemu_process_set_nice(getpid(), &orig);
+        ho_error_reset();
+        return;
+    }
+    dcfg->qemu_nice_set = true;
+    dcfg->qemu_nice = orig.threads;
+    HO_INFO("running at nice %d%s; QEMUs start at %d", target.threads,
+            target.has_group ? " (and so does its autogroup)" : "", orig.threads);
+}
+
 static int
 handoverd_start(Handoverd *d, int *argc, char ***argv)
 {
@@ -358,6 +390,7 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
         handoverd_conf_ensure_host_uuid(d->conf) < 0)
         return -1;
     d->emulator = handoverd_resolve_emulator(d->conf);
+    handoverd_boost_priority(d->conf, &dcfg);
 
     d->methods = handoverd_methods_new(g_get_host_name(), d->conf->host_uuid, d->emulator);
     ho_rpc_limits_default(&limits);
@@ -399,6 +432,7 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     mcfg.nbd_port_max = (int)d->conf->nbd_port_max;
     mcfg.mirror_stall_s = d->conf->migration_mirror_stall_timeout;
     mcfg.postcopy_stall_s = d->conf->postcopy_stall_timeout;
+    mcfg.switchover_boost = d->conf->migration_switchover_boost;
     if (mcfg.record_dir && ho_file_ensure_dir(mcfg.record_dir, 0700) < 0)
         return -1;
     d->migration = qemu_migration_new(d->driver, &mcfg, handoverd_methods_migration_event,

@@ -78,6 +78,9 @@ static const ConfKey conf_keys[] = {
      * daemon stay silent) before it is forced into postcopy-paused: from
      * a hiccup to an hour. */
     {"postcopy_stall_timeout", CONF_UINT, CONF_OFF(postcopy_stall_timeout), 1, 3600},
+    /* Nice levels; 0 turns it off, 39 spans the whole range. */
+    {"priority_boost", CONF_UINT, CONF_OFF(priority_boost), 0, 39},
+    {"migration_switchover_boost", CONF_UINT, CONF_OFF(migration_switchover_boost), 0, 39},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},
@@ -127,6 +130,8 @@ handoverd_conf_new(void)
     conf->migration_progress_interval = 500;
     conf->migration_mirror_stall_timeout = 60;
     conf->postcopy_stall_timeout = 10;
+    conf->migration_switchover_boost = 10;
+    conf->priority_boost = 10;
     conf->max_clients = 64;
     conf->max_message_size = 1024 * 1024;
     conf->max_requests_per_client = 32;

@@ -36,6 +36,8 @@ typedef struct {
     unsigned int migration_progress_interval; /* ms between job progress events, default 500 */
     unsigned int migration_mirror_stall_timeout; /* s a disk mirror may make no progress
                                                   * before the migration aborts, default 60 */
+    unsigned int priority_boost; /* nice levels above the one handoverd started at */
+    unsigned int migration_switchover_boost; /* nice levels for a guest in switchover */
     unsigned int postcopy_stall_timeout;  /* s a postcopy migration may stall (no progress,
                                            * or a silent peer daemon) before it is forced
                                            * into postcopy-paused, default 10 */

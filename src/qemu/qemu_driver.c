@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -146,6 +147,8 @@ struct _QemuDriver {
     void *opaque;
     QemuRecorder *recorder;
     int (*spawn_hook)(const QemuProcessSpawn *opts, GPid *pid, void *opaque);
+    bool qemu_nice_set;
+    int qemu_nice;
     void *spawn_hook_opaque;
     const char *accel;
     const char *accel_why;
@@ -165,9 +168,13 @@ struct _QemuDriver {
 static int
 driver_spawn(QemuDriver *drv, const QemuProcessSpawn *opts, GPid *pid)
 {
+    QemuProcessSpawn o = *opts;
+
+    o.set_nice = drv->qemu_nice_set;
+    o.nice = drv->qemu_nice;
     if (drv->spawn_hook)
-        return drv->spawn_hook(opts, pid, drv->spawn_hook_opaque);
-    return qemu_process_spawn(opts, pid);
+        return drv->spawn_hook(&o, pid, drv->spawn_hook_opaque);
+    return qemu_process_spawn(&o, pid);
 }
 
 const char *
@@ -2561,6 +2568,8 @@ qemu_driver_open(const QemuDriverConfig *cfg, GMainContext *ctx, QemuDriverEvent
     drv->probe_timeout_s = cfg->probe_timeout_s ? cfg->probe_timeout_s : CAPS_PROBE_TIMEOUT_S;
     drv->spawn_hook = cfg->spawn_hook;
     drv->spawn_hook_opaque = cfg->spawn_hook_opaque;
+    drv->qemu_nice_set = cfg->qemu_nice_set;
+    drv->qemu_nice = cfg->qemu_nice;
     drv->defs_dir = g_build_filename(cfg->state_dir, "domains", NULL);
     drv->caps_dir = g_build_filename(cfg->state_dir, "caps", NULL);
     drv->status_dir = g_build_filename(cfg->runtime_dir, "domains", NULL);
@@ -2689,6 +2698,18 @@ qemu_driver_free(QemuDriver *drv)
     g_free(drv);
     /* The domains' log lines asked for are on the disk when we return. */
     ho_file_append_flush();
+}
+
+int
+qemu_driver_qemu_nice(QemuDriver *drv)
+{
+    int own;
+
+    if (drv->qemu_nice_set)
+        return drv->qemu_nice;
+    errno = 0;
+    own = getpriority(PRIO_PROCESS, 0);
+    return (own == -1 && errno) ? 0 : own;
 }
 
 const char *

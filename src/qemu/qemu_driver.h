@@ -53,6 +53,10 @@ typedef struct {
     unsigned int shutdown_timeout_s; /* default for qemu_driver_domain_shutdown */
     unsigned int probe_timeout_s; /* bound on one capability probe; 0: 60 */
     const char *record_path;      /* flight recorder for every monitor, or NULL */
+    /* QEMUs (domains and probes) start at this nice value, not the
+     * daemon's own (which may be boosted above it). */
+    bool qemu_nice_set;
+    int qemu_nice;
     /* Tests: called instead of spawning the emulator (both for the
      * capability probe and for domains); must create the QMP listening
      * socket at opts->qmp_path (or serve it) and return in *pid a child of
@@ -78,6 +82,10 @@ QemuDriver *qemu_driver_open(const QemuDriverConfig *cfg, GMainContext *ctx,
  * them again); their monitors are closed. Accepts NULL. */
 void qemu_driver_free(QemuDriver *drv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(QemuDriver, qemu_driver_free)
+
+/* The nice value QEMUs start at (QemuDriverConfig qemu_nice, else the
+ * daemon's own). */
+int qemu_driver_qemu_nice(QemuDriver *drv);
 
 /* Host facts: the accelerator ("kvm"/"tcg") and why not KVM (may be NULL). */
 const char *qemu_driver_accel(QemuDriver *drv, const char **why);

@@ -18,6 +18,7 @@
 #include "ho_uri.h"
 #include "qemu_blockjob.h"
 #include "qemu_monitor_json.h"
+#include "qemu_process.h"
 #include "qemu_recorder.h"
 
 static const char *const phase_names[] = {
@@ -354,6 +355,8 @@ struct _QemuMigration {
     unsigned int mirror_stall_s;
     char *qemu_img;
     unsigned int postcopy_stall_s;
+    unsigned int switchover_boost; /* nice levels; 0: off */
+    bool boost_warned;
     QemuMigrationEventFunc event_cb;
     void *opaque;
     GHashTable *jobs;      /* uuid -> Job (a reference) */
@@ -430,6 +433,11 @@ struct _Job {
 
     QemuMonitor *mon;
     guint mig_sub;
+    guint stop_sub;     /* source: STOP, to boost the paused guest's QEMU */
+    int boost_pid;      /* the QEMU boosted for the switchover, 0: none */
+    QemuProcessNice boost_orig; /* its nice values before */
+    bool boosted;       /* it was, at boosted_nice (job info) */
+    int boosted_nice;
     guint exit_watch;
     QemuRecorder *rec;
     char *record_path;
@@ -900,6 +908,8 @@ job_info_base(Job *job)
     ho_json_add_string(info, "phase", qemu_migration_phase_to_string(job->phase));
     ho_json_add_string(info, "side", job_side(job));
     ho_json_add_int64(info, "elapsed_ms", (ho_time_now_us() - job->start_us) / 1000);
+    if (job->boosted)
+        ho_json_add_int64(info, "switchover_nice", job->boosted_nice);
     return info;
 }
 
@@ -997,6 +1007,102 @@ error_to_json(json_object *obj, const HoError *err)
 
 /* ---- ending a job ------------------------------------------------------------ */
 
+/* While the guest is paused for the switchover, its QEMU on this side
+ * runs switchover_boost nice levels higher (at most -20) than it ran:
+ * with many migrations sharing the host's CPUs, the paused guest's last
+ * steps (the final RAM and device state, the mirrors' end, loading the
+ * state on the destination, cont) go first. Once per job; job_unboost
+ * undoes it at the job's end. Without CAP_SYS_NICE it warns once per
+ * daemon and the migration goes on unboosted. */
+static void
+job_boost(Job *job)
+{
+    QemuMigration *mig = job->mig;
+    QemuProcessNice orig, target;
+    int pid;
+
+    if (!mig || !mig->switchover_boost || job->boost_pid || !job->dom)
+        return;
+    pid = qemu_domain_obj_pid(job->dom);
+    if (pid <= 0)
+        return;
+    if (qemu_process_get_nice(pid, &orig) < 0) {
+        ho_error_reset();
+        return;
+    }
+    qemu_process_nice_boost(&orig, mig->switchover_boost, &target);
+    if (qemu_process_set_nice(pid, &target) < 0) {
+        if (!mig->boost_warned)
+            HO_WARN("domain '%s': the switchover runs without a priority boost: %s", job->name,
+                    ho_error_last_message());
+        mig->boost_warned = true;
+        ho_error_reset();
+        (void)qemu_process_set_nice(pid, &orig); /* the threads may have been set */
+        ho_error_reset();
+        return;
+    }
+    job->boost_pid = pid;
+    job->boost_orig = orig;
+    job->boosted = true;
+    job->boosted_nice = target.threads;
+    HO_DEBUG("domain '%s': QEMU %d at nice %d for the switchover", job->name, pid,
+             target.threads);
+}
+
+static void
+job_unboost(Job *job)
+{
+    int pid = job->boost_pid;
+
+    if (!pid)
+        return;
+    job->boost_pid = 0;
+    if (job->quitting || job->qemu_gone || !job->dom || qemu_domain_obj_pid(job->dom) != pid)
+        return;
+    if (qemu_process_set_nice(pid, &job->boost_orig) < 0) {
+        HO_WARN("domain '%s': %s", job->name, ho_error_last_message());
+        ho_error_reset();
+        return;
+    }
+    HO_DEBUG("domain '%s': QEMU %d back at nice %d", job->name, pid, job->boost_orig.threads);
+}
+
+/* A job found again after a restart: a QEMU the daemon that died left
+ * boosted runs at a lower nice value than QEMUs start at (or its
+ * autogroup below 0, where a new session starts); put it back. */
+static void
+job_unboost_recovered(Job *job)
+{
+    int pid = job->dom ? qemu_domain_obj_pid(job->dom) : 0;
+    QemuProcessNice cur, start;
+
+    if (!job->mig->switchover_boost || pid <= 0 || qemu_process_get_nice(pid, &cur) < 0) {
+        ho_error_reset();
+        return;
+    }
+    start = cur;
+    start.threads = MAX(cur.threads, qemu_driver_qemu_nice(job->mig->drv));
+    start.group = MAX(cur.group, 0);
+    if ((start.threads == cur.threads && start.group == cur.group) ||
+        qemu_process_set_nice(pid, &start) < 0) {
+        ho_error_reset();
+        return;
+    }
+    HO_INFO("domain '%s': QEMU %d back from nice %d to %d after the restart", job->name, pid,
+            cur.threads, start.threads);
+}
+
+/* Source: the guest stopped after `migrate` (the switchover begins). */
+static void
+src_stop_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
+               gint64 recv_ts_us, void *opaque)
+{
+    Job *job = opaque;
+
+    if (job_live(job) && job->migrate_sent && !job->unwinding)
+        job_boost(job);
+}
+
 static void
 job_detach(Job *job)
 {
@@ -1009,6 +1115,10 @@ job_detach(Job *job)
     if (job->mon && job->mig_sub) {
         qemu_monitor_unsubscribe(job->mon, job->mig_sub);
         job->mig_sub = 0;
+    }
+    if (job->mon && job->stop_sub) {
+        qemu_monitor_unsubscribe(job->mon, job->stop_sub);
+        job->stop_sub = 0;
     }
     if (job->mon && job->pass_sub) {
         qemu_monitor_unsubscribe(job->mon, job->pass_sub);
@@ -1082,6 +1192,7 @@ job_end(Job *job, QemuMigrationPhase phase)
         job->phase = phase;
     }
     job->ended = true;
+    job_unboost(job);
     job_detach(job);
     if (!job->src && phase != QEMU_MIGRATION_PHASE_COMPLETED)
         dst_remove_created(job);
@@ -2972,6 +3083,7 @@ qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigra
 
     g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
     job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", src_migration_event, job);
+    job->stop_sub = qemu_monitor_subscribe(mon, "STOP", src_stop_event, job);
     postcopy_src_begin(job, mon);
     job->exit_watch = qemu_domain_obj_add_exit_watch(dom, src_qemu_exited, job);
     if (job_set_phase(job, QEMU_MIGRATION_PHASE_BEGIN) < 0) {
@@ -3681,6 +3793,8 @@ qemu_migration_dst_nbd_stop(QemuMigration *mig, json_object *args, QemuMigration
                                  _("no incoming migration of domain '%1$s' here"), uuid));
         return;
     }
+    /* Sent with migrate-continue: the switchover is under way. */
+    job_boost(job);
     dst_nbd_stop(job, cb, opaque);
 }
 
@@ -4281,6 +4395,8 @@ qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationRe
         dst_fail_take(job);
         return;
     }
+    if (!job->postcopy_started)
+        job_boost(job); /* the guest is still paused */
     if (job->incoming_completed) {
         dst_run(job);
         return;
@@ -4621,6 +4737,7 @@ qemu_migration_any_recover_domain(QemuMigration *mig, QemuDomainObj *dom)
     job->dst_ran = dst_ran;
     job->dom = qemu_domain_obj_ref(dom);
     job->peer_gone = true; /* the connection did not survive the restart */
+    job_unboost_recovered(job);
     job->reply_kind = REPLY_FINISH_ABORT;
     g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
     HO_INFO("domain '%s': recovering a %s migration job in phase %s", job->name, side,
@@ -4708,6 +4825,7 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
     mig->qemu_img = g_strdup(cfg ? cfg->qemu_img : NULL);
     mig->postcopy_stall_s = cfg && cfg->postcopy_stall_s ? cfg->postcopy_stall_s
                                                          : DEFAULT_POSTCOPY_STALL_S;
+    mig->switchover_boost = cfg ? MIN(cfg->switchover_boost, 39u) : 0;
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,

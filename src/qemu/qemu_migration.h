@@ -161,6 +161,10 @@ typedef struct {
      * or whose peer connection is lost, is forced into postcopy-paused
      * with migrate-pause so recovery can start; 0: 10. */
     unsigned int postcopy_stall_s;
+    /* While a guest is paused for its switchover, its QEMU on this side
+     * runs this many nice levels higher (down to -20); 0: off. Needs
+     * CAP_SYS_NICE. */
+    unsigned int switchover_boost;
 } QemuMigrationConfig;
 
 /* A job event: the domain (name and uuid), the event ("phase",
@@ -310,7 +314,10 @@ int qemu_migration_any_abort(QemuMigration *mig, QemuDomainObj *dom);
  * "disk_bandwidth_bps", and after completion "switchover_ms"
  * (pre-switchover event -> migrate-continue sent) split into
  * "switchover_qemu_ms" (block-job-cancel sent -> the last mirror gone,
- * and other QMP replies awaited) and "switchover_own_ms" (the rest). */
+ * and other QMP replies awaited) and "switchover_own_ms" (the rest).
+ * "switchover_nice": the nice value this side's QEMU ran at while the
+ * guest was paused for the switchover (QemuMigrationConfig
+ * switchover_boost), when it was boosted. */
 typedef void (*QemuMigrationInfoFunc)(json_object *info, const HoError *err, void *opaque);
 void qemu_migration_any_job_info(QemuMigration *mig, QemuDomainObj *dom, bool completed,
                                  QemuMigrationInfoFunc cb, void *opaque);

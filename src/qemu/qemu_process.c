@@ -2,13 +2,17 @@
 
 #include "qemu_process.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -81,7 +85,13 @@ spawn_child_setup(gpointer opaque)
     /* Only async-signal-safe calls here. */
     if (opts->die_with_parent)
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-    (void)setpgid(0, 0);
+    /* A session of its own: with scheduler autogroups the kernel then
+     * shares the CPUs between guests (and the daemon), not between their
+     * threads, so one QEMU's threads cannot crowd out the daemon's loop. */
+    (void)setsid();
+    /* A value at or above the caller's needs no privilege. */
+    if (opts->set_nice)
+        (void)setpriority(PRIO_PROCESS, 0, opts->nice);
 }
 
 int
@@ -221,4 +231,108 @@ qemu_process_pidfd_send_signal(int pidfd, int sig)
         return -1;
     }
     return 0;
+}
+
+int
+qemu_process_get_nice(pid_t pid, QemuProcessNice *nice)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/autogroup", (int)pid);
+    g_autofree char *text = NULL;
+    const char *p;
+    int val;
+
+    memset(nice, 0, sizeof(*nice));
+    errno = 0;
+    val = getpriority(PRIO_PROCESS, (id_t)pid);
+    if (val == -1 && errno) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno,
+                              _("cannot read the scheduling priority of process %1$d"), (int)pid);
+        return -1;
+    }
+    nice->threads = val;
+    /* "/autogroup-123 nice 0" */
+    if (getsid(pid) == pid && g_file_get_contents(path, &text, NULL, NULL) &&
+        (p = strstr(text, " nice ")) && sscanf(p + 6, "%d", &val) == 1) {
+        nice->has_group = true;
+        nice->group = val;
+    }
+    return 0;
+}
+
+static int
+process_set_autogroup_nice(pid_t pid, int nice)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/autogroup", (int)pid);
+    g_autofree char *text = g_strdup_printf("%d", nice);
+    int fd;
+    ssize_t n;
+
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot open '%1$s'"), path);
+        return -1;
+    }
+    n = write(fd, text, strlen(text));
+    if (n < 0) {
+        int err = errno;
+
+        close(fd);
+        ho_error_report_errno(HO_ERR_SYSTEM, err,
+                              _("cannot set the nice value of the autogroup of process %1$d "
+                                "to %2$d"),
+                              (int)pid, nice);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int
+qemu_process_set_nice(pid_t pid, const QemuProcessNice *nice)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    struct dirent *ent;
+    int set = 0, err = 0;
+
+    if (!dir) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot list the threads of process %1$d"),
+                              (int)pid);
+        return -1;
+    }
+    while ((ent = readdir(dir))) {
+        char *end = NULL;
+        long tid;
+
+        if (ent->d_name[0] < '0' || ent->d_name[0] > '9')
+            continue;
+        errno = 0;
+        tid = strtol(ent->d_name, &end, 10);
+        if (errno || *end || tid <= 0)
+            continue;
+        if (setpriority(PRIO_PROCESS, (id_t)tid, nice->threads) == 0)
+            set++;
+        else if (errno != ESRCH)
+            err = errno;
+    }
+    closedir(dir);
+    if (!set) {
+        ho_error_report_errno(HO_ERR_SYSTEM, err ? err : ESRCH,
+                              _("cannot set the scheduling priority of process %1$d to %2$d"),
+                              (int)pid, nice->threads);
+        return -1;
+    }
+    if (nice->has_group && process_set_autogroup_nice(pid, nice->group) < 0)
+        return -1;
+    return set;
+}
+
+void
+qemu_process_nice_boost(const QemuProcessNice *from, unsigned int boost, QemuProcessNice *to)
+{
+    int b = (int)MIN(boost, 39u);
+
+    *to = *from;
+    to->threads = MAX(-20, from->threads - b);
+    to->group = MAX(-20, from->group - b);
 }

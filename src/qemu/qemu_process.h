@@ -35,6 +35,8 @@ typedef struct {
      * -nodefaults, -no-user-config, -display none; fw_dirs and accel must
      * be NULL (the command line has them). */
     bool args_complete;
+    bool set_nice;                 /* the child runs at nice (not the caller's value) */
+    int nice;
 } QemuProcessSpawn;
 
 /* Create the QMP listening socket at opts->qmp_path, spawn the emulator
@@ -55,3 +57,28 @@ int qemu_process_pidfd_open(pid_t pid);
 /* Send a signal through a pidfd, which cannot hit a later process with
  * the same pid; -1 and an error (ESRCH included: it has exited). */
 int qemu_process_pidfd_send_signal(int pidfd, int sig);
+
+/* Scheduling priority of a whole process. Linux keeps a nice value per
+ * thread; and a session leader heads a scheduler autogroup of its own
+ * (when the kernel has autogroups), whose nice value weighs it against
+ * other sessions: the value that counts when the CPUs are contended,
+ * since the scheduler shares them between autogroups first. QEMUs are
+ * session leaders (qemu_process_spawn). */
+typedef struct {
+    int threads;    /* the main thread's nice value */
+    bool has_group; /* pid leads its session and /proc/PID/autogroup exists */
+    int group;      /* that autogroup's nice value */
+} QemuProcessNice;
+
+/* Read both; -1 and an error when the process is gone. */
+int qemu_process_get_nice(pid_t pid, QemuProcessNice *nice);
+/* Set every thread (through /proc/PID/task) to nice->threads and, with
+ * has_group, the autogroup to nice->group. A thread that exits meanwhile
+ * is skipped; one created meanwhile inherits its creator's value. The
+ * number of threads set; -1 and an error when none could be, or the
+ * autogroup could not be (going below the current value needs
+ * CAP_SYS_NICE). */
+int qemu_process_set_nice(pid_t pid, const QemuProcessNice *nice);
+/* from, boost levels higher (lower nice values), at most -20. */
+void qemu_process_nice_boost(const QemuProcessNice *from, unsigned int boost,
+                             QemuProcessNice *to);
