@@ -253,8 +253,8 @@ def cmd_libvirt_log(a):
 
 
 def parse_proc(text):
-    cpu, rss, hwm = (int(x) for x in text.split())
-    return {"cpu_ms": cpu, "rss_kib": rss, "hwm_kib": hwm}
+    cpu, rss, hwm = text.split()
+    return {"cpu_ms": float(cpu), "rss_kib": int(rss), "hwm_kib": int(hwm)}
 
 
 def cmd_sample(a):
@@ -285,12 +285,13 @@ def add_daemons(s, specs):
     for spec in specs or []:
         side, before, after = spec.split(":")
         b, e = parse_proc(before), parse_proc(after)
-        s["daemon_" + side] = {"cpu_ms": e["cpu_ms"] - b["cpu_ms"], "hwm_kib": e["hwm_kib"],
+        s["daemon_" + side] = {"cpu_ms": round(e["cpu_ms"] - b["cpu_ms"], 3),
+                               "hwm_kib": e["hwm_kib"],
                                "rss_kib": e["rss_kib"]}
         cpu += e["cpu_ms"] - b["cpu_ms"]
         hwm = max(hwm, e["hwm_kib"])
     if specs:
-        s["cpu_ms"] = cpu
+        s["cpu_ms"] = round(cpu, 3)
         s["peak_rss_kib"] = hwm
 
 

@@ -40,6 +40,15 @@ def main():
     # src completed received at 3185376963, dst cont sent at 3185381971.
     check("completed_to_cont_ms", f["completed_to_cont_ms"], 5.008)
 
+    # The daemons' /proc figures: CPU time to the microsecond, the larger
+    # peak RSS of the two.
+    s = {}
+    analyze.add_daemons(s, ["src:10.250 6000 7000:12.001 6100 7100",
+                            "dst:3.000 5000 9000:3.5 5200 9100"])
+    check("daemon cpu_ms", s["cpu_ms"], 2.251)
+    check("daemon src cpu_ms", s["daemon_src"]["cpu_ms"], 1.751)
+    check("daemon peak_rss_kib", s["peak_rss_kib"], 9100)
+
     # Overlapping and disjoint intervals.
     check("union_len", analyze.union_len([(5, 9), (0, 2), (1, 3), (8, 10)]), 8)
 
