@@ -557,7 +557,8 @@ test_postcopy(const char *qemu, int killed)
     /* The source's QEMU runs boosted from its STOP to the end of its job
      * (migration_switchover_boost, 10 by default), postcopy included. */
     if (geteuid() == 0)
-        g_assert_cmpint(getpriority(PRIO_PROCESS, (id_t)h->src_pid), ==, MAX(-20, own_nice() - 10));
+        g_assert_cmpint(getpriority(PRIO_PROCESS, (id_t)h->src_pid), ==,
+                        MAX(-20, own_nice() - 10));
 
     /* The kill: the other daemon loses its peer in postcopy and pauses
      * the stream (never an unwinding), the killed one's QEMU waits. */

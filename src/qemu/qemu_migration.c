@@ -1033,8 +1033,9 @@ job_boost(Job *job)
     qemu_process_nice_boost(&orig, mig->switchover_boost, &target);
     if (qemu_process_set_nice(pid, &target) < 0) {
         if (!mig->boost_warned)
-            HO_WARN("domain '%s': the switchover runs without a priority boost: %s", job->name,
-                    ho_error_last_message());
+            HO_WARN("domain '%s': the switchover runs without a priority boost "
+                    "(migration_switchover_boost = 0 turns it off): %s",
+                    job->name, ho_error_last_message());
         mig->boost_warned = true;
         ho_error_reset();
         (void)qemu_process_set_nice(pid, &orig); /* the threads may have been set */
