@@ -330,18 +330,10 @@ handoverd_boost_priority(const HandoverdConf *conf, QemuDriverConfig *dcfg)
 
     if (!conf->priority_boost)
         return;
-    if (qemu_process_get_nice(getpid(), &orig) < 0) {
-        HO_WARN("priority_boost: %s", ho_error_last_message());
-        ho_error_reset();
-        return;
-    }
-    qemu_process_nice_boost(&orig, conf->priority_boost, &target);
-    if (qemu_process_set_nice(getpid(), &target) < 0) {
+    if (qemu_process_boost(getpid(), conf->priority_boost, &orig, &target) < 0) {
         HO_WARN("priority_boost: handoverd runs without it (set priority_boost = 0 in the "
                 "configuration to turn it off): %s",
                 ho_error_last_message());
-        ho_error_reset();
-        (void)qemu_process_set_nice(getpid(), &orig);
         ho_error_reset();
         return;
     }

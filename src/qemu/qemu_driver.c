@@ -545,8 +545,6 @@ dom_log_path(QemuDomainObj *dom)
     return g_build_filename(dom->drv->log_dir, file, NULL);
 }
 
-/* Append a line of ours to the domain's log, after QEMU's own output.
- * Returns the file's size afterwards, or -1. */
 /* "<time> handoverd: <message>\n" */
 static char *
 dom_log_line(const char *fmt, va_list ap) G_GNUC_PRINTF(1, 0);

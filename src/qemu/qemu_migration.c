@@ -392,8 +392,7 @@ struct _Job {
     /* The source QEMU's migration capabilities and parameters: sent while
      * the mirrors copy (or at Perform without disks), so that `migrate`
      * follows the last BLOCK_JOB_READY at once. */
-    bool settings_sent;
-    bool settings_done;
+    enum { SETTINGS_UNSENT, SETTINGS_SENT, SETTINGS_IN } settings;
     bool perform_waiting;  /* Perform is due once the settings are in */
     bool prepared;         /* the destination has a QEMU for us */
     bool prepare_pending;
@@ -434,7 +433,8 @@ struct _Job {
     QemuMonitor *mon;
     guint mig_sub;
     guint stop_sub;     /* source: STOP, to boost the paused guest's QEMU */
-    int boost_pid;      /* the QEMU boosted for the switchover, 0: none */
+    GSource *boost_src; /* the boost, due once the loop has nothing more urgent */
+    int boost_pid;      /* the QEMU boosted for the switchover, 0: none (any more) */
     QemuProcessNice boost_orig; /* its nice values before */
     bool boosted;       /* it was, at boosted_nice (job info) */
     int boosted_nice;
@@ -1021,24 +1021,17 @@ job_boost(Job *job)
     QemuProcessNice orig, target;
     int pid;
 
-    if (!mig || !mig->switchover_boost || job->boost_pid || !job->dom)
+    if (!mig || !mig->switchover_boost || job->boosted || !job->dom)
         return;
     pid = qemu_domain_obj_pid(job->dom);
     if (pid <= 0)
         return;
-    if (qemu_process_get_nice(pid, &orig) < 0) {
-        ho_error_reset();
-        return;
-    }
-    qemu_process_nice_boost(&orig, mig->switchover_boost, &target);
-    if (qemu_process_set_nice(pid, &target) < 0) {
+    if (qemu_process_boost(pid, mig->switchover_boost, &orig, &target) < 0) {
         if (!mig->boost_warned)
             HO_WARN("domain '%s': the switchover runs without a priority boost "
                     "(migration_switchover_boost = 0 turns it off): %s",
                     job->name, ho_error_last_message());
         mig->boost_warned = true;
-        ho_error_reset();
-        (void)qemu_process_set_nice(pid, &orig); /* the threads may have been set */
         ho_error_reset();
         return;
     }
@@ -1048,6 +1041,32 @@ job_boost(Job *job)
     job->boosted_nice = target.threads;
     HO_DEBUG("domain '%s': QEMU %d at nice %d for the switchover", job->name, pid,
              target.threads);
+}
+
+static gboolean
+job_boost_idle(gpointer opaque)
+{
+    Job *job = opaque;
+
+    g_clear_pointer(&job->boost_src, g_source_unref);
+    if (job_live(job))
+        job_boost(job);
+    return G_SOURCE_REMOVE;
+}
+
+/* The boost, from the loop below the default priority: the QMP writes
+ * (the monitor writes from the loop) and the events already due go
+ * first, so it never delays a command of the switchover. */
+static void
+job_boost_soon(Job *job)
+{
+    if (!job->mig || !job->mig->switchover_boost || job->boosted || job->boost_src)
+        return;
+    job->boost_src = g_idle_source_new();
+    g_source_set_priority(job->boost_src, G_PRIORITY_DEFAULT + 1);
+    g_source_set_callback(job->boost_src, job_boost_idle, job_ref(job),
+                          (GDestroyNotify)job_unref);
+    g_source_attach(job->boost_src, job->mig->ctx);
 }
 
 static void
@@ -1077,7 +1096,7 @@ job_unboost_recovered(Job *job)
     int pid = job->dom ? qemu_domain_obj_pid(job->dom) : 0;
     QemuProcessNice cur, start;
 
-    if (!job->mig->switchover_boost || pid <= 0 || qemu_process_get_nice(pid, &cur) < 0) {
+    if (pid <= 0 || qemu_process_get_nice(pid, &cur) < 0) {
         ho_error_reset();
         return;
     }
@@ -1101,7 +1120,7 @@ src_stop_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qem
     Job *job = opaque;
 
     if (job_live(job) && job->migrate_sent && !job->unwinding)
-        job_boost(job);
+        job_boost_soon(job);
 }
 
 static void
@@ -1113,6 +1132,7 @@ job_detach(Job *job)
     clear_source(&job->mirror_src);
     clear_source(&job->stall_src);
     clear_source(&job->recover_src);
+    clear_source(&job->boost_src);
     if (job->mon && job->mig_sub) {
         qemu_monitor_unsubscribe(job->mon, job->mig_sub);
         job->mig_sub = 0;
@@ -1965,7 +1985,7 @@ src_params_done(QemuMonitor *mon, const HoError *err, void *opaque)
                                    job->name, err->message));
         return;
     }
-    job->settings_done = true;
+    job->settings = SETTINGS_IN;
     if (job->perform_waiting)
         src_perform_go(job);
 }
@@ -2008,7 +2028,7 @@ src_settings_send(Job *job)
     bool states[6];
     size_t n = 0;
 
-    if (job->settings_sent)
+    if (job->settings != SETTINGS_UNSENT)
         return;
     if (!mon || !caps) {
         src_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
@@ -2016,7 +2036,7 @@ src_settings_send(Job *job)
                                    job->name));
         return;
     }
-    job->settings_sent = true;
+    job->settings = SETTINGS_SENT;
     names[n] = "events";
     states[n++] = true;
     if (qemu_caps_has(caps, QEMU_CAPS_PAUSE_BEFORE_SWITCHOVER)) {
@@ -2042,7 +2062,7 @@ src_settings_send(Job *job)
 static void
 src_perform(Job *job)
 {
-    if (job->settings_done) {
+    if (job->settings == SETTINGS_IN) {
         src_perform_go(job);
         return;
     }
@@ -3794,9 +3814,9 @@ qemu_migration_dst_nbd_stop(QemuMigration *mig, json_object *args, QemuMigration
                                  _("no incoming migration of domain '%1$s' here"), uuid));
         return;
     }
-    /* Sent with migrate-continue: the switchover is under way. */
-    job_boost(job);
     dst_nbd_stop(job, cb, opaque);
+    /* Sent with migrate-continue: the switchover is under way. */
+    job_boost_soon(job);
 }
 
 static void
@@ -4396,8 +4416,9 @@ qemu_migration_dst_finish(QemuMigration *mig, json_object *args, QemuMigrationRe
         dst_fail_take(job);
         return;
     }
+    /* The guest is still paused; the boost comes once cont is written. */
     if (!job->postcopy_started)
-        job_boost(job); /* the guest is still paused */
+        job_boost_soon(job);
     if (job->incoming_completed) {
         dst_run(job);
         return;
@@ -4826,7 +4847,7 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
     mig->qemu_img = g_strdup(cfg ? cfg->qemu_img : NULL);
     mig->postcopy_stall_s = cfg && cfg->postcopy_stall_s ? cfg->postcopy_stall_s
                                                          : DEFAULT_POSTCOPY_STALL_S;
-    mig->switchover_boost = cfg ? MIN(cfg->switchover_boost, 39u) : 0;
+    mig->switchover_boost = cfg ? cfg->switchover_boost : 0;
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,

@@ -327,6 +327,25 @@ qemu_process_set_nice(pid_t pid, const QemuProcessNice *nice)
     return set;
 }
 
+int
+qemu_process_boost(pid_t pid, unsigned int levels, QemuProcessNice *before,
+                   QemuProcessNice *after)
+{
+    HoError *err;
+
+    if (qemu_process_get_nice(pid, before) < 0)
+        return -1;
+    qemu_process_nice_boost(before, levels, after);
+    if (qemu_process_set_nice(pid, after) >= 0)
+        return 0;
+    /* The threads may be set when the autogroup was refused. */
+    err = ho_error_steal();
+    (void)qemu_process_set_nice(pid, before);
+    ho_error_reset();
+    ho_error_set(err);
+    return -1;
+}
+
 void
 qemu_process_nice_boost(const QemuProcessNice *from, unsigned int boost, QemuProcessNice *to)
 {

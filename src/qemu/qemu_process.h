@@ -82,3 +82,8 @@ int qemu_process_set_nice(pid_t pid, const QemuProcessNice *nice);
 /* from, boost levels higher (lower nice values), at most -20. */
 void qemu_process_nice_boost(const QemuProcessNice *from, unsigned int boost,
                              QemuProcessNice *to);
+/* Raise pid (threads and autogroup) levels higher: get, boost, set. *before
+ * gets the values it ran at and *after the new ones. 0; or -1 and an
+ * error, with whatever was set put back. */
+int qemu_process_boost(pid_t pid, unsigned int levels, QemuProcessNice *before,
+                       QemuProcessNice *after);
