@@ -17,8 +17,10 @@
  *   begin    query-named-block-nodes (the disks' sizes), qemu-img create of
  *            each destination image in DIR;
  *   prepare  the destination QEMU (-S -incoming defer), capabilities
- *            events + late-block-activate, nbd-server-start, a writable
- *            export per disk, migrate-incoming;
+ *            events + late-block-activate, nbd-server-start (on a listening
+ *            socket bound here with Nagle off and passed with getfd, as
+ *            handover does; --nbd-qemu-listener for QEMU's own), a
+ *            writable export per disk, migrate-incoming;
  *   mirror   blockdev-add nbd + blockdev-mirror per disk, all READY;
  *   perform  capabilities events + pause-before-switchover, unlimited
  *            bandwidth (as handover sets it), migrate; at pre-switchover all
@@ -497,6 +499,7 @@ main(int argc, char **argv)
     g_auto(GStrv) src_disks = NULL;
     gboolean verify = FALSE;
     gboolean keep_dst = FALSE;
+    gboolean nbd_qemu_listener = FALSE;
     int port_base = 0;
     g_autofree char *accel = NULL;
     g_autofree char *kernel = NULL;
@@ -537,6 +540,9 @@ main(int argc, char **argv)
          "compare the images afterwards (qemu-img compare)", NULL},
         {"port-base", 0, 0, G_OPTION_ARG_INT, &port_base, "migration on this port, NBD on the next "
          "(default: free ports; give distinct bases to drivers run at once)", "PORT"},
+        {"nbd-qemu-listener", 0, 0, G_OPTION_ARG_NONE, &nbd_qemu_listener,
+         "let the destination QEMU listen for NBD itself (Nagle on in QEMU 7.2), instead of "
+         "passing it a listening socket with Nagle off as handover does", NULL},
         {"keep-dst", 0, 0, G_OPTION_ARG_NONE, &keep_dst,
          "keep the destination images (DIR/minimal-vda.qcow2, ...)", NULL},
         {"accel", 0, 0, G_OPTION_ARG_STRING, &accel, "kvm or tcg (default: kvm when it works)",
@@ -650,8 +656,28 @@ main(int argc, char **argv)
     start_side(&dst, "dst", bin, accel, dst_args, rec);
     send_async(&dst, "migrate-set-capabilities", caps_args(dst_caps), &pending);
     args = json_object_new_object();
-    send_async(&dst, "nbd-server-start", ho_json_add(args, "addr", inet_addr(nbd_port, true)),
-               &pending);
+    if (nbd_qemu_listener) {
+        send_async(&dst, "nbd-server-start",
+                   ho_json_add(args, "addr", inet_addr(nbd_port, true)), &pending);
+    } else {
+        /* As handover: the listening socket bound here with Nagle off
+         * (accepted connections inherit it), passed with getfd. */
+        int lfd = ho_socket_tcp_listen("127.0.0.1", nbd_port, 16, NULL);
+        json_object *addr = json_object_new_object();
+        json_object *data = json_object_new_object();
+        json_object *gargs = json_object_new_object();
+
+        if (lfd < 0 || ho_socket_set_nodelay(lfd) < 0)
+            fail("NBD listener: %s", ho_error_last_message());
+        pending++;
+        qemu_monitor_send(dst.mon, "getfd", ho_json_add_string(gargs, "fdname", "nbd"), lfd,
+                          reply_done, &pending);
+        close(lfd);
+        ho_json_add_string(data, "str", "nbd");
+        ho_json_add_string(addr, "type", "fd");
+        ho_json_add(addr, "data", data);
+        send_async(&dst, "nbd-server-start", ho_json_add(args, "addr", addr), &pending);
+    }
     for (guint i = 0; i < n_disks; i++) {
         g_autofree char *node = g_strdup_printf("drive-%s-fmt", disks[i].target);
 

@@ -17,11 +17,13 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1876,7 +1878,58 @@ typedef struct {
     GPtrArray *phases;  /* "mirror", ... */
     bool saw_disk_progress;
     GPtrArray *warnings;
+    QemuDriver *dst_drv; /* where the destination QEMU's NBD connections are counted */
+    int nbd_lo, nbd_hi;  /* its NBD port range */
+    int nbd_conns;       /* at PERFORM: its accepted NBD connections, */
+    int nbd_nodelay;     /* and how many of them have Nagle off */
 } StorageWatch;
+
+/* The connected TCP sockets of process pid whose local port is in [lo, hi]
+ * (a server's accepted connections), and how many have TCP_NODELAY set:
+ * each one duplicated out of the process with pidfd_getfd. */
+static void
+count_nodelay(int pid, int lo, int hi, int *conns, int *nodelay)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/fd", pid);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    int pfd = pidfd_open(pid, 0);
+    const char *e;
+
+    *conns = *nodelay = 0;
+    g_assert_nonnull(d);
+    if (pfd < 0)
+        g_error("pidfd_open(%d): %s", pid, g_strerror(errno));
+    while ((e = g_dir_read_name(d))) {
+        g_autofree char *link = g_strdup_printf("%s/%s", dir, e);
+        g_autofree char *target = g_file_read_link(link, NULL);
+        struct sockaddr_storage ss, peer;
+        socklen_t len = sizeof(ss), plen = sizeof(peer);
+        int on = 0;
+        socklen_t olen = sizeof(on);
+        int port;
+        int fd;
+
+        if (!target || !g_str_has_prefix(target, "socket:"))
+            continue;
+        fd = pidfd_getfd(pfd, atoi(e), 0);
+        if (fd < 0)
+            continue; /* closed meanwhile */
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+            getpeername(fd, (struct sockaddr *)&peer, &plen) == 0) {
+            port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                 : ((struct sockaddr_in6 *)&ss)->sin6_port);
+            if (port >= lo && port <= hi) {
+                g_assert_cmpint(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &olen), ==, 0);
+                (*conns)++;
+                if (on)
+                    (*nodelay)++;
+            }
+        }
+        close(fd);
+    }
+    close(pfd);
+}
 
 static void
 storage_event(QemuMigration *mig, const char *name, const char *uuid, const char *event,
@@ -1903,8 +1956,15 @@ storage_event(QemuMigration *mig, const char *name, const char *uuid, const char
         return;
     }
     g_ptr_array_add(w->phases, g_strdup(phase));
-    if (g_str_equal(phase, "perform"))
+    if (g_str_equal(phase, "perform")) {
+        QemuDomainObj *ddom = qemu_driver_lookup(w->dst_drv, qemu_domain_obj_name(w->dom));
+
         w->perform = true;
+        /* Every mirror is READY: each has its NBD connection open. */
+        g_assert_nonnull(ddom);
+        count_nodelay(qemu_domain_obj_pid(ddom), w->nbd_lo, w->nbd_hi, &w->nbd_conns,
+                      &w->nbd_nodelay);
+    }
     if (w->at && !w->aborted && g_str_equal(phase, w->at)) {
         w->aborted = true;
         if (qemu_migration_any_abort(w->mig, w->dom) < 0)
@@ -1983,6 +2043,9 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     w.warnings = g_ptr_array_new_with_free_func(g_free);
     w.at = abort_at;
     w.postcopy = postcopy;
+    w.dst_drv = fd.drv;
+    w.nbd_lo = dcfg.nbd_port_min;
+    w.nbd_hi = dcfg.nbd_port_max;
     if (postcopy)
         scfg.progress_interval_ms = 100;
     w.mig = qemu_migration_new(fs.drv, &scfg, storage_event, &w);
@@ -2110,6 +2173,11 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
             g_assert_true(strstr(seq, "pre-switchover") < strstr(seq, "postcopy-active"));
         }
         record_cancel_before_continue(rec_src);
+        /* The destination QEMU's NBD connections, one per disk, have Nagle
+         * off: the listening socket the daemon passed it had (QEMU 7.2's
+         * own listener leaves it on). */
+        g_assert_cmpint(w.nbd_conns, ==, 2);
+        g_assert_cmpint(w.nbd_nodelay, ==, 2);
         g_assert_true(w.saw_disk_progress || stats_int(m.stats, "disk_total") > 0);
         g_assert_cmpint(w.warnings->len, ==, 0);
         g_assert_cmpint(stats_int(m.stats, "disk_total"), ==, 24 * 1024 * 1024);

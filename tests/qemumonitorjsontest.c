@@ -1080,8 +1080,8 @@ issue_common_commands(Fixture *f)
     qemu_monitor_json_job_dismiss(mon, "mirror-vda", done_cb, call_new(f, "job-dismiss"));
     qemu_monitor_json_blockdev_del(mon, "migration-vda-storage", done_cb,
                                    call_new(f, "blockdev-del"));
-    qemu_monitor_json_nbd_server_start(mon, "127.0.0.1", 49154, done_cb,
-                                       call_new(f, "nbd-server-start"));
+    qemu_monitor_json_nbd_server_start_fd(mon, "nbd-listen", done_cb,
+                                          call_new(f, "nbd-server-start"));
     qemu_monitor_json_block_export_add(mon, "export-vda", "libvirt-1-format",
                                        "drive-virtio-disk0", true, done_cb,
                                        call_new(f, "block-export-add"));

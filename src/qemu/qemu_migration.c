@@ -3638,8 +3638,6 @@ dst_export_done(QemuMonitor *mon, const HoError *err, void *opaque)
         dst_listen(job);
 }
 
-static void dst_nbd_try_port(Job *job);
-
 static void
 dst_nbd_started(QemuMonitor *mon, const HoError *err, void *opaque)
 {
@@ -3648,16 +3646,10 @@ dst_nbd_started(QemuMonitor *mon, const HoError *err, void *opaque)
     if (!job_live(job) || job->unwinding)
         return;
     if (err) {
-        if (err->code == HO_ERR_QMP && !job->args.disks_uri && job->nbd_port < job->nbd_port_last) {
-            HO_DEBUG("domain '%s': NBD port %d: %s", job->name, job->nbd_port, err->message);
-            job->nbd_port++;
-            dst_nbd_try_port(job);
-            return;
-        }
         dst_fail(job, ho_error_new(err->code,
-                                   _("cannot start the NBD server for the disks of domain '%1$s' "
-                                     "(last port tried %2$d): %3$s"),
-                                   job->name, job->nbd_port, err->message));
+                                   _("cannot start the NBD server for the disks of domain '%1$s': "
+                                     "%2$s"),
+                                   job->name, err->message));
         return;
     }
     job->nbd_running = true;
@@ -3674,21 +3666,70 @@ dst_nbd_started(QemuMonitor *mon, const HoError *err, void *opaque)
     }
 }
 
+/* The NBD server's listening socket: bound here, Nagle turned off on it
+ * (and so on every connection QEMU accepts from it), handed to QEMU with
+ * getfd. QEMU 7.2's NBD server leaves Nagle on: a reply written while the
+ * one before it is unacknowledged waits for the client's delayed ACK, 40 ms
+ * on Linux. At the switchover that is the source's drain waiting for its
+ * last mirror write with the guest paused (docs/bench.md, "Where a busy
+ * guest's pause went"). Binding here also leaves no window between finding
+ * a port free and QEMU taking it. */
+#define NBD_LISTEN_FDNAME "handover-nbd"
+#define NBD_LISTEN_BACKLOG 64
+
+static int
+dst_nbd_listen(Job *job)
+{
+    int fd = -1;
+
+    for (;; job->nbd_port++) {
+        if (!dst_port_taken(job, job->nbd_port)) {
+            ho_error_reset();
+            fd = ho_socket_tcp_listen(job->nbd_host, job->nbd_port, NBD_LISTEN_BACKLOG, NULL);
+            if (fd >= 0)
+                break;
+        }
+        if (job->nbd_port >= job->nbd_port_last)
+            break;
+    }
+    if (fd < 0) {
+        g_autofree char *why = g_strdup(ho_error_last()
+                                            ? ho_error_last_message()
+                                            : _("every port is taken by other migrations"));
+
+        ho_error_report(HO_ERR_SYSTEM,
+                        _("cannot listen for the NBD server of domain '%1$s' (last port tried "
+                          "%2$d): %3$s"),
+                        job->name, job->nbd_port, why);
+        return -1;
+    }
+    if (ho_socket_set_nodelay(fd) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static void
 dst_nbd_try_port(Job *job)
 {
-    if (!job->nbd_path) {
-        while (job->nbd_port < job->nbd_port_last &&
-               (dst_port_taken(job, job->nbd_port) ||
-                !dst_port_free(job->nbd_host, job->nbd_port)))
-            job->nbd_port++;
-    }
-    if (job->nbd_path)
+    int fd;
+
+    if (job->nbd_path) {
         qemu_monitor_json_nbd_server_start_unix(job->mon, job->nbd_path, dst_nbd_started,
                                                 job_ref(job));
-    else
-        qemu_monitor_json_nbd_server_start(job->mon, job->nbd_host, job->nbd_port,
-                                           dst_nbd_started, job_ref(job));
+        return;
+    }
+    if ((fd = dst_nbd_listen(job)) < 0) {
+        dst_fail_take(job);
+        return;
+    }
+    /* The monitor sends its own copy; QEMU's nbd-server-stop closes it.
+     * A failed getfd shows in nbd-server-start's answer (no such fd). */
+    qemu_monitor_json_getfd(job->mon, NBD_LISTEN_FDNAME, fd, NULL, NULL);
+    close(fd);
+    qemu_monitor_json_nbd_server_start_fd(job->mon, NBD_LISTEN_FDNAME, dst_nbd_started,
+                                          job_ref(job));
 }
 
 /* Where the NBD server listens: --disks-uri, else the migration's listen

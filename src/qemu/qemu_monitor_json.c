@@ -1256,26 +1256,6 @@ qemu_monitor_json_job_dismiss(QemuMonitor *mon, const char *id, QemuMonitorDoneF
 }
 
 void
-qemu_monitor_json_nbd_server_start(QemuMonitor *mon, const char *host, int port,
-                                   QemuMonitorDoneFunc cb, void *opaque)
-{
-    json_object *args = json_object_new_object();
-    json_object *addr = json_object_new_object();
-    json_object *data = json_object_new_object();
-    char portstr[16];
-
-    /* nbd-server-start takes a SocketAddressLegacy in 7.2 and 10.0 alike:
-     * the inet fields sit under "data", and the port is a string. */
-    g_snprintf(portstr, sizeof(portstr), "%d", port);
-    ho_json_add_string(data, "host", host);
-    ho_json_add_string(data, "port", portstr);
-    ho_json_add_string(addr, "type", "inet");
-    ho_json_add(addr, "data", data);
-    ho_json_add(args, "addr", addr);
-    send_done(mon, "nbd-server-start", args, cb, opaque);
-}
-
-void
 qemu_monitor_json_nbd_server_start_unix(QemuMonitor *mon, const char *path,
                                         QemuMonitorDoneFunc cb, void *opaque)
 {
@@ -1285,6 +1265,22 @@ qemu_monitor_json_nbd_server_start_unix(QemuMonitor *mon, const char *path,
 
     ho_json_add_string(data, "path", path);
     ho_json_add_string(addr, "type", "unix");
+    ho_json_add(addr, "data", data);
+    ho_json_add(args, "addr", addr);
+    send_done(mon, "nbd-server-start", args, cb, opaque);
+}
+
+void
+qemu_monitor_json_nbd_server_start_fd(QemuMonitor *mon, const char *fdname,
+                                      QemuMonitorDoneFunc cb, void *opaque)
+{
+    json_object *args = json_object_new_object();
+    json_object *addr = json_object_new_object();
+    json_object *data = json_object_new_object();
+
+    /* A listening socket passed before with getfd under fdname. */
+    ho_json_add_string(data, "str", fdname);
+    ho_json_add_string(addr, "type", "fd");
     ho_json_add(addr, "data", data);
     ho_json_add(args, "addr", addr);
     send_done(mon, "nbd-server-start", args, cb, opaque);

@@ -328,9 +328,11 @@ void qemu_monitor_json_query_jobs(QemuMonitor *mon, QemuMonitorListFunc cb, void
 void qemu_monitor_json_job_dismiss(QemuMonitor *mon, const char *id, QemuMonitorDoneFunc cb,
                                    void *opaque);
 
-/* nbd-server-start {"addr": {"type":"inet","data":{"host","port"}}}; port as a string, per QAPI */
-void qemu_monitor_json_nbd_server_start(QemuMonitor *mon, const char *host, int port,
-                                        QemuMonitorDoneFunc cb, void *opaque);
+/* nbd-server-start {"addr": {"type":"fd","data":{"str"}}}: a listening
+ * socket passed before with getfd under fdname (SocketAddressLegacy, the
+ * same in 7.2 and 10.0) */
+void qemu_monitor_json_nbd_server_start_fd(QemuMonitor *mon, const char *fdname,
+                                           QemuMonitorDoneFunc cb, void *opaque);
 /* nbd-server-start {"addr": {"type":"unix","data":{"path"}}} */
 void qemu_monitor_json_nbd_server_start_unix(QemuMonitor *mon, const char *path,
                                              QemuMonitorDoneFunc cb, void *opaque);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -305,6 +306,18 @@ ho_socket_set_nonblock(int fd, bool nonblock)
         flags &= ~O_NONBLOCK;
     if (fcntl(fd, F_SETFL, flags) < 0) {
         ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot set the flags of fd %1$d"), fd);
+        return -1;
+    }
+    return 0;
+}
+
+int
+ho_socket_set_nodelay(int fd)
+{
+    int on = 1;
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0) {
+        ho_error_report_errno(HO_ERR_SYSTEM, errno, _("cannot set TCP_NODELAY on fd %1$d"), fd);
         return -1;
     }
     return 0;

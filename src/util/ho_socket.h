@@ -22,6 +22,9 @@ int ho_socket_unix_connect(const char *path);
 int ho_socket_tcp_listen(const char *host, int port, int backlog, int *bound_port);
 /* Connect to host:port; fd or -1. */
 int ho_socket_tcp_connect(const char *host, int port);
+/* Turn Nagle's algorithm off (TCP_NODELAY). On a listening socket Linux
+ * passes it on to every connection accept() returns. -1 on failure. */
+int ho_socket_set_nodelay(int fd);
 /* Switch O_NONBLOCK; -1 on failure. */
 int ho_socket_set_nonblock(int fd, bool nonblock);
 
