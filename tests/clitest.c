@@ -919,6 +919,7 @@ test_cli_migrate_storage_fake(void)
     ho_json_add_int64(fd.completed, "disk_remaining", 0);
     ho_json_add_int64(fd.completed, "disk_bandwidth_bps", 250 * 1024 * 1024);
     ho_json_add_int64(fd.completed, "downtime_ms", 31);
+    ho_json_add_int64(fd.completed, "downtime_limit_ms", 80);
     /* Fractional milliseconds and the precise microseconds: the latter win. */
     ho_json_add(fd.completed, "switchover_ms", json_object_new_double(3.1));
     ho_json_add_int64(fd.completed, "switchover_us", 3140);
@@ -977,6 +978,7 @@ test_cli_migrate_storage_fake(void)
     assert_contains(info.out, "Disk remaining:       0.000 B\n");
     assert_contains(info.out, "Disk total:           1.000 GiB\n");
     assert_contains(info.out, "Disk bandwidth:       250.000 MiB/s\n");
+    assert_contains(info.out, "Downtime limit:       80           ms\n");
     assert_contains(info.out, "Switchover:           3.1 ms (QEMU 2.4 ms, handover 0.7 ms)\n");
     assert_contains(info.out,
                     "Warning:              this QEMU has no pause-before-switchover; second\n");
@@ -987,6 +989,7 @@ test_cli_migrate_storage_fake(void)
     assert_contains(json.out, "\"switchover_us\": 3140");
     assert_contains(json.out, "\"switchover_qemu_us\": 2430");
     assert_contains(json.out, "\"disk_total\": 1073741824");
+    assert_contains(json.out, "\"downtime_limit_ms\": 80");
 
     /* The other flags. */
     g_clear_pointer(&r.out, g_free);

@@ -85,6 +85,8 @@ test_errors_name_key_and_value(void)
         {"[handoverd]\npriority_boost = 40\n", {"'priority_boost'", "'40'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_switchover_boost = -1\n",
          {"'migration_switchover_boost'", "'-1'", "'[handoverd]'"}},
+        {"[handoverd]\nmigration_downtime_start = 2000001\n",
+         {"'migration_downtime_start'", "'2000001'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_port_min = 3\nmigration_port_max = 2\n",
          {"'3'", "'2'", "migration_port_max"}},
     };
@@ -121,6 +123,7 @@ test_defaults(void)
     g_assert_cmpuint(conf->postcopy_stall_timeout, ==, 10);
     g_assert_cmpuint(conf->priority_boost, ==, 10);
     g_assert_cmpuint(conf->migration_switchover_boost, ==, 10);
+    g_assert_cmpuint(conf->migration_downtime_start, ==, 20);
     g_assert_cmpstr(conf->migration_address, ==, "127.0.0.1");
     g_assert_cmpuint(conf->migration_port_min, ==, 49152);
     g_assert_cmpuint(conf->migration_port_max, ==, 49215);
@@ -387,7 +390,7 @@ test_example(void)
         g_string_append_printf(all, "%s\n", line);
     }
     /* Every key of the configuration is shown. */
-    g_assert_cmpuint(keys, ==, 30);
+    g_assert_cmpuint(keys, ==, 31);
     if (handoverd_conf_load_data(uncommented, all->str, all->len, path) < 0)
         g_error("%s", ho_error_last_message());
 }
@@ -411,7 +414,7 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 30);
+    g_assert_cmpuint(i, ==, 31);
 }
 
 /* The peer keepalive notices a dead peer within postcopy_stall_timeout:

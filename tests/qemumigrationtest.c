@@ -139,6 +139,12 @@ typedef struct {
     /* QemuMigrationConfig.postcopy_stall_s, which also bounds a recovery
      * attempt on a QEMU that gives no event (7.2); 0: 3600 (never). */
     unsigned int postcopy_stall_s;
+    /* The downtime ramp: QemuMigrationConfig.downtime_start_ms of the
+     * source (0: off), --max-downtime (0: not given), and the job info's
+     * downtime_limit_ms at the end (0: absent). */
+    unsigned int downtime_start;
+    unsigned int max_downtime;
+    unsigned int downtime_final;
 } Case;
 
 /* The phase walks used below. */
@@ -181,6 +187,36 @@ static const Case cases[] = {
         .transcript = "migrate-7.2-7.2.jsonl",
         .src_emu = "qemu-7.2",
         .dst_emu = "qemu-7.2",
+        .outcome = OUT_COMPLETED,
+        .src_phases = SRC_HAPPY,
+        .dst_phases = DST_HAPPY,
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
+        /* The downtime ramp: 20 ms at the start, doubled by each pass that
+         * did not end the migration, up to QEMU's 300 ms. */
+        .name = "precopy-downtime-ramp",
+        .transcript = "downtime-ramp.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .downtime_start = 20,
+        .downtime_final = 300,
+        .outcome = OUT_COMPLETED,
+        .src_phases = SRC_HAPPY,
+        .dst_phases = DST_HAPPY,
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
+        /* The same up to --max-downtime 100. */
+        .name = "precopy-downtime-ramp-max",
+        .transcript = "downtime-ramp-max.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .downtime_start = 20,
+        .max_downtime = 100,
+        .downtime_final = 100,
         .outcome = OUT_COMPLETED,
         .src_phases = SRC_HAPPY,
         .dst_phases = DST_HAPPY,
@@ -1509,6 +1545,7 @@ fx_setup(Fx *f, const Case *c)
 
     memset(f, 0, sizeof(*f));
     f->c = c;
+    src_cfg.downtime_start_ms = c->downtime_start;
     f->ctx = g_main_context_ref_thread_default();
     f->dir = test_make_tmpdir("migration");
     f->bindir = g_build_filename(f->dir, "bin", NULL);
@@ -1891,6 +1928,8 @@ test_case(gconstpointer data)
     args.live = true;
     args.auto_converge = c->auto_converge;
     args.parallel = c->parallel;
+    args.has_max_downtime = c->max_downtime > 0;
+    args.max_downtime_ms = c->max_downtime;
     args.paused = c->paused;
     args.postcopy = c->postcopy;
     args.postcopy_after_precopy = c->postcopy;
@@ -1997,6 +2036,14 @@ test_case(gconstpointer data)
         check_postcopy_conts(&f);
     check_order(&f);
     check_boost(&f, label);
+    if (c->outcome == OUT_COMPLETED) {
+        int64_t limit = 0;
+        int has = ho_json_opt_int64(f.src_stats, "downtime_limit_ms", &limit);
+
+        g_assert_cmpint(has, ==, c->downtime_final ? 1 : 0);
+        if (has)
+            g_assert_cmpint(limit, ==, c->downtime_final);
+    }
     dom = qemu_driver_lookup(f.src_drv, DOM_NAME);
     if (dom)
         g_assert_false(qemu_migration_any_has_job(f.src_mig, dom));

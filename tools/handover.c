@@ -2048,6 +2048,7 @@ print_job_info(const HandoverJobInfo *info)
     if (info->iteration >= 0)
         printf("%-21s %" G_GINT64_FORMAT "\n", _("Iteration:"), info->iteration);
     print_job_ms(_("Expected downtime:"), info->expected_downtime_ms);
+    print_job_ms(_("Downtime limit:"), info->downtime_limit_ms);
     print_job_ms(_("Downtime:"), info->downtime_ms);
     print_job_ms(_("Total time:"), info->total_ms);
     print_job_ms(_("Orchestrator time:"), info->orchestrator_ms);
@@ -2103,6 +2104,7 @@ print_job_json(const HandoverJobInfo *info)
         {"switchover_own_us", offsetof(HandoverJobInfo, switchover_own_us)},
         {"postcopy_requests", offsetof(HandoverJobInfo, postcopy_requests)},
         {"postcopy_bytes", offsetof(HandoverJobInfo, postcopy_bytes)},
+        {"downtime_limit_ms", offsetof(HandoverJobInfo, downtime_limit_ms)},
     };
     g_autoptr(GString) out = g_string_new("{\n  \"phase\": ");
     size_t i;

@@ -280,6 +280,9 @@ typedef struct {
     /* Postcopy (since 0.1, after warning). */
     int64_t postcopy_requests;    /* pages the destination asked for (page faults) */
     int64_t postcopy_bytes;       /* bytes sent since the switch to postcopy */
+    /* Since 0.1, after postcopy_bytes. */
+    int64_t downtime_limit_ms;    /* source: the downtime limit in force (--max-downtime,
+                                   * or the step handoverd's ramp is at) */
 } HandoverJobInfo;
 
 /* Set every number to -1, the strings empty, and size. */

@@ -81,6 +81,8 @@ static const ConfKey conf_keys[] = {
     /* Nice levels; 0 turns it off, 39 spans the whole range. */
     {"priority_boost", CONF_UINT, CONF_OFF(priority_boost), 0, 39},
     {"migration_switchover_boost", CONF_UINT, CONF_OFF(migration_switchover_boost), 0, 39},
+    /* Milliseconds; 0 turns the ramp off, the top is --max-downtime's. */
+    {"migration_downtime_start", CONF_UINT, CONF_OFF(migration_downtime_start), 0, 2000000},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},
@@ -131,6 +133,7 @@ handoverd_conf_new(void)
     conf->migration_mirror_stall_timeout = 60;
     conf->postcopy_stall_timeout = 10;
     conf->migration_switchover_boost = 10;
+    conf->migration_downtime_start = 20;
     conf->priority_boost = 10;
     conf->max_clients = 64;
     conf->max_message_size = 1024 * 1024;

@@ -38,6 +38,7 @@ typedef struct {
                                                   * before the migration aborts, default 60 */
     unsigned int priority_boost; /* nice levels above the one handoverd started at */
     unsigned int migration_switchover_boost; /* nice levels for a guest in switchover */
+    unsigned int migration_downtime_start; /* ms the downtime limit starts at; 0: off */
     unsigned int postcopy_stall_timeout;  /* s a postcopy migration may stall (no progress,
                                            * or a silent peer daemon) before it is forced
                                            * into postcopy-paused, default 10 */

@@ -792,6 +792,7 @@ handover_job_info_init(HandoverJobInfo *info)
     info->disk_bandwidth_bps = -1;
     info->switchover_us = info->switchover_qemu_us = info->switchover_own_us = -1;
     info->postcopy_requests = info->postcopy_bytes = -1;
+    info->downtime_limit_ms = -1;
 }
 
 /* The caller's structure may be older (smaller) than ours: write only its
@@ -844,6 +845,7 @@ static const struct {
     {"disk_bandwidth_bps", offsetof(HandoverJobInfo, disk_bandwidth_bps)},
     {"postcopy_requests", offsetof(HandoverJobInfo, postcopy_requests)},
     {"postcopy_bytes", offsetof(HandoverJobInfo, postcopy_bytes)},
+    {"downtime_limit_ms", offsetof(HandoverJobInfo, downtime_limit_ms)},
 };
 
 /* Durations the daemon gives in milliseconds (maybe fractional) and, more

@@ -330,6 +330,9 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
 /* No --bandwidth: as fast as the link goes (QEMU's own default throttles to
  * 128 MiB/s, or 32 MiB/s in older versions). */
 #define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT(1) << 53)
+/* QEMU's downtime-limit when nobody sets it (7.2 and 10.0): the top of the
+ * downtime ramp without --max-downtime. */
+#define QEMU_DEFAULT_DOWNTIME_MS 300
 
 typedef struct _Job Job;
 
@@ -356,6 +359,7 @@ struct _QemuMigration {
     char *qemu_img;
     unsigned int postcopy_stall_s;
     unsigned int switchover_boost; /* nice levels; 0: off */
+    unsigned int downtime_start_ms; /* the downtime ramp's first limit; 0: off */
     bool boost_warned;
     QemuMigrationEventFunc event_cb;
     void *opaque;
@@ -480,7 +484,9 @@ struct _Job {
 
     /* postcopy (both sides) */
     bool postcopy_started;   /* postcopy-active was seen: the source never runs again */
-    guint pass_sub;          /* src: MIGRATION_PASS (--postcopy-after-precopy) */
+    guint pass_sub;          /* src: MIGRATION_PASS (--postcopy-after-precopy, the ramp) */
+    unsigned int downtime_ms;     /* src: the downtime limit set in QEMU; 0: QEMU's own */
+    unsigned int downtime_top_ms; /* src: where the ramp stops; 0: no ramp */
     bool postcopy_switch_sent; /* src: migrate-start-postcopy went out */
     GSource *stall_src;      /* src: the progress check in POSTCOPY */
     uint64_t stall_bytes;    /* src: transferred bytes at the last check that moved */
@@ -910,6 +916,8 @@ job_info_base(Job *job)
     ho_json_add_int64(info, "elapsed_ms", (ho_time_now_us() - job->start_us) / 1000);
     if (job->boosted)
         ho_json_add_int64(info, "switchover_nice", job->boosted_nice);
+    if (job->downtime_ms)
+        ho_json_add_int64(info, "downtime_limit_ms", job->downtime_ms);
     return info;
 }
 
@@ -1303,6 +1311,7 @@ static void postcopy_src_caps(Job *job, const QemuCaps *caps, const char **names
                               size_t *n);
 static void postcopy_src_params(Job *job, json_object *params);
 static void postcopy_src_begin(Job *job, QemuMonitor *mon);
+static void downtime_plan(Job *job);
 
 static Job *
 mig_find_job(QemuMigration *mig, const char *uuid)
@@ -2010,8 +2019,8 @@ src_caps_done(QemuMonitor *mon, const HoError *err, void *opaque)
     ho_json_add_int64(params, "max-bandwidth",
                       (int64_t)(a->has_bandwidth ? a->bandwidth_mib * 1024 * 1024
                                                  : UNLIMITED_BANDWIDTH));
-    if (a->has_max_downtime)
-        ho_json_add_int64(params, "downtime-limit", (int64_t)a->max_downtime_ms);
+    if (job->downtime_ms)
+        ho_json_add_int64(params, "downtime-limit", (int64_t)job->downtime_ms);
     if (a->parallel && a->parallel_connections)
         ho_json_add_int64(params, "multifd-channels", a->parallel_connections);
     postcopy_src_params(job, params);
@@ -3105,6 +3114,7 @@ qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigra
     g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
     job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", src_migration_event, job);
     job->stop_sub = qemu_monitor_subscribe(mon, "STOP", src_stop_event, job);
+    downtime_plan(job);
     postcopy_src_begin(job, mon);
     job->exit_watch = qemu_domain_obj_add_exit_watch(dom, src_qemu_exited, job);
     if (job_set_phase(job, QEMU_MIGRATION_PHASE_BEGIN) < 0) {
@@ -4889,6 +4899,7 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
     mig->postcopy_stall_s = cfg && cfg->postcopy_stall_s ? cfg->postcopy_stall_s
                                                          : DEFAULT_POSTCOPY_STALL_S;
     mig->switchover_boost = cfg ? cfg->switchover_boost : 0;
+    mig->downtime_start_ms = cfg ? cfg->downtime_start_ms : 0;
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
@@ -5282,7 +5293,43 @@ src_send_start_postcopy(Job *job)
     qemu_monitor_json_migrate_start_postcopy(job->mon, src_start_postcopy_done, job_ref(job));
 }
 
-/* --postcopy-after-precopy: switch once the first full pass is done. */
+static void
+downtime_raised(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    /* The migration goes on with the limit it had. */
+    if (err && job_live(job))
+        HO_WARN("domain '%s': cannot raise the downtime limit: %s", job->name, err->message);
+}
+
+/* Pass n's dirty sync (n >= 3) means the attempt at pass n - 1 did not end
+ * the migration: QEMU syncs when what is left looks like it fits the
+ * limit, and goes on when it does not. Each such pass doubles the limit,
+ * from the ramp's start up to its top. */
+static void
+downtime_ramp(Job *job, int64_t pass)
+{
+    QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
+    unsigned int want = job->downtime_top_ms;
+    json_object *params;
+
+    if (!job->downtime_top_ms || job->downtime_ms >= job->downtime_top_ms || pass < 3 || !mon)
+        return;
+    if (pass - 2 < 20 && ((guint64)job->mig->downtime_start_ms << (pass - 2)) < want)
+        want = (unsigned int)(job->mig->downtime_start_ms << (pass - 2));
+    if (want <= job->downtime_ms)
+        return;
+    job->downtime_ms = want;
+    HO_INFO("domain '%s': pass %" G_GINT64_FORMAT " did not converge; downtime limit %u ms",
+            job->name, pass, want);
+    params = json_object_new_object();
+    ho_json_add_int64(params, "downtime-limit", (int64_t)want);
+    qemu_monitor_json_migrate_set_parameters(mon, params, downtime_raised, job_ref(job));
+}
+
+/* The source's MIGRATION_PASS: the downtime ramp, and
+ * --postcopy-after-precopy's switch once the first full pass is done. */
 static void
 src_pass_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qemu_ts_us,
                gint64 recv_ts_us, void *opaque)
@@ -5298,13 +5345,33 @@ src_pass_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qem
         job->postcopy_started || job->phase != QEMU_MIGRATION_PHASE_PERFORM ||
         job->qstatus != QEMU_MIGRATION_STATUS_ACTIVE)
         return;
-    src_send_start_postcopy(job);
+    if (job->args.postcopy && job->args.postcopy_after_precopy)
+        src_send_start_postcopy(job);
+    else
+        downtime_ramp(job, pass);
+}
+
+/* The limit the migration starts with, and where the ramp stops. */
+static void
+downtime_plan(Job *job)
+{
+    const QemuMigrationArgs *a = &job->args;
+    unsigned int top = a->has_max_downtime ? (unsigned int)a->max_downtime_ms
+                                           : QEMU_DEFAULT_DOWNTIME_MS;
+    unsigned int start = job->mig->downtime_start_ms;
+
+    job->downtime_top_ms = 0;
+    job->downtime_ms = a->has_max_downtime ? top : 0;
+    if (start && start < top && !(a->postcopy && a->postcopy_after_precopy)) {
+        job->downtime_ms = start;
+        job->downtime_top_ms = top;
+    }
 }
 
 static void
 postcopy_src_begin(Job *job, QemuMonitor *mon)
 {
-    if (job->args.postcopy && job->args.postcopy_after_precopy)
+    if ((job->args.postcopy && job->args.postcopy_after_precopy) || job->downtime_top_ms)
         job->pass_sub = qemu_monitor_subscribe(mon, "MIGRATION_PASS", src_pass_event, job);
 }
 

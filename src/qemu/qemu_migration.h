@@ -165,6 +165,11 @@ typedef struct {
      * runs this many nice levels higher (down to -20); 0: off. Needs
      * CAP_SYS_NICE. */
     unsigned int switchover_boost;
+    /* Precopy, source: the downtime limit the migration starts with, in
+     * ms; each dirty-sync pass that did not end the migration doubles it,
+     * up to --max-downtime (else QEMU's default, 300 ms). 0: off, the limit
+     * is --max-downtime (or QEMU's) from the start. */
+    unsigned int downtime_start_ms;
 } QemuMigrationConfig;
 
 /* A job event: the domain (name and uuid), the event ("phase",

@@ -118,7 +118,7 @@ def assemble(sv, dv, body, drop_src=()):
     out=src_start(sv, drop_src)
     dst_started=False
     for o in body:
-        if o["side"]=="dst" and not dst_started:
+        if isinstance(o,dict) and o["side"]=="dst" and not dst_started:
             out.append("# Prepare: the destination QEMU starts (-S -incoming defer); its version is")
             out.append("# checked against the cached probe, like any.")
             out.append(start_include("dst",dv)); dst_started=True
@@ -156,6 +156,41 @@ write("migrate-nopause.jsonl",
    "from migrate-set-capabilities; QEMU goes active -> (STOP) device -> completed,",
    "with no pre-switchover and no migrate-continue."]+HDR("7.2","7.2"),
   assemble("7.2","7.2",nb,("pause-before-switchover",)), {"src":"qemu-7.2","dst":"qemu-7.2"})
+
+# ---- the downtime ramp (QemuMigrationConfig.downtime_start_ms = 20) ----
+def ramp(limits, passes):
+    """The 7.2 -> 7.2 happy path with the limit at 20 ms from the start;
+    after active, hand-written MIGRATION_PASS events (QEMU's dirty syncs
+    that did not end the migration), each answered by the raise in limits
+    (none where absent); the recording's pass in `device` is made a high
+    one, which must raise nothing."""
+    out=[]; active=False
+    for o in happy("7.2","7.2"):
+        m=o.get("msg",{})
+        if o["side"]=="src" and m.get("execute")=="migrate-set-parameters":
+            m["arguments"]["downtime-limit"]=20
+        if o["side"]=="src" and m.get("event")=="MIGRATION_PASS" and active:
+            m["data"]["pass"]=passes[-1]+1
+        out.append(o)
+        if o["side"]=="src" and m.get("data",{}).get("status")=="active":
+            active=True
+            out.append("# Hand-written: passes that did not end the migration.")
+            for p in passes:
+                out.append(json.loads(R("src","recv",{"event":"MIGRATION_PASS","data":{"pass":p}})))
+                if p in limits:
+                    out+=[json.loads(cmd("src","migrate-set-parameters",{"downtime-limit":limits[p]},id=f"d{p}")), json.loads(ret("src",f"d{p}"))]
+    return out
+RAMP=["The limit starts at 20 ms (migration_downtime_start). Pass n >= 3 means the",
+      "attempt at pass n - 1 did not end the migration: the limit doubles,",
+      "20 << (n - 2), up to its top, and no pass raises it past the top or once",
+      "QEMU left `active` (the recorded pass in `device` is renumbered to check",
+      "that)."]+HDR("7.2","7.2")
+write("downtime-ramp.jsonl",
+  ["The downtime ramp without --max-downtime: up to QEMU's default, 300 ms."]+RAMP,
+  assemble("7.2","7.2",ramp({3:40,4:80,5:160,6:300},[2,3,4,5,6,7])), {"src":"qemu-7.2","dst":"qemu-7.2"})
+write("downtime-ramp-max.jsonl",
+  ["The downtime ramp with --max-downtime 100: 40, 80, then 100, and no more."]+RAMP,
+  assemble("7.2","7.2",ramp({3:40,4:80,5:100},[2,3,4,5,6])), {"src":"qemu-7.2","dst":"qemu-7.2"})
 
 # ---- failure scenarios, from the 7.2 -> 7.2 recording ----
 B=happy("7.2","7.2")
@@ -338,6 +373,12 @@ def storage_body(name, pause=True):
             else:
                 c=DST_STORAGE_CAPS
             m["arguments"]["capabilities"]=c
+        if o["side"]=="dst" and m.get("execute")=="nbd-server-start":
+            # The daemon binds the listening socket (Nagle off) and passes
+            # it: getfd, then nbd-server-start on that fd.
+            out.append({"ts":o["ts"],"side":"dst","dir":"send","msg":{"execute":"getfd","arguments":{"fdname":"handover-nbd"},"id":"hfd"}})
+            out.append({"ts":o["ts"],"side":"dst","dir":"recv","msg":{"return":{},"id":"hfd"}})
+            m["arguments"]={"addr":{"type":"fd","data":{"str":"handover-nbd"}}}
         out.append(o)
         if o["side"]=="src" and o["dir"]=="recv" and m.get("id")==set_caps_id and "return" in m:
             out.append(json.loads(cmd("src","migrate-set-parameters",{"max-bandwidth":1<<53},id="p1")))
@@ -374,7 +415,9 @@ SHDR=lambda f: [f"Composed from the recording ../qemumonitorjsondata/{f} (qemure
   "driver's start (probe, then cont on the source), capabilities and parameters as",
   "the orchestrator sets them (on the source: while the mirrors copy, not after",
   "READY as the recording's driver did), the recorder's final stop/quit of the",
-  "destination removed."]
+  "destination removed. The destination's NBD server: getfd of a listening socket",
+  "the daemon bound (Nagle off, qemu_migration.c dst_nbd_listen), then",
+  "nbd-server-start on that fd; the recording has QEMU's own inet listener there."]
 S7={"src":"qemu-7.2","dst":"qemu-7.2"}
 def jev(name, dev, **data):
     d={"device":dev}; d.update(data)
