@@ -2460,6 +2460,7 @@ typedef struct {
     const char *host_uuid;
     Relay **relay;   /* non-NULL: a relay is created before the destination's port */
     int recover_port; /* recover: > 0 rewrites the reply to this port */
+    Relay **nbd_relay; /* non-NULL: one before the destination's NBD server */
 } PcPeer;
 
 typedef struct {
@@ -2484,6 +2485,18 @@ pc_reply(json_object *result, const HoError *err, void *opaque)
     g_autoptr(json_object) copy = NULL;
     const char *uri = NULL;
 
+    if (!err && result && c->peer->nbd_relay) {
+        json_object *nbd = NULL;
+        int64_t nbd_port = 0;
+
+        g_assert_cmpint(json_object_deep_copy(result, &copy, NULL), ==, 0);
+        g_assert_cmpint(ho_json_get_object(copy, "nbd", &nbd), ==, 0);
+        g_assert_cmpint(ho_json_get_int64(nbd, "port", &nbd_port), ==, 0);
+        *c->peer->nbd_relay = relay_new((int)nbd_port);
+        json_object_object_add(nbd, "host", json_object_new_string("127.0.0.1"));
+        json_object_object_add(nbd, "port", json_object_new_int((*c->peer->nbd_relay)->port));
+        result = copy;
+    }
     if (!err && result && ho_json_opt_string(result, "uri", &uri) > 0) {
         int port = 0;
 
@@ -2496,7 +2509,8 @@ pc_reply(json_object *result, const HoError *err, void *opaque)
         if (port) {
             g_autofree char *nuri = g_strdup_printf("tcp:127.0.0.1:%d", port);
 
-            g_assert_cmpint(json_object_deep_copy(result, &copy, NULL), ==, 0);
+            if (!copy)
+                g_assert_cmpint(json_object_deep_copy(result, &copy, NULL), ==, 0);
             json_object_object_add(copy, "uri", json_object_new_string(nuri));
             result = copy;
         }
@@ -2559,6 +2573,190 @@ static const QemuMigrationPeerOps pc_peer_ops = {
     .recover = pc_recover,
     .pause = pc_pause,
 };
+
+static void
+pc_nbd_stop(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque)
+{
+    qemu_migration_dst_nbd_stop(((PcPeer *)peer)->dst, args, cb, opaque);
+    json_object_put(args);
+}
+
+/* A storage copy through the PcPeer (its NBD server behind nbd_relay). */
+static const QemuMigrationPeerOps pc_storage_peer_ops = {
+    .prepare = pc_prepare,
+    .finish = pc_finish,
+    .host_uuid = pc_host_uuid,
+    .hostname = peer_hostname,
+    .free = g_free,
+    .nbd_stop = pc_nbd_stop,
+};
+
+/* ---- a source boosted at its STOP, then the migration fails ---- */
+
+typedef struct {
+    Relay *nbd_relay;
+    bool held;
+    GPtrArray *phases;
+} FailWatch;
+
+/* At PERFORM (every mirror READY and idle: the firmware guest writes
+ * nothing) the NBD relay stops forwarding. The source QEMU's STOP then
+ * flushes every disk, the NBD targets included, and waits on the relay
+ * with the guest stopped. */
+static void
+fail_event(QemuMigration *mig, const char *name, const char *uuid, const char *event,
+           json_object *data, void *opaque)
+{
+    FailWatch *w = opaque;
+    const char *phase = NULL;
+
+    if (!g_str_equal(event, "phase") || ho_json_get_string(data, "phase", &phase) < 0) {
+        ho_error_reset();
+        return;
+    }
+    g_ptr_array_add(w->phases, g_strdup(phase));
+    if (g_str_equal(phase, "perform") && !w->held) {
+        g_assert_nonnull(w->nbd_relay);
+        relay_send(w->nbd_relay, 'h');
+        w->held = true;
+    }
+}
+
+/* Invariant 3 with the switchover boost, on real QEMU: the source's guest
+ * stopped for the switchover and its QEMU boosted, then the storage copy
+ * breaks (the relay cuts the NBD connections under the flush of STOP); the
+ * job fails, the guest runs on on the source, and its QEMU is back at the
+ * priority it had. */
+static void
+test_migrate_fail_boosted(gconstpointer data)
+{
+    const TestQemuBinary *bin = test_qemu_need_binary(data);
+    g_autoptr(GMainContext) ctx = NULL;
+    g_autofree char *xml = NULL, *dxml = NULL;
+    g_autofree char *src_qcow2 = NULL, *src_raw = NULL, *dst_qcow2 = NULL, *dst_raw = NULL;
+    QemuMigrationConfig scfg = {0}, dcfg = {0};
+    QemuMigrationArgs args = {0};
+    QemuMigration *smig, *dmig;
+    QemuDomainObj *dom;
+    QemuProcessNice before, after, now = {0};
+    PcPeer *peer;
+    FailWatch w = {0};
+    MigDone m = {0};
+    Fx fs, fd;
+    const int boost = 4;
+    int spid;
+    gint64 end;
+
+    if (!bin)
+        return;
+    if (geteuid() != 0) {
+        g_test_skip("not root: no switchover boost");
+        return;
+    }
+    ctx = g_main_context_new();
+    fx_init_full(&fs, bin, ctx, NULL);
+    fx_init_full(&fd, bin, ctx, bin->binary);
+    src_qcow2 = g_build_filename(fs.dir, "vda.qcow2", NULL);
+    src_raw = g_build_filename(fs.dir, "vdb.raw", NULL);
+    dst_qcow2 = g_build_filename(fd.dir, "vda.qcow2", NULL);
+    dst_raw = g_build_filename(fd.dir, "vdb.raw", NULL);
+    make_src_images(src_qcow2, src_raw);
+    xml = storage_xml("breaker", UUID3, bin->binary, src_qcow2, src_raw);
+    dxml = storage_xml("breaker", UUID3, bin->binary, dst_qcow2, dst_raw);
+    dom = define_ok(&fs, xml);
+    spid = start_ok(&fs, dom, false);
+    g_assert_cmpint(qemu_process_get_nice(spid, &before), ==, 0);
+    w.phases = g_ptr_array_new_with_free_func(g_free);
+
+    scfg.host_uuid = "11111111-1111-1111-1111-111111111111";
+    scfg.switchover_boost = boost;
+    dcfg.host_uuid = "22222222-2222-2222-2222-222222222222";
+    dcfg.migration_address = "127.0.0.1";
+    dcfg.migration_port_min = 49480;
+    dcfg.migration_port_max = 49490;
+    dcfg.nbd_port_min = 49491;
+    dcfg.nbd_port_max = 49499;
+    smig = qemu_migration_new(fs.drv, &scfg, fail_event, &w);
+    dmig = qemu_migration_new(fd.drv, &dcfg, NULL, NULL);
+    peer = g_new0(PcPeer, 1);
+    peer->dst = dmig;
+    peer->host_uuid = dcfg.host_uuid;
+    peer->nbd_relay = &w.nbd_relay;
+    args.live = true;
+    args.copy_storage_all = true;
+    args.dxml = g_strdup(dxml);
+    if (qemu_migration_src_begin(smig, dom, &args, &pc_storage_peer_ops, peer, mig_done_cb,
+                                 &m) < 0)
+        g_error("begin: %s", ho_error_last_message());
+    /* The guest stops for the switchover; its QEMU's flush hangs on the
+     * relay. The boost comes from an idle after the STOP: wait for it
+     * (bounded), then cut the NBD connections. */
+    fx_wait_event(&fs, "breaker suspended migration", START_TIMEOUT_MS);
+    g_assert_true(w.held);
+    end = g_get_monotonic_time() + (gint64)OP_TIMEOUT_MS * 1000;
+    while (g_get_monotonic_time() < end) {
+        bool never = false;
+
+        g_assert_cmpint(qemu_process_get_nice(spid, &now), ==, 0);
+        if (now.threads == MAX(-20, before.threads - boost))
+            break;
+        test_iterate_until(ctx, &never, 10);
+    }
+    g_assert_cmpint(now.threads, ==, MAX(-20, before.threads - boost));
+    if (now.has_group)
+        g_assert_cmpint(now.group, ==, MAX(-20, before.group - boost));
+    g_assert_false(m.done);
+    relay_send(w.nbd_relay, 'c');
+    if (!test_iterate_until(ctx, &m.done, START_TIMEOUT_MS))
+        g_error("the migration did not end");
+
+    /* It never got to pre-switchover. */
+    {
+        g_autofree char *joined = NULL;
+
+        g_ptr_array_add(w.phases, NULL);
+        joined = g_strjoinv(" ", (char **)w.phases->pdata);
+        g_test_message("phases: %s", joined);
+        g_assert_null(strstr(joined, "pre-switchover"));
+        g_assert_nonnull(strstr(joined, "perform"));
+    }
+    g_assert_nonnull(m.err);
+    g_test_message("the migration failed as it must: %s", m.err->message);
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_RUNNING);
+    g_assert_cmpint(qemu_domain_obj_pid(dom), ==, spid);
+    g_assert_null(qemu_domain_obj_get_job(dom));
+    assert_status_state(&fs, "breaker", "running", "unpaused");
+    /* Its QEMU is back where it was: every thread and the autogroup. */
+    g_assert_cmpint(qemu_process_get_nice(spid, &after), ==, 0);
+    g_assert_cmpint(after.threads, ==, before.threads);
+    assert_threads_nice(spid, before.threads);
+    g_assert_cmpint(after.has_group, ==, before.has_group);
+    if (after.has_group)
+        g_assert_cmpint(after.group, ==, before.group);
+    /* Nothing is left on the destination. */
+    fx_wait_event(&fd, "breaker stopped destroyed", OP_TIMEOUT_MS);
+    g_assert_null(qemu_driver_lookup(fd.drv, "breaker"));
+    ho_error_reset();
+    g_assert_false(g_file_test(dst_qcow2, G_FILE_TEST_EXISTS));
+
+    qemu_migration_free(smig);
+    qemu_migration_free(dmig);
+    relay_free(w.nbd_relay);
+    qemu_migration_args_clear(&args);
+    ho_error_free(m.err);
+    json_object_put(m.stats);
+    {
+        Done d = {0};
+
+        qemu_driver_domain_destroy(fs.drv, dom, done_cb, &d);
+        wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
+        test_qemu_cleanup_forget(spid);
+    }
+    g_ptr_array_unref(w.phases);
+    fx_fini(&fd);
+    fx_fini(&fs);
+}
+
 
 typedef struct {
     QemuMigration *smig;
@@ -3155,6 +3353,11 @@ main(int argc, char **argv)
 
             g_test_add_data_func(inc, bin, test_incoming_start);
             g_test_add_data_func(ab, bin, test_migrate_abort);
+        }
+        {
+            g_autofree char *fb = g_strdup_printf("/driver/%s/migrate-fail-boosted", bin->name);
+
+            g_test_add_data_func(fb, bin, test_migrate_fail_boosted);
         }
     }
     g_test_add_func("/driver/probe-retried", test_probe_retried);

@@ -486,6 +486,7 @@ struct _Job {
     bool postcopy_started;   /* postcopy-active was seen: the source never runs again */
     guint pass_sub;          /* src: MIGRATION_PASS (--postcopy-after-precopy, the ramp) */
     unsigned int downtime_ms;     /* src: the downtime limit set in QEMU; 0: QEMU's own */
+    unsigned int downtime_asked_ms; /* src: the last one asked for (answered or not) */
     unsigned int downtime_top_ms; /* src: where the ramp stops; 0: no ramp */
     bool postcopy_switch_sent; /* src: migrate-start-postcopy went out */
     GSource *stall_src;      /* src: the progress check in POSTCOPY */
@@ -5293,14 +5294,29 @@ src_send_start_postcopy(Job *job)
     qemu_monitor_json_migrate_start_postcopy(job->mon, src_start_postcopy_done, job_ref(job));
 }
 
+typedef struct {
+    Job *job;
+    unsigned int limit_ms;
+} DowntimeCall;
+
+/* QMP answers in order: the last raise answered is the limit in force. */
 static void
 downtime_raised(QemuMonitor *mon, const HoError *err, void *opaque)
 {
-    g_autoptr(Job) job = opaque;
+    DowntimeCall *c = opaque;
+    g_autoptr(Job) job = c->job;
+    unsigned int limit = c->limit_ms;
 
-    /* The migration goes on with the limit it had. */
-    if (err && job_live(job))
-        HO_WARN("domain '%s': cannot raise the downtime limit: %s", job->name, err->message);
+    g_free(c);
+    if (!job_live(job))
+        return;
+    if (err) {
+        /* The migration goes on with the limit it had. */
+        HO_WARN("domain '%s': cannot raise the downtime limit to %u ms: %s", job->name, limit,
+                err->message);
+        return;
+    }
+    job->downtime_ms = limit;
 }
 
 /* Pass n's dirty sync (n >= 3) means the attempt at pass n - 1 did not end
@@ -5312,20 +5328,25 @@ downtime_ramp(Job *job, int64_t pass)
 {
     QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
     unsigned int want = job->downtime_top_ms;
+    DowntimeCall *c;
     json_object *params;
 
-    if (!job->downtime_top_ms || job->downtime_ms >= job->downtime_top_ms || pass < 3 || !mon)
+    if (!job->downtime_top_ms || job->downtime_asked_ms >= job->downtime_top_ms || pass < 3 ||
+        !mon)
         return;
     if (pass - 2 < 20 && ((guint64)job->mig->downtime_start_ms << (pass - 2)) < want)
         want = (unsigned int)(job->mig->downtime_start_ms << (pass - 2));
-    if (want <= job->downtime_ms)
+    if (want <= job->downtime_asked_ms)
         return;
-    job->downtime_ms = want;
+    job->downtime_asked_ms = want;
     HO_INFO("domain '%s': pass %" G_GINT64_FORMAT " did not converge; downtime limit %u ms",
             job->name, pass, want);
+    c = g_new0(DowntimeCall, 1);
+    c->job = job_ref(job);
+    c->limit_ms = want;
     params = json_object_new_object();
     ho_json_add_int64(params, "downtime-limit", (int64_t)want);
-    qemu_monitor_json_migrate_set_parameters(mon, params, downtime_raised, job_ref(job));
+    qemu_monitor_json_migrate_set_parameters(mon, params, downtime_raised, c);
 }
 
 /* The source's MIGRATION_PASS: the downtime ramp, and
@@ -5366,6 +5387,7 @@ downtime_plan(Job *job)
         job->downtime_ms = start;
         job->downtime_top_ms = top;
     }
+    job->downtime_asked_ms = job->downtime_ms;
 }
 
 static void
