@@ -67,6 +67,7 @@
 #include "ho_log.h"
 #include "ho_socket.h"
 #include "qemu_monitor.h"
+#include "qemu_monitor_json.h"
 #include "qemu_recorder.h"
 #include "testqemu.h"
 
@@ -231,6 +232,13 @@ reply_done(QemuMonitor *mon, json_object *ret, const HoError *err, void *opaque)
     if (err)
         fail("%s: %s", qemu_monitor_get_label(mon), err->message);
     (*pending)--;
+}
+
+/* reply_done for the typed wrappers of qemu_monitor_json.h. */
+static void
+pending_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    reply_done(mon, NULL, err, opaque);
 }
 
 /* Send without waiting; *pending counts the replies due. */
@@ -655,28 +663,21 @@ main(int argc, char **argv)
     g_ptr_array_add(dst_args, g_strdup("defer"));
     start_side(&dst, "dst", bin, accel, dst_args, rec);
     send_async(&dst, "migrate-set-capabilities", caps_args(dst_caps), &pending);
-    args = json_object_new_object();
     if (nbd_qemu_listener) {
+        args = json_object_new_object();
         send_async(&dst, "nbd-server-start",
                    ho_json_add(args, "addr", inet_addr(nbd_port, true)), &pending);
     } else {
         /* As handover: the listening socket bound here with Nagle off
          * (accepted connections inherit it), passed with getfd. */
         int lfd = ho_socket_tcp_listen("127.0.0.1", nbd_port, 16, NULL);
-        json_object *addr = json_object_new_object();
-        json_object *data = json_object_new_object();
-        json_object *gargs = json_object_new_object();
 
         if (lfd < 0 || ho_socket_set_nodelay(lfd) < 0)
             fail("NBD listener: %s", ho_error_last_message());
-        pending++;
-        qemu_monitor_send(dst.mon, "getfd", ho_json_add_string(gargs, "fdname", "nbd"), lfd,
-                          reply_done, &pending);
+        pending += 2;
+        qemu_monitor_json_getfd(dst.mon, "nbd", lfd, pending_done, &pending);
         close(lfd);
-        ho_json_add_string(data, "str", "nbd");
-        ho_json_add_string(addr, "type", "fd");
-        ho_json_add(addr, "data", data);
-        send_async(&dst, "nbd-server-start", ho_json_add(args, "addr", addr), &pending);
+        qemu_monitor_json_nbd_server_start_fd(dst.mon, "nbd", pending_done, &pending);
     }
     for (guint i = 0; i < n_disks; i++) {
         g_autofree char *node = g_strdup_printf("drive-%s-fmt", disks[i].target);

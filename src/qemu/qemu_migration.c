@@ -1311,8 +1311,7 @@ static void src_postcopy_event(Job *job, QemuMigrationStatus st);
 static void postcopy_src_caps(Job *job, const QemuCaps *caps, const char **names, bool *states,
                               size_t *n);
 static void postcopy_src_params(Job *job, json_object *params);
-static void postcopy_src_begin(Job *job, QemuMonitor *mon);
-static void downtime_plan(Job *job);
+static void src_passes_begin(Job *job, QemuMonitor *mon);
 
 static Job *
 mig_find_job(QemuMigration *mig, const char *uuid)
@@ -3115,8 +3114,7 @@ qemu_migration_src_begin(QemuMigration *mig, QemuDomainObj *dom, const QemuMigra
     g_hash_table_insert(mig->jobs, g_strdup(job->uuid), job_ref(job));
     job->mig_sub = qemu_monitor_subscribe(mon, "MIGRATION", src_migration_event, job);
     job->stop_sub = qemu_monitor_subscribe(mon, "STOP", src_stop_event, job);
-    downtime_plan(job);
-    postcopy_src_begin(job, mon);
+    src_passes_begin(job, mon);
     job->exit_watch = qemu_domain_obj_add_exit_watch(dom, src_qemu_exited, job);
     if (job_set_phase(job, QEMU_MIGRATION_PHASE_BEGIN) < 0) {
         HoError *saved = ho_error_save();
@@ -5390,9 +5388,13 @@ downtime_plan(Job *job)
     job->downtime_asked_ms = job->downtime_ms;
 }
 
+/* What the source's MIGRATION_PASS events drive: the downtime ramp (its
+ * plan made here) or --postcopy-after-precopy's switch; subscribed only
+ * when one of them is on. */
 static void
-postcopy_src_begin(Job *job, QemuMonitor *mon)
+src_passes_begin(Job *job, QemuMonitor *mon)
 {
+    downtime_plan(job);
     if ((job->args.postcopy && job->args.postcopy_after_precopy) || job->downtime_top_ms)
         job->pass_sub = qemu_monitor_subscribe(mon, "MIGRATION_PASS", src_pass_event, job);
 }

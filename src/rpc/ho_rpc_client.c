@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -736,7 +735,6 @@ conn_try_connect(HoRpcConn *conn)
 {
     while (conn->next_addr) {
         const struct addrinfo *ai = conn->next_addr;
-        int on = 1;
         int fd;
 
         conn->next_addr = ai->ai_next;
@@ -746,7 +744,8 @@ conn_try_connect(HoRpcConn *conn)
             conn->connect_errno = errno;
             continue;
         }
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        if (ho_socket_set_nodelay(fd) < 0)
+            ho_error_reset(); /* best effort */
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             conn_set_fd(conn, fd);
             return;

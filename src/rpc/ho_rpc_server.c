@@ -30,7 +30,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -893,12 +892,10 @@ server_add_client(HoRpcServer *srv, int fd, bool local)
         server_reject(srv, fd, label);
         return NULL;
     }
-    if (!local) {
-        int on = 1;
-
-        /* Small requests and replies: do not wait to fill a segment. */
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    }
+    /* Small requests and replies: do not wait to fill a segment (best
+     * effort). */
+    if (!local && ho_socket_set_nodelay(fd) < 0)
+        ho_error_reset();
 
     client = g_new0(HoRpcServerClient, 1);
     client->srv = srv;
