@@ -2014,6 +2014,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     MigDone m = {0};
     Fx fs, fd;
     int spid;
+    int busy;
 
     if (!sbin || !dbin)
         return;
@@ -2044,7 +2045,11 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     w.at = abort_at;
     w.postcopy = postcopy;
     w.dst_drv = fd.drv;
-    w.nbd_lo = dcfg.nbd_port_min;
+    /* The range's first port is taken: the destination daemon binds the
+     * next one, and the NBD connections are counted there. */
+    busy = ho_socket_tcp_listen("127.0.0.1", dcfg.nbd_port_min, 1, NULL);
+    g_assert_cmpint(busy, >=, 0);
+    w.nbd_lo = dcfg.nbd_port_min + 1;
     w.nbd_hi = dcfg.nbd_port_max;
     if (postcopy)
         scfg.progress_interval_ms = 100;
@@ -2212,6 +2217,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
         }
     }
 
+    close(busy);
     qemu_migration_free(w.mig);
     qemu_migration_free(dmig);
     qemu_migration_args_clear(&args);
@@ -2240,6 +2246,95 @@ static void
 test_migrate_storage_postcopy(gconstpointer data)
 {
     run_storage(data, NULL, true);
+}
+
+/* --disks-port names a port that is taken: the destination cannot listen
+ * for the NBD server; the migration fails with the port and the reason
+ * named, the source runs on, the destination's QEMU and the images it
+ * created are gone (invariants 3 and 6). */
+static void
+test_migrate_storage_nbd_busy(gconstpointer data)
+{
+    const char *const *pair = data;
+    const TestQemuBinary *bin = test_qemu_need(pair[0]);
+    g_autoptr(GMainContext) ctx = NULL;
+    g_autofree char *xml = NULL, *dxml = NULL, *want = NULL;
+    g_autofree char *src_qcow2 = NULL, *src_raw = NULL, *dst_qcow2 = NULL, *dst_raw = NULL;
+    QemuMigrationConfig scfg = {0}, dcfg = {0};
+    QemuMigrationArgs args = {0};
+    QemuMigration *smig, *dmig;
+    QemuDomainObj *dom;
+    TestPeer *peer;
+    MigDone m = {0};
+    Fx fs, fd;
+    int spid, busy, port = 0;
+
+    if (!bin)
+        return;
+    ctx = g_main_context_new();
+    fx_init_full(&fs, bin, ctx, NULL);
+    fx_init_full(&fd, bin, ctx, bin->binary);
+    src_qcow2 = g_build_filename(fs.dir, "vda.qcow2", NULL);
+    src_raw = g_build_filename(fs.dir, "vdb.raw", NULL);
+    dst_qcow2 = g_build_filename(fd.dir, "vda.qcow2", NULL);
+    dst_raw = g_build_filename(fd.dir, "vdb.raw", NULL);
+    make_src_images(src_qcow2, src_raw);
+    xml = storage_xml("blocked", UUID3, bin->binary, src_qcow2, src_raw);
+    dxml = storage_xml("blocked", UUID3, bin->binary, dst_qcow2, dst_raw);
+    dom = define_ok(&fs, xml);
+    spid = start_ok(&fs, dom, false);
+    busy = ho_socket_tcp_listen("127.0.0.1", 0, 1, &port);
+    g_assert_cmpint(busy, >=, 0);
+
+    scfg.host_uuid = "11111111-1111-1111-1111-111111111111";
+    dcfg.host_uuid = "22222222-2222-2222-2222-222222222222";
+    dcfg.migration_address = "127.0.0.1";
+    dcfg.migration_port_min = 49500;
+    dcfg.migration_port_max = 49510;
+    smig = qemu_migration_new(fs.drv, &scfg, NULL, NULL);
+    dmig = qemu_migration_new(fd.drv, &dcfg, NULL, NULL);
+    peer = g_new0(TestPeer, 1);
+    peer->dst = dmig;
+    peer->host_uuid = dcfg.host_uuid;
+    args.live = true;
+    args.copy_storage_all = true;
+    args.disks_port = port;
+    args.dxml = g_strdup(dxml);
+    if (qemu_migration_src_begin(smig, dom, &args, &storage_peer_ops, peer, mig_done_cb, &m) < 0)
+        g_error("begin: %s", ho_error_last_message());
+    if (!test_iterate_until(ctx, &m.done, START_TIMEOUT_MS))
+        g_error("the migration did not end");
+
+    g_assert_nonnull(m.err);
+    want = g_strdup_printf("cannot listen for the NBD server of domain 'blocked' (last port "
+                           "tried %d): cannot listen on '127.0.0.1:%d': %s",
+                           port, port, g_strerror(EADDRINUSE));
+    if (!strstr(m.err->message, want))
+        g_error("expected '%s' in: %s", want, m.err->message);
+    g_assert_cmpint(qemu_domain_obj_state(dom), ==, QEMU_DOMAIN_STATE_RUNNING);
+    g_assert_cmpint(qemu_domain_obj_pid(dom), ==, spid);
+    g_assert_null(qemu_domain_obj_get_job(dom));
+    fx_wait_event(&fd, "blocked stopped destroyed", OP_TIMEOUT_MS);
+    g_assert_null(qemu_driver_lookup(fd.drv, "blocked"));
+    ho_error_reset();
+    g_assert_false(g_file_test(dst_qcow2, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(dst_raw, G_FILE_TEST_EXISTS));
+
+    close(busy);
+    qemu_migration_free(smig);
+    qemu_migration_free(dmig);
+    qemu_migration_args_clear(&args);
+    ho_error_free(m.err);
+    json_object_put(m.stats);
+    {
+        Done d = {0};
+
+        qemu_driver_domain_destroy(fs.drv, dom, done_cb, &d);
+        wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
+        test_qemu_cleanup_forget(spid);
+    }
+    fx_fini(&fd);
+    fx_fini(&fs);
 }
 
 static void
@@ -3365,6 +3460,8 @@ main(int argc, char **argv)
     g_test_add_data_func("/driver/migrate/qemu-10.0", pair_10, test_migrate);
     g_test_add_data_func("/driver/migrate/qemu-7.2-to-10.0", pair_72_10, test_migrate);
     g_test_add_data_func("/driver/migrate-storage/qemu-7.2", pair_72, test_migrate_storage);
+    g_test_add_data_func("/driver/migrate-storage-nbd-busy/qemu-7.2", pair_72,
+                         test_migrate_storage_nbd_busy);
     g_test_add_data_func("/driver/migrate-storage/qemu-10.0", pair_10, test_migrate_storage);
     g_test_add_data_func("/driver/migrate-storage/qemu-7.2-to-10.0", pair_72_10,
                          test_migrate_storage);

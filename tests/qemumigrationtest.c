@@ -125,6 +125,7 @@ typedef struct {
     bool copy_storage;  /* --copy-storage-all */
     bool dst_has_vdb;   /* the destination already holds vdb's image: never removed */
     bool warns;         /* the job emits a "warning" event (and only then) */
+    const char *warning; /* a substring of its message, when given */
     /* A known disagreement between the orchestrator and these tests: the
      * case reports itself incomplete (TAP TODO) while it holds, and fails
      * once it no longer does (then drop this). */
@@ -202,6 +203,24 @@ static const Case cases[] = {
         .dst_emu = "qemu-7.2",
         .downtime_start = 20,
         .downtime_final = 300,
+        .outcome = OUT_COMPLETED,
+        .src_phases = SRC_HAPPY,
+        .dst_phases = DST_HAPPY,
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
+    {
+        /* QEMU refuses the raise: a warning, the migration goes on, the
+         * job reports the limit QEMU kept. */
+        .name = "precopy-downtime-ramp-refused",
+        .transcript = "downtime-ramp-refused.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        .downtime_start = 20,
+        .downtime_final = 20,
+        .warns = true,
+        .warning = "cannot raise the downtime limit to 40 ms (it stays at 20 ms): Parameter "
+                   "'downtime-limit' refused by hand",
         .outcome = OUT_COMPLETED,
         .src_phases = SRC_HAPPY,
         .dst_phases = DST_HAPPY,
@@ -823,6 +842,7 @@ struct _Fx {
     bool acted;
     bool dst_told; /* ACT_PEER_LOST: the destination was told */
     bool warned;   /* a job emitted a "warning" event */
+    char *warning; /* the first one's message */
     /* ACT_RECOVER */
     bool src_paused; /* the source job is in postcopy-paused (its phase event) */
     bool dst_paused;
@@ -1261,8 +1281,14 @@ mig_event(QemuMigration *mig, const char *name, const char *uuid, const char *ev
         return;
     }
     if (g_str_equal(event, "warning")) {
-        /* Storage copy without pause-before-switchover: the unsafe order. */
+        const char *msg = NULL;
+
+        /* Storage copy without pause-before-switchover: the unsafe order;
+         * a refused raise of the downtime limit. */
         f->warned = true;
+        if (!f->warning && ho_json_get_string(data, "message", &msg) == 0)
+            f->warning = g_strdup(msg);
+        ho_error_reset();
         return;
     }
     g_assert_true(g_str_equal(event, "completed") || g_str_equal(event, "failed") ||
@@ -1646,6 +1672,7 @@ fx_teardown(Fx *f)
     g_string_free(f->src_phases, TRUE);
     g_string_free(f->dst_phases, TRUE);
     g_string_free(f->log, TRUE);
+    g_free(f->warning);
     for (guint i = 0; i < G_N_ELEMENTS(f->src_images); i++) {
         g_free(f->src_images[i]);
         g_free(f->dst_images[i]);
@@ -2023,6 +2050,9 @@ test_case(gconstpointer data)
     check_domain(f.dst_drv, "destination", c->dst_state);
     check_images(&f);
     g_assert_cmpint(f.warned, ==, c->warns);
+    if (c->warning && (!f.warning || !strstr(f.warning, c->warning)))
+        g_error("%s: expected the warning '%s', got '%s'", label, c->warning,
+                f.warning ? f.warning : "none");
     if (c->action == ACT_RECOVER) {
         guint n = recover_attempts(c);
 

@@ -5309,9 +5309,12 @@ downtime_raised(QemuMonitor *mon, const HoError *err, void *opaque)
     if (!job_live(job))
         return;
     if (err) {
+        g_autofree char *msg = g_strdup_printf(
+            _("cannot raise the downtime limit to %1$u ms (it stays at %2$u ms): %3$s"), limit,
+            job->downtime_ms, err->message);
+
         /* The migration goes on with the limit it had. */
-        HO_WARN("domain '%s': cannot raise the downtime limit to %u ms: %s", job->name, limit,
-                err->message);
+        job_warn(job, msg);
         return;
     }
     job->downtime_ms = limit;

@@ -158,7 +158,7 @@ write("migrate-nopause.jsonl",
   assemble("7.2","7.2",nb,("pause-before-switchover",)), {"src":"qemu-7.2","dst":"qemu-7.2"})
 
 # ---- the downtime ramp (QemuMigrationConfig.downtime_start_ms = 20) ----
-def ramp(limits, passes):
+def ramp(limits, passes, refused=()):
     """The 7.2 -> 7.2 happy path with the limit at 20 ms from the start;
     after active, hand-written MIGRATION_PASS events (QEMU's dirty syncs
     that did not end the migration), each answered by the raise in limits
@@ -178,7 +178,8 @@ def ramp(limits, passes):
             for p in passes:
                 out.append(json.loads(R("src","recv",{"event":"MIGRATION_PASS","data":{"pass":p}})))
                 if p in limits:
-                    out+=[json.loads(cmd("src","migrate-set-parameters",{"downtime-limit":limits[p]},id=f"d{p}")), json.loads(ret("src",f"d{p}"))]
+                    answer=err("src",f"d{p}","Parameter 'downtime-limit' refused by hand") if p in refused else ret("src",f"d{p}")
+                    out+=[json.loads(cmd("src","migrate-set-parameters",{"downtime-limit":limits[p]},id=f"d{p}")), json.loads(answer)]
     return out
 RAMP=["The limit starts at 20 ms (migration_downtime_start). Pass n >= 3 means the",
       "attempt at pass n - 1 did not end the migration: the limit doubles,",
@@ -188,6 +189,10 @@ RAMP=["The limit starts at 20 ms (migration_downtime_start). Pass n >= 3 means t
 write("downtime-ramp.jsonl",
   ["The downtime ramp without --max-downtime: up to QEMU's default, 300 ms."]+RAMP,
   assemble("7.2","7.2",ramp({3:40,4:80,5:160,6:300},[2,3,4,5,6,7])), {"src":"qemu-7.2","dst":"qemu-7.2"})
+write("downtime-ramp-refused.jsonl",
+  ["The downtime ramp when QEMU refuses a raise (error written by hand): a",
+   "warning, the migration goes on, and the job reports the 20 ms QEMU kept."]+RAMP,
+  assemble("7.2","7.2",ramp({3:40},[2,3],refused=(3,))), {"src":"qemu-7.2","dst":"qemu-7.2"})
 write("downtime-ramp-max.jsonl",
   ["The downtime ramp with --max-downtime 100: 40, 80, then 100, and no more."]+RAMP,
   assemble("7.2","7.2",ramp({3:40,4:80,5:100},[2,3,4,5,6])), {"src":"qemu-7.2","dst":"qemu-7.2"})
