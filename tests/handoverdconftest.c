@@ -87,6 +87,10 @@ test_errors_name_key_and_value(void)
          {"'migration_switchover_boost'", "'-1'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_downtime_start = 2000001\n",
          {"'migration_downtime_start'", "'2000001'", "'[handoverd]'"}},
+        {"[handoverd]\nmigration_mirror_buf_size = 1073741825\n",
+         {"'migration_mirror_buf_size'", "'1073741825'", "'[handoverd]'"}},
+        {"[handoverd]\nmigration_mirror_buf_size = 4M\n",
+         {"'migration_mirror_buf_size'", "'4M'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_port_min = 3\nmigration_port_max = 2\n",
          {"'3'", "'2'", "migration_port_max"}},
     };
@@ -124,6 +128,7 @@ test_defaults(void)
     g_assert_cmpuint(conf->priority_boost, ==, 10);
     g_assert_cmpuint(conf->migration_switchover_boost, ==, 10);
     g_assert_cmpuint(conf->migration_downtime_start, ==, 20);
+    g_assert_cmpuint(conf->migration_mirror_buf_size, ==, 4 * 1024 * 1024);
     g_assert_cmpstr(conf->migration_address, ==, "127.0.0.1");
     g_assert_cmpuint(conf->migration_port_min, ==, 49152);
     g_assert_cmpuint(conf->migration_port_max, ==, 49215);
@@ -350,6 +355,20 @@ test_host_uuid_unwritable(void)
     ho_error_reset();
 }
 
+/* The number of keys, one line each in the defaults' dump. */
+static size_t
+conf_key_count(void)
+{
+    g_autoptr(HandoverdConf) conf = handoverd_conf_new();
+    g_autofree char *dump = handoverd_conf_format(conf);
+    g_auto(GStrv) lines = g_strsplit(dump, "\n", -1);
+    size_t n = 0;
+
+    while (lines[n] && *lines[n])
+        n++;
+    return n;
+}
+
 /* docs/handoverd.conf.example: as shipped (all commented out) it is the
  * defaults; with every key uncommented it is still a valid file. */
 static void
@@ -390,7 +409,7 @@ test_example(void)
         g_string_append_printf(all, "%s\n", line);
     }
     /* Every key of the configuration is shown. */
-    g_assert_cmpuint(keys, ==, 31);
+    g_assert_cmpuint(keys, ==, conf_key_count());
     if (handoverd_conf_load_data(uncommented, all->str, all->len, path) < 0)
         g_error("%s", ho_error_last_message());
 }
@@ -414,7 +433,8 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 31);
+    g_assert_cmpuint(i, ==, 32);
+    g_assert_cmpuint(i, ==, conf_key_count());
 }
 
 /* The peer keepalive notices a dead peer within postcopy_stall_timeout:

@@ -75,6 +75,8 @@
 #define QCOW_MIB 1024
 #define GUEST_MIB 256
 #define MIB ((int64_t)1024 * 1024)
+/* handoverd's default migration_mirror_buf_size, which the daemons keep. */
+#define MIRROR_BUF_SIZE (4 * MIB)
 /* DISKS_INC: data in the backing file, and in the overlay on it. */
 #define INC_BACKING_MIB 96
 #define INC_TOP_MIB 24
@@ -546,6 +548,8 @@ assert_source_nodes_gone(const Hosts *h, gint64 since_us)
         guint cancels = test_recording_count_done(rec, h->name, since_us, "block-job-cancel",
                                                   "device", mirror);
         guint ends = recording_count_job_ends(rec, h->name, since_us, mirror);
+        g_autoptr(GPtrArray) mirror_args = test_recording_done_args(
+            rec, h->name, since_us, "blockdev-mirror", "job-id", mirror);
 
         g_test_message("source %s: blockdev-add %u, blockdev-del %u, blockdev-mirror %u, "
                        "block-job-cancel %u, mirror ended %u",
@@ -557,6 +561,14 @@ assert_source_nodes_gone(const Hosts *h, gint64 since_us)
                     "blockdev-mirror %u, mirror ended %u); its QMP exchange since the "
                     "migration started:\n%s",
                     targets[i], added, deleted, mirrors, ends, sent);
+        }
+        /* Each mirror with handoverd's default buffer, which QEMU took. */
+        g_assert_cmpuint(mirror_args->len, ==, mirrors);
+        for (guint k = 0; k < mirror_args->len; k++) {
+            int64_t buf = -1;
+
+            (void)ho_json_opt_int64(mirror_args->pdata[k], "buf-size", &buf);
+            g_assert_cmpint(buf, ==, MIRROR_BUF_SIZE);
         }
         added_total += added;
     }
@@ -593,6 +605,7 @@ check_completed(Hosts *h, const TestCliResult *r, const TestJobWatch *w, gint64 
     }
     assert_state(h, 1, "running");
     g_assert_cmpuint(json_object_array_length(running), ==, 0);
+    assert_source_nodes_gone(h, since_us);
     if (!test_pid_wait_exit(h->src_pid, EXIT_WAIT_MS))
         g_error("the source QEMU %d still runs after the migration", (int)h->src_pid);
     (void)test_guest_file_console_wait_seq_above(h->con, seq_before, &h->cursor, LINE_WAIT_MS);

@@ -146,7 +146,14 @@ typedef struct {
     unsigned int downtime_start;
     unsigned int max_downtime;
     unsigned int downtime_final;
+    /* QemuMigrationConfig.mirror_buf_size 0 (QEMU's own buffer) instead
+     * of handoverd's default, MIRROR_BUF_SIZE. */
+    bool qemu_mirror_buf;
 } Case;
+
+/* handoverd's migration_mirror_buf_size, which the storage transcripts
+ * expect in each blockdev-mirror (compose.py's MIRROR_BUF). */
+#define MIRROR_BUF_SIZE (4 * 1024 * 1024)
 
 /* The phase walks used below. */
 #define SRC_HAPPY "begin prepare perform pre-switchover switchover finish confirm completed"
@@ -640,6 +647,20 @@ static const Case cases[] = {
     STORAGE_HAPPY("storage-7.2-7.2", "qemu-7.2", "qemu-7.2"),
     STORAGE_HAPPY("storage-10.0-10.0", "qemu-10.0", "qemu-10.0"),
     STORAGE_HAPPY("storage-7.2-10.0", "qemu-7.2", "qemu-10.0"),
+    {
+        /* mirror_buf_size 0: blockdev-mirror without buf-size. */
+        .name = "storage-qemu-buf-size",
+        .transcript = "storage-qemu-buf-size.jsonl",
+        .src_emu = "qemu-7.2",
+        .dst_emu = "qemu-7.2",
+        STORAGE_ARGS,
+        .qemu_mirror_buf = true,
+        .outcome = OUT_COMPLETED,
+        .src_phases = SRC_STORAGE_HAPPY,
+        .dst_phases = DST_HAPPY,
+        .src_state = ABSENT,
+        .dst_state = QEMU_DOMAIN_STATE_RUNNING,
+    },
     {
         /* Mirrors cancelled after completed; the command warns. */
         .name = "storage-no-pause-before-switchover",
@@ -1572,6 +1593,7 @@ fx_setup(Fx *f, const Case *c)
     memset(f, 0, sizeof(*f));
     f->c = c;
     src_cfg.downtime_start_ms = c->downtime_start;
+    src_cfg.mirror_buf_size = c->qemu_mirror_buf ? 0 : MIRROR_BUF_SIZE;
     f->ctx = g_main_context_ref_thread_default();
     f->dir = test_make_tmpdir("migration");
     f->bindir = g_build_filename(f->dir, "bin", NULL);

@@ -256,15 +256,33 @@ guint
 test_recording_count_done(const char *path, const char *side, gint64 since_us,
                           const char *execute, const char *key, const char *value)
 {
+    g_autoptr(GPtrArray) done =
+        test_recording_done_args(path, side, since_us, execute, key, value);
+
+    return done->len;
+}
+
+static void
+recording_json_put(gpointer obj)
+{
+    json_object_put(obj);
+}
+
+GPtrArray *
+test_recording_done_args(const char *path, const char *side, gint64 since_us,
+                         const char *execute, const char *key, const char *value)
+{
     g_autofree char *text = NULL;
     g_auto(GStrv) lines = NULL;
-    /* "side\nid" of the matching commands sent, not yet answered */
-    g_autoptr(GHashTable) pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    guint n = 0;
+    /* "side\nid" of the matching commands sent, not yet answered: their
+     * arguments */
+    g_autoptr(GHashTable) pending =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, recording_json_put);
+    GPtrArray *done = g_ptr_array_new_with_free_func(recording_json_put);
     guint i;
 
     if (!g_file_get_contents(path, &text, NULL, NULL))
-        return 0;
+        return done;
     lines = g_strsplit(text, "\n", -1);
     for (i = 0; lines[i]; i++) {
         g_autoptr(json_object) line = NULL;
@@ -296,8 +314,15 @@ test_recording_count_done(const char *path, const char *side, gint64 since_us,
             continue;
         tag = g_strdup_printf("%s\n%s", line_side ? line_side : "", id);
         if (g_str_equal(dir, "recv")) {
-            if (g_hash_table_remove(pending, tag) && json_object_object_get_ex(msg, "return", NULL))
-                n++;
+            g_autofree char *sent_tag = NULL;
+            gpointer sent_args = NULL;
+
+            if (g_hash_table_steal_extended(pending, tag, (gpointer *)&sent_tag, &sent_args)) {
+                if (json_object_object_get_ex(msg, "return", NULL))
+                    g_ptr_array_add(done, sent_args);
+                else
+                    json_object_put(sent_args);
+            }
             continue;
         }
         if (ho_json_opt_string(msg, "execute", &cmd) < 0 || g_strcmp0(cmd, execute) != 0)
@@ -308,7 +333,11 @@ test_recording_count_done(const char *path, const char *side, gint64 since_us,
                 ho_json_opt_string(args, key, &got) < 0 || g_strcmp0(got, value) != 0)
                 continue;
         }
-        g_hash_table_add(pending, g_steal_pointer(&tag));
+        if (!json_object_object_get_ex(msg, "arguments", &args) ||
+            !json_object_is_type(args, json_type_object))
+            args = NULL;
+        g_hash_table_insert(pending, g_steal_pointer(&tag),
+                            args ? json_object_get(args) : json_object_new_object());
     }
-    return n;
+    return done;
 }

@@ -74,3 +74,7 @@ char *test_recording_describe(const TestRecording *rec);
  * file counts none; a line that is not a recorder line fails the test. */
 guint test_recording_count_done(const char *path, const char *side, gint64 since_us,
                                 const char *execute, const char *key, const char *value);
+/* The same commands' "arguments" objects (a command without any gives
+ * an empty one), in the order they were sent: free the array. */
+GPtrArray *test_recording_done_args(const char *path, const char *side, gint64 since_us,
+                                    const char *execute, const char *key, const char *value);

@@ -83,6 +83,10 @@ static const ConfKey conf_keys[] = {
     {"migration_switchover_boost", CONF_UINT, CONF_OFF(migration_switchover_boost), 0, 39},
     /* Milliseconds; 0 turns the ramp off, the top is --max-downtime's. */
     {"migration_downtime_start", CONF_UINT, CONF_OFF(migration_downtime_start), 0, 2000000},
+    /* Bytes; 0 leaves it to QEMU (16 MiB). A GiB in flight per disk is
+     * more than any link needs. */
+    {"migration_mirror_buf_size", CONF_SIZE, CONF_OFF(migration_mirror_buf_size), 0,
+     1024 * 1024 * 1024},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},
@@ -134,6 +138,10 @@ handoverd_conf_new(void)
     conf->postcopy_stall_timeout = 10;
     conf->migration_switchover_boost = 10;
     conf->migration_downtime_start = 20;
+    /* 4 MiB: four of the mirror's largest requests in flight. QEMU frees
+     * the buffer when the job ends, inside the guest's pause (see
+     * docs/bench.md, "The mirror's buffer"). */
+    conf->migration_mirror_buf_size = 4 * 1024 * 1024;
     conf->priority_boost = 10;
     conf->max_clients = 64;
     conf->max_message_size = 1024 * 1024;

@@ -39,6 +39,8 @@ typedef struct {
     unsigned int priority_boost; /* nice levels above the one handoverd started at */
     unsigned int migration_switchover_boost; /* nice levels for a guest in switchover */
     unsigned int migration_downtime_start; /* ms the downtime limit starts at; 0: off */
+    size_t migration_mirror_buf_size;     /* bytes a disk mirror keeps in flight,
+                                           * default 4 MiB; 0: QEMU's own (16 MiB) */
     unsigned int postcopy_stall_timeout;  /* s a postcopy migration may stall (no progress,
                                            * or a silent peer daemon) before it is forced
                                            * into postcopy-paused, default 10 */

@@ -360,6 +360,7 @@ struct _QemuMigration {
     unsigned int postcopy_stall_s;
     unsigned int switchover_boost; /* nice levels; 0: off */
     unsigned int downtime_start_ms; /* the downtime ramp's first limit; 0: off */
+    guint64 mirror_buf_size;        /* blockdev-mirror buf-size; 0: QEMU's */
     bool boost_warned;
     QemuMigrationEventFunc event_cb;
     void *opaque;
@@ -2298,6 +2299,10 @@ src_mirror(Job *job)
         opts.sync = job->args.copy_storage_inc ? "top" : "full";
         if (job->args.copy_storage_synchronous_writes)
             opts.copy_mode = "write-blocking";
+        if (job->mig->mirror_buf_size) {
+            opts.has_buf_size = true;
+            opts.buf_size = (int64_t)job->mig->mirror_buf_size;
+        }
         qemu_monitor_json_blockdev_mirror(mon, id, d->node, node, &opts, src_mirror_started,
                                           disk_call_new(job, i));
     }
@@ -4899,6 +4904,7 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
                                                          : DEFAULT_POSTCOPY_STALL_S;
     mig->switchover_boost = cfg ? cfg->switchover_boost : 0;
     mig->downtime_start_ms = cfg ? cfg->downtime_start_ms : 0;
+    mig->mirror_buf_size = cfg ? cfg->mirror_buf_size : 0;
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,

@@ -170,6 +170,11 @@ typedef struct {
      * up to --max-downtime (else QEMU's default, 300 ms). 0: off, the limit
      * is --max-downtime (or QEMU's) from the start. */
     unsigned int downtime_start_ms;
+    /* Storage copy, source: the buf-size of each disk's mirror, the most
+     * it keeps in flight to the destination, in bytes. QEMU frees the
+     * buffer as the job ends, which is inside the guest's pause, and the
+     * cost grows with its size. 0: QEMU's default (16 MiB). */
+    guint64 mirror_buf_size;
 } QemuMigrationConfig;
 
 /* A job event: the domain (name and uuid), the event ("phase",

@@ -356,10 +356,13 @@ DST_STORAGE_CAPS=[{"capability":"events","state":True},{"capability":"late-block
                   {"capability":"multifd","state":False}]
 def srec(name):
     return [json.loads(l) for l in open(f'{M}/{name}') if l.startswith('{"ts"')]
-def storage_body(name, pause=True):
+MIRROR_BUF=4194304
+def storage_body(name, pause=True, buf=MIRROR_BUF):
     """The recording without the recorder's connection setup and its final
     stop/quit of the destination, capabilities and parameters as the
-    orchestrator sets them."""
+    orchestrator sets them; each blockdev-mirror with buf-size buf (the
+    test's QemuMigrationConfig.mirror_buf_size, handoverd's default), none
+    when buf is 0."""
     body=[]; skip={"src":4,"dst":4}
     for o in srec(name):
         if skip.get(o["side"],0)>0:
@@ -378,6 +381,8 @@ def storage_body(name, pause=True):
             else:
                 c=DST_STORAGE_CAPS
             m["arguments"]["capabilities"]=c
+        if o["side"]=="src" and m.get("execute")=="blockdev-mirror" and buf:
+            m["arguments"]["buf-size"]=buf
         if o["side"]=="dst" and m.get("execute")=="nbd-server-start":
             # The daemon binds the listening socket (Nagle off) and passes
             # it: getfd, then nbd-server-start on that fd.
@@ -459,6 +464,12 @@ for sv,dv in [("7.2","7.2"),("10.0","10.0"),("7.2","10.0")]:
        "source's completed is held until it was sent), dst cont after src completed,",
        "src blockdev-del of its NBD client nodes after that."]+SHDR(f),
       assemble(sv,dv,quiet_last_completed(storage_body(f))), {"src":"qemu-"+sv,"dst":"qemu-"+dv})
+
+write("storage-qemu-buf-size.jsonl",
+  ["Storage copy as storage-7.2-7.2.jsonl, with QemuMigrationConfig.mirror_buf_size",
+   "0: each blockdev-mirror without buf-size, QEMU's own buffer."]+SHDR("migrate-storage-7.2-7.2.jsonl"),
+  assemble("7.2","7.2",quiet_last_completed(storage_body("migrate-storage-7.2-7.2.jsonl",buf=0))),
+  {"src":"qemu-7.2","dst":"qemu-7.2"})
 
 SB=storage_body("migrate-storage-7.2-7.2.jsonl")
 s_prepare=cut(SB, lambda o: o["side"]=="dst" and o.get("msg",{}).get("execute")=="migrate-incoming")
