@@ -246,6 +246,9 @@ libvirt_round() {
     rm -f "$srcimg/serial.log" "$dstimg/serial.log"
     lv_domain_xml "$(qemu_path "$q")" >"$dir/bench.xml"
     lv_virsh src create "$dir/bench.xml" >/dev/null
+    if [ "$workload" = idle ]; then
+        guest_settle "$(cat "$work/libvirt/src/run/qemu/bench.pid")"
+    fi
     if [ "$workload" = busy ] && ! wait_line "$srcimg/serial.log" "$busy_ready" "$busy_wait_s"; then
         tail -n 5 "$srcimg/serial.log" >&2
         echo "bench: libvirt: the busy guest did not start its workload within ${busy_wait_s} s" >&2
@@ -311,6 +314,7 @@ libvirt_batch() {
         lv_domain_xml "$(qemu_path "$q")" "bench$i" "g${i}-" >"$dir/bench$i.xml"
         lv_virsh src create "$dir/bench$i.xml" >/dev/null
     done
+    guest_settle $(cat "$work"/libvirt/src/run/qemu/bench*.pid)
     before_s=$(proc_figures "${lv_pid[src]}")
     before_d=$(proc_figures "${lv_pid[dst]}")
     t0=$(now_us)

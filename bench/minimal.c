@@ -21,7 +21,9 @@
  *            socket bound here with Nagle off and passed with getfd, as
  *            handover does; --nbd-qemu-listener for QEMU's own), a
  *            writable export per disk, migrate-incoming;
- *   mirror   blockdev-add nbd + blockdev-mirror per disk, all READY;
+ *   mirror   blockdev-add nbd + blockdev-mirror per disk, all READY (with
+ *            buf-size 4 MiB, handoverd's default; --mirror-buf-size 0 for
+ *            QEMU's own 16 MiB);
  *   perform  capabilities events + pause-before-switchover, unlimited
  *            bandwidth (as handover sets it), migrate; at pre-switchover all
  *            mirrors cancelled at once, migrate-continue (and nbd-server-stop
@@ -508,6 +510,7 @@ main(int argc, char **argv)
     gboolean verify = FALSE;
     gboolean keep_dst = FALSE;
     gboolean nbd_qemu_listener = FALSE;
+    gint64 mirror_buf_size = 4 * 1024 * 1024;
     int port_base = 0;
     g_autofree char *accel = NULL;
     g_autofree char *kernel = NULL;
@@ -551,6 +554,9 @@ main(int argc, char **argv)
         {"nbd-qemu-listener", 0, 0, G_OPTION_ARG_NONE, &nbd_qemu_listener,
          "let the destination QEMU listen for NBD itself (Nagle on in QEMU 7.2), instead of "
          "passing it a listening socket with Nagle off as handover does", NULL},
+        {"mirror-buf-size", 0, 0, G_OPTION_ARG_INT64, &mirror_buf_size,
+         "each mirror's buf-size in bytes (default 4194304, handoverd's "
+         "migration_mirror_buf_size; 0: QEMU's own)", "BYTES"},
         {"keep-dst", 0, 0, G_OPTION_ARG_NONE, &keep_dst,
          "keep the destination images (DIR/minimal-vda.qcow2, ...)", NULL},
         {"accel", 0, 0, G_OPTION_ARG_STRING, &accel, "kvm or tcg (default: kvm when it works)",
@@ -567,7 +573,8 @@ main(int argc, char **argv)
         {"dst-ready", 0, 0, G_OPTION_ARG_STRING, &dst_ready,
          "after it, wait for a line with this prefix in --dst-serial", "PREFIX"},
         {"ready-file", 0, 0, G_OPTION_ARG_FILENAME, &ready_file,
-         "create FILE once the source guest runs (before the timed part)", "FILE"},
+         "once the source guest runs (before the timed part), write its QEMU's pid to FILE",
+         "FILE"},
         {"go", 0, 0, G_OPTION_ARG_FILENAME, &go,
          "then start the timed part only when a byte can be read from this fifo (bounded: "
          "120 s): a batch of drivers starts its migrations together", "FIFO"},
@@ -588,6 +595,12 @@ main(int argc, char **argv)
         machine = g_strdup("pc");
     if (!accel)
         accel = g_strdup(test_qemu_accel(NULL));
+    if (mirror_buf_size < 0 || mirror_buf_size > (gint64)1024 * 1024 * 1024) {
+        g_printerr("minimal: --mirror-buf-size %" G_GINT64_FORMAT
+                   ": expected bytes from 0 to 1073741824\n",
+                   mirror_buf_size);
+        return 2;
+    }
     if ((src_ready && !src_serial) || (dst_ready && !dst_serial)) {
         g_printerr("minimal: --src-ready needs --src-serial, --dst-ready --dst-serial\n");
         return 2;
@@ -629,8 +642,13 @@ main(int argc, char **argv)
         nbd_port = free_port();
     }
     uri = g_strdup_printf("tcp:127.0.0.1:%d", port);
-    if (ready_file && !g_file_set_contents(ready_file, "", 0, &gerr))
-        fail("%s", gerr->message);
+    if (ready_file) {
+        /* The source QEMU's pid: bench/run waits for its vCPUs to idle. */
+        g_autofree char *pid = g_strdup_printf("%d\n", (int)src.proc->pid);
+
+        if (!g_file_set_contents(ready_file, pid, -1, &gerr))
+            fail("%s", gerr->message);
+    }
     if (go)
         wait_go(go);
 
@@ -718,6 +736,8 @@ main(int argc, char **argv)
         ho_json_add_string(args, "device", exp);
         ho_json_add_string(args, "target", node);
         ho_json_add_string(args, "sync", "full");
+        if (mirror_buf_size > 0)
+            ho_json_add_int64(args, "buf-size", mirror_buf_size);
         send_async(&src, "blockdev-mirror", args, &pending);
     }
     wait_pending(&pending);
