@@ -314,7 +314,11 @@ libvirt_batch() {
         lv_domain_xml "$(qemu_path "$q")" "bench$i" "g${i}-" >"$dir/bench$i.xml"
         lv_virsh src create "$dir/bench$i.xml" >/dev/null
     done
-    guest_settle $(cat "$work"/libvirt/src/run/qemu/bench*.pid)
+    for ((i = 0; i < n; i++)); do
+        pids+=("$(cat "$work/libvirt/src/run/qemu/bench$i.pid")")
+    done
+    guest_settle "${pids[@]}"
+    pids=()
     before_s=$(proc_figures "${lv_pid[src]}")
     before_d=$(proc_figures "${lv_pid[dst]}")
     t0=$(now_us)
