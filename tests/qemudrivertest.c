@@ -2361,6 +2361,10 @@ typedef struct {
     gint accepted;
     gint cut_done;
     bool hold; /* relay thread only: stop copying, keep the connections */
+    /* control characters the thread has acted on (relay_send_wait) */
+    GMutex ack_lock;
+    GCond ack_cond;
+    guint acks;
 } Relay;
 
 static int
@@ -2450,6 +2454,10 @@ relay_thread(gpointer opaque)
             if (c == 'h') {
                 /* drop the traffic silently: nothing is read any more */
                 r->hold = true;
+                g_mutex_lock(&r->ack_lock);
+                r->acks++;
+                g_cond_broadcast(&r->ack_cond);
+                g_mutex_unlock(&r->ack_lock);
                 continue;
             }
             /* 'c': cut every connection, keep listening */
@@ -2511,6 +2519,8 @@ relay_new(int target_port)
     g_assert_cmpint(getsockname(r->listen_fd, (struct sockaddr *)&sa, &len), ==, 0);
     r->port = ntohs(sa.sin_port);
     g_assert_cmpint(pipe(r->ctl), ==, 0);
+    g_mutex_init(&r->ack_lock);
+    g_cond_init(&r->ack_cond);
     r->thread = g_thread_new("relay", relay_thread, r);
     return r;
 }
@@ -2519,6 +2529,24 @@ static void
 relay_send(Relay *r, char c)
 {
     g_assert_cmpint(write(r->ctl[1], &c, 1), ==, 1);
+}
+
+/* 'h', and return once the relay thread holds (bounded: 5 s). */
+static void
+relay_hold_wait(Relay *r)
+{
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    guint before;
+
+    g_mutex_lock(&r->ack_lock);
+    before = r->acks;
+    g_mutex_unlock(&r->ack_lock);
+    relay_send(r, 'h');
+    g_mutex_lock(&r->ack_lock);
+    while (r->acks == before)
+        if (!g_cond_wait_until(&r->ack_cond, &r->ack_lock, end))
+            g_error("the NBD relay did not hold within 5 s");
+    g_mutex_unlock(&r->ack_lock);
 }
 
 static void
@@ -2531,6 +2559,8 @@ relay_free(Relay *r)
     close(r->listen_fd);
     close(r->ctl[0]);
     close(r->ctl[1]);
+    g_mutex_clear(&r->ack_lock);
+    g_cond_clear(&r->ack_cond);
     g_free(r);
 }
 
@@ -2690,14 +2720,28 @@ static const QemuMigrationPeerOps pc_storage_peer_ops = {
 
 typedef struct {
     Relay *nbd_relay;
+    QemuDomainObj *dom; /* the source */
     bool held;
+    bool raised;
     GPtrArray *phases;
 } FailWatch;
+
+static void
+fail_raised(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    FailWatch *w = opaque;
+
+    if (err)
+        g_error("migrate-set-parameters max-bandwidth: %s", err->message);
+    w->raised = true;
+}
 
 /* At PERFORM (every mirror READY and idle: the firmware guest writes
  * nothing) the NBD relay stops forwarding. The source QEMU's STOP then
  * flushes every disk, the NBD targets included, and waits on the relay
- * with the guest stopped. */
+ * with the guest stopped. The job event comes from an idle of the loop,
+ * which QEMU 10.0 can outrun to its STOP: so the RAM moves at 1 MiB/s
+ * until the relay holds, and only then at full speed. */
 static void
 fail_event(QemuMigration *mig, const char *name, const char *uuid, const char *event,
            json_object *data, void *opaque)
@@ -2711,9 +2755,14 @@ fail_event(QemuMigration *mig, const char *name, const char *uuid, const char *e
     }
     g_ptr_array_add(w->phases, g_strdup(phase));
     if (g_str_equal(phase, "perform") && !w->held) {
+        json_object *params = json_object_new_object();
+
         g_assert_nonnull(w->nbd_relay);
-        relay_send(w->nbd_relay, 'h');
+        relay_hold_wait(w->nbd_relay);
         w->held = true;
+        ho_json_add_int64(params, "max-bandwidth", (int64_t)1 << 40);
+        qemu_monitor_json_migrate_set_parameters(qemu_domain_obj_monitor(w->dom), params,
+                                                 fail_raised, w);
     }
 }
 
@@ -2780,6 +2829,10 @@ test_migrate_fail_boosted(gconstpointer data)
     args.live = true;
     args.copy_storage_all = true;
     args.dxml = g_strdup(dxml);
+    /* Raised to full speed by fail_event once the relay holds. */
+    args.has_bandwidth = true;
+    args.bandwidth_mib = 1;
+    w.dom = dom;
     if (qemu_migration_src_begin(smig, dom, &args, &pc_storage_peer_ops, peer, mig_done_cb,
                                  &m) < 0)
         g_error("begin: %s", ho_error_last_message());
@@ -2788,6 +2841,7 @@ test_migrate_fail_boosted(gconstpointer data)
      * (bounded), then cut the NBD connections. */
     fx_wait_event(&fs, "breaker suspended migration", START_TIMEOUT_MS);
     g_assert_true(w.held);
+    g_assert_true(w.raised);
     end = g_get_monotonic_time() + (gint64)OP_TIMEOUT_MS * 1000;
     while (g_get_monotonic_time() < end) {
         bool never = false;
