@@ -1471,6 +1471,30 @@ mig_done_cb(QemuMigration *mig, const char *uuid, const HoError *err, json_objec
     m->stats = stats ? json_object_get(stats) : NULL;
 }
 
+/* The end of a migration test: both sides' migration modules, the
+ * arguments and the outcome freed; the domain left running (left, on
+ * owner's driver, QEMU pid left_pid; NULL: none) destroyed; both fixtures
+ * torn down. */
+static void
+mig_test_end(Fx *fs, Fx *fd, QemuMigration *smig, QemuMigration *dmig, QemuMigrationArgs *args,
+             MigDone *m, Fx *owner, QemuDomainObj *left, int left_pid)
+{
+    qemu_migration_free(smig);
+    qemu_migration_free(dmig);
+    qemu_migration_args_clear(args);
+    ho_error_free(m->err);
+    json_object_put(m->stats);
+    if (left) {
+        Done d = {0};
+
+        qemu_driver_domain_destroy(owner->drv, left, done_cb, &d);
+        wait_ok(owner, &d, OP_TIMEOUT_MS, "destroy");
+        test_qemu_cleanup_forget(left_pid);
+    }
+    fx_fini(fd);
+    fx_fini(fs);
+}
+
 /* The monotonic times of the first and last messages in a recording
  * going dir ("recv", "send") whose key ("event", "execute") is name
  * (-1: none). */
@@ -1686,20 +1710,7 @@ test_migrate(gconstpointer data)
                    (gint64)orch);
 
     close(busy_fd);
-    qemu_migration_free(smig);
-    qemu_migration_free(dmig);
-    qemu_migration_args_clear(&args);
-    ho_error_free(m.err);
-    json_object_put(m.stats);
-    {
-        Done d = {0};
-
-        qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
-        wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
-        test_qemu_cleanup_forget(dpid);
-    }
-    fx_fini(&fd);
-    fx_fini(&fs);
+    mig_test_end(&fs, &fd, smig, dmig, &args, &m, &fd, ddom, dpid);
 }
 
 typedef struct {
@@ -2218,22 +2229,9 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     }
 
     close(busy);
-    qemu_migration_free(w.mig);
-    qemu_migration_free(dmig);
-    qemu_migration_args_clear(&args);
-    ho_error_free(m.err);
-    json_object_put(m.stats);
     g_ptr_array_unref(w.phases);
     g_ptr_array_unref(w.warnings);
-    if (abort_at) {
-        Done d = {0};
-
-        qemu_driver_domain_destroy(fs.drv, w.dom, done_cb, &d);
-        wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
-        test_qemu_cleanup_forget(spid);
-    }
-    fx_fini(&fd);
-    fx_fini(&fs);
+    mig_test_end(&fs, &fd, w.mig, dmig, &args, &m, &fs, abort_at ? w.dom : NULL, spid);
 }
 
 static void
@@ -2321,20 +2319,7 @@ test_migrate_storage_nbd_busy(gconstpointer data)
     g_assert_false(g_file_test(dst_raw, G_FILE_TEST_EXISTS));
 
     close(busy);
-    qemu_migration_free(smig);
-    qemu_migration_free(dmig);
-    qemu_migration_args_clear(&args);
-    ho_error_free(m.err);
-    json_object_put(m.stats);
-    {
-        Done d = {0};
-
-        qemu_driver_domain_destroy(fs.drv, dom, done_cb, &d);
-        wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
-        test_qemu_cleanup_forget(spid);
-    }
-    fx_fini(&fd);
-    fx_fini(&fs);
+    mig_test_end(&fs, &fd, smig, dmig, &args, &m, &fs, dom, spid);
 }
 
 static void
@@ -2888,22 +2873,9 @@ test_migrate_fail_boosted(gconstpointer data)
     ho_error_reset();
     g_assert_false(g_file_test(dst_qcow2, G_FILE_TEST_EXISTS));
 
-    qemu_migration_free(smig);
-    qemu_migration_free(dmig);
     relay_free(w.nbd_relay);
-    qemu_migration_args_clear(&args);
-    ho_error_free(m.err);
-    json_object_put(m.stats);
-    {
-        Done d = {0};
-
-        qemu_driver_domain_destroy(fs.drv, dom, done_cb, &d);
-        wait_ok(&fs, &d, OP_TIMEOUT_MS, "destroy");
-        test_qemu_cleanup_forget(spid);
-    }
     g_ptr_array_unref(w.phases);
-    fx_fini(&fd);
-    fx_fini(&fs);
+    mig_test_end(&fs, &fd, smig, dmig, &args, &m, &fs, dom, spid);
 }
 
 
@@ -3291,15 +3263,9 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
     if (dst_dies) {
         postcopy_dst_dies(ctx, &w, &m, &fs, &fd, dom, spid, rec_src);
         relay_free(relay);
-        qemu_migration_free(smig);
-        qemu_migration_free(dmig);
-        qemu_migration_args_clear(&args);
-        ho_error_free(m.err);
-        json_object_put(m.stats);
         g_string_free(w.src_log, TRUE);
         g_string_free(w.dst_log, TRUE);
-        fx_fini(&fd);
-        fx_fini(&fs);
+        mig_test_end(&fs, &fd, smig, dmig, &args, &m, NULL, NULL, 0);
         return;
     }
     if (resume_pending) {
@@ -3367,22 +3333,9 @@ run_postcopy(const char *const *pair, bool cut, bool peer_lost, bool dst_dies, i
     }
 
     relay_free(relay);
-    qemu_migration_free(smig);
-    qemu_migration_free(dmig);
-    qemu_migration_args_clear(&args);
-    ho_error_free(m.err);
-    json_object_put(m.stats);
     g_string_free(w.src_log, TRUE);
     g_string_free(w.dst_log, TRUE);
-    {
-        Done d = {0};
-
-        qemu_driver_domain_destroy(fd.drv, ddom, done_cb, &d);
-        wait_ok(&fd, &d, OP_TIMEOUT_MS, "destroy");
-        test_qemu_cleanup_forget(dpid);
-    }
-    fx_fini(&fd);
-    fx_fini(&fs);
+    mig_test_end(&fs, &fd, smig, dmig, &args, &m, &fd, ddom, dpid);
 }
 
 static void
