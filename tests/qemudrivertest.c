@@ -2344,7 +2344,6 @@ typedef struct {
     GThread *thread;
     int conns[RELAY_MAX_CONNS][2];
     gint accepted;
-    gint cut_done;
     bool hold; /* relay thread only: stop copying, keep the connections */
     /* control characters the thread has acted on (relay_send_wait) */
     GMutex ack_lock;
@@ -2439,17 +2438,16 @@ relay_thread(gpointer opaque)
             if (c == 'h') {
                 /* drop the traffic silently: nothing is read any more */
                 r->hold = true;
-                g_mutex_lock(&r->ack_lock);
-                r->acks++;
-                g_cond_broadcast(&r->ack_cond);
-                g_mutex_unlock(&r->ack_lock);
-                continue;
+            } else {
+                /* 'c': cut every connection, keep listening */
+                r->hold = false;
+                for (int i = 0; i < RELAY_MAX_CONNS; i++)
+                    relay_close_pair(r, i);
             }
-            /* 'c': cut every connection, keep listening */
-            r->hold = false;
-            for (int i = 0; i < RELAY_MAX_CONNS; i++)
-                relay_close_pair(r, i);
-            g_atomic_int_inc(&r->cut_done);
+            g_mutex_lock(&r->ack_lock);
+            r->acks++;
+            g_cond_broadcast(&r->ack_cond);
+            g_mutex_unlock(&r->ack_lock);
             continue;
         }
         if (pfd[1].revents & POLLIN) {
@@ -2516,9 +2514,10 @@ relay_send(Relay *r, char c)
     g_assert_cmpint(write(r->ctl[1], &c, 1), ==, 1);
 }
 
-/* 'h', and return once the relay thread holds (bounded: 5 s). */
+/* 'h' or 'c', and return once the relay thread acted on it (bounded:
+ * 5 s). */
 static void
-relay_hold_wait(Relay *r)
+relay_send_wait(Relay *r, char c)
 {
     gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
     guint before;
@@ -2526,11 +2525,11 @@ relay_hold_wait(Relay *r)
     g_mutex_lock(&r->ack_lock);
     before = r->acks;
     g_mutex_unlock(&r->ack_lock);
-    relay_send(r, 'h');
+    relay_send(r, c);
     g_mutex_lock(&r->ack_lock);
     while (r->acks == before)
         if (!g_cond_wait_until(&r->ack_cond, &r->ack_lock, end))
-            g_error("the NBD relay did not hold within 5 s");
+            g_error("the relay did not act on '%c' within 5 s", c);
     g_mutex_unlock(&r->ack_lock);
 }
 
@@ -2743,7 +2742,7 @@ fail_event(QemuMigration *mig, const char *name, const char *uuid, const char *e
         json_object *params = json_object_new_object();
 
         g_assert_nonnull(w->nbd_relay);
-        relay_hold_wait(w->nbd_relay);
+        relay_send_wait(w->nbd_relay, 'h');
         w->held = true;
         ho_json_add_int64(params, "max-bandwidth", (int64_t)1 << 40);
         qemu_monitor_json_migrate_set_parameters(qemu_domain_obj_monitor(w->dom), params,
