@@ -20,12 +20,17 @@
  *            events + late-block-activate, nbd-server-start (on a listening
  *            socket bound here with Nagle off and passed with getfd, as
  *            handover does; --nbd-qemu-listener for QEMU's own), a
- *            writable export per disk, migrate-incoming;
+ *            writable export per disk, migrate-incoming (on QEMU 7.2 on a
+ *            listening socket bound here with a 32 KiB receive buffer,
+ *            "tcp:fd:NAME", as handover does over loopback;
+ *            --stream-buffer);
  *   mirror   blockdev-add nbd + blockdev-mirror per disk, all READY (with
  *            buf-size 4 MiB, handoverd's default; --mirror-buf-size 0 for
  *            QEMU's own 16 MiB);
  *   perform  capabilities events + pause-before-switchover, unlimited
- *            bandwidth (as handover sets it), migrate; at pre-switchover all
+ *            bandwidth (as handover sets it), migrate (on QEMU 7.2 over
+ *            a connection made here with the same send buffer and Nagle
+ *            off, "fd:NAME"); at pre-switchover all
  *            mirrors cancelled at once, migrate-continue (and nbd-server-stop
  *            on the destination in parallel, late-block-activate);
  *   finish   cont on the destination once both sides reported completed;
@@ -511,6 +516,8 @@ main(int argc, char **argv)
     gboolean keep_dst = FALSE;
     gboolean nbd_qemu_listener = FALSE;
     gint64 mirror_buf_size = 4 * 1024 * 1024;
+    gint64 stream_buffer_opt = -1;
+    int stream_buffer;
     int port_base = 0;
     g_autofree char *accel = NULL;
     g_autofree char *kernel = NULL;
@@ -557,6 +564,11 @@ main(int argc, char **argv)
         {"mirror-buf-size", 0, 0, G_OPTION_ARG_INT64, &mirror_buf_size,
          "each mirror's buf-size in bytes (default 4194304, handoverd's "
          "migration_mirror_buf_size; 0: QEMU's own)", "BYTES"},
+        {"stream-buffer", 0, 0, G_OPTION_ARG_INT64, &stream_buffer_opt,
+         "the migration stream's receive (destination) and send (source) socket buffers in "
+         "bytes, as handoverd's migration_stream_buffer (default 32768 on QEMU 7.2, what "
+         "handoverd picks over loopback; 0: the kernel's; QEMU 10.0 always the kernel's)",
+         "BYTES"},
         {"keep-dst", 0, 0, G_OPTION_ARG_NONE, &keep_dst,
          "keep the destination images (DIR/minimal-vda.qcow2, ...)", NULL},
         {"accel", 0, 0, G_OPTION_ARG_STRING, &accel, "kvm or tcg (default: kvm when it works)",
@@ -601,6 +613,18 @@ main(int argc, char **argv)
                    mirror_buf_size);
         return 2;
     }
+    if (stream_buffer_opt > (gint64)64 * 1024 * 1024) {
+        g_printerr("minimal: --stream-buffer %" G_GINT64_FORMAT
+                   ": expected bytes from 0 to 67108864\n",
+                   stream_buffer_opt);
+        return 2;
+    }
+    /* QEMU 8.2 and later take no listening socket as fd (handoverd keeps
+     * the kernel's buffers there too). */
+    if (!g_str_equal(qemu_name, "qemu-7.2"))
+        stream_buffer = 0;
+    else
+        stream_buffer = stream_buffer_opt < 0 ? 32768 : (int)stream_buffer_opt;
     if ((src_ready && !src_serial) || (dst_ready && !dst_serial)) {
         g_printerr("minimal: --src-ready needs --src-serial, --dst-ready --dst-serial\n");
         return 2;
@@ -709,7 +733,22 @@ main(int argc, char **argv)
         send_async(&dst, "block-export-add", args, &pending);
     }
     args = json_object_new_object();
-    send_async(&dst, "migrate-incoming", ho_json_add_string(args, "uri", uri), &pending);
+    if (stream_buffer > 0) {
+        /* As handover with a destination QEMU before 8.2: the listening
+         * socket bound here with a fixed receive buffer (accepted
+         * connections inherit it), passed with getfd. */
+        int lfd = ho_socket_tcp_listen("127.0.0.1", port, 1, NULL);
+
+        if (lfd < 0 || ho_socket_set_buffers(lfd, 0, stream_buffer) < 0)
+            fail("migration listener: %s", ho_error_last_message());
+        pending++;
+        qemu_monitor_json_getfd(dst.mon, "migration-stream", lfd, pending_done, &pending);
+        close(lfd);
+        send_async(&dst, "migrate-incoming",
+                   ho_json_add_string(args, "uri", "tcp:fd:migration-stream"), &pending);
+    } else {
+        send_async(&dst, "migrate-incoming", ho_json_add_string(args, "uri", uri), &pending);
+    }
     /* The source's migration settings go meanwhile (they do not depend on
      * the destination). */
     send_async(&src, "migrate-set-capabilities", caps_args(src_caps), &pending);
@@ -749,7 +788,23 @@ main(int argc, char **argv)
 
     /* Perform (src). */
     args = json_object_new_object();
-    send_async(&src, "migrate", ho_json_add_string(args, "uri", uri), &pending);
+    if (stream_buffer > 0) {
+        /* The stream connected here with the matching send buffer, Nagle
+         * off, passed with getfd (not timed apart: it is part of the
+         * migration, as in handover). */
+        int cfd = ho_socket_tcp_connect("127.0.0.1", port);
+
+        if (cfd < 0 || ho_socket_set_nodelay(cfd) < 0 ||
+            ho_socket_set_buffers(cfd, stream_buffer, 0) < 0)
+            fail("migration stream: %s", ho_error_last_message());
+        pending++;
+        qemu_monitor_json_getfd(src.mon, "migration-stream", cfd, pending_done, &pending);
+        close(cfd);
+        send_async(&src, "migrate", ho_json_add_string(args, "uri", "fd:migration-stream"),
+                   &pending);
+    } else {
+        send_async(&src, "migrate", ho_json_add_string(args, "uri", uri), &pending);
+    }
     need_event(&src, "MIGRATION", "status", "pre-switchover");
     for (guint i = 0; i < n_disks; i++) {
         g_autofree char *job = g_strdup_printf("mirror-%s", disks[i].target);

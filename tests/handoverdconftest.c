@@ -91,6 +91,8 @@ test_errors_name_key_and_value(void)
          {"'migration_mirror_buf_size'", "'1073741825'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_mirror_buf_size = 4M\n",
          {"'migration_mirror_buf_size'", "'4M'", "'[handoverd]'"}},
+        {"[handoverd]\nmigration_stream_buffer = 67108865\n",
+         {"'migration_stream_buffer'", "'67108865'", "'[handoverd]'"}},
         {"[handoverd]\nmigration_port_min = 3\nmigration_port_max = 2\n",
          {"'3'", "'2'", "migration_port_max"}},
     };
@@ -129,6 +131,7 @@ test_defaults(void)
     g_assert_cmpuint(conf->migration_switchover_boost, ==, 10);
     g_assert_cmpuint(conf->migration_downtime_start, ==, 20);
     g_assert_cmpuint(conf->migration_mirror_buf_size, ==, 4 * 1024 * 1024);
+    g_assert_cmpuint(conf->migration_stream_buffer, ==, 0);
     g_assert_cmpstr(conf->migration_address, ==, "127.0.0.1");
     g_assert_cmpuint(conf->migration_port_min, ==, 49152);
     g_assert_cmpuint(conf->migration_port_max, ==, 49215);
@@ -433,7 +436,7 @@ test_doc_lists_keys(void)
         if (!strstr(doc, row))
             g_error("docs/handoverd.md does not document the key '%s'", key);
     }
-    g_assert_cmpuint(i, ==, 32);
+    g_assert_cmpuint(i, ==, 33);
     g_assert_cmpuint(i, ==, conf_key_count());
 }
 

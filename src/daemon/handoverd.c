@@ -429,6 +429,7 @@ handoverd_start(Handoverd *d, int *argc, char ***argv)
     mcfg.switchover_boost = d->conf->migration_switchover_boost;
     mcfg.downtime_start_ms = d->conf->migration_downtime_start;
     mcfg.mirror_buf_size = d->conf->migration_mirror_buf_size;
+    mcfg.stream_buffer = d->conf->migration_stream_buffer;
     if (mcfg.record_dir && ho_file_ensure_dir(mcfg.record_dir, 0700) < 0)
         return -1;
     d->migration = qemu_migration_new(d->driver, &mcfg, handoverd_methods_migration_event,

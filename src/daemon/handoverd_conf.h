@@ -41,6 +41,8 @@ typedef struct {
     unsigned int migration_downtime_start; /* ms the downtime limit starts at; 0: off */
     size_t migration_mirror_buf_size;     /* bytes a disk mirror keeps in flight,
                                            * default 4 MiB; 0: QEMU's own (16 MiB) */
+    size_t migration_stream_buffer;       /* the migration stream's socket buffers in
+                                           * bytes; 0 (default): sized from the round trip */
     unsigned int postcopy_stall_timeout;  /* s a postcopy migration may stall (no progress,
                                            * or a silent peer daemon) before it is forced
                                            * into postcopy-paused, default 10 */

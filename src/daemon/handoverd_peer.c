@@ -276,6 +276,14 @@ peer_op_pause(void *p, json_object *args, QemuMigrationReplyFunc cb, void *opaqu
     peer_call(p, "migration.pause", params, cb, opaque);
 }
 
+static int
+peer_op_rtt_us(void *p)
+{
+    HandoverdPeer *peer = p;
+
+    return peer->conn ? ho_rpc_conn_rtt_us(peer->conn) : -1;
+}
+
 static const char *
 peer_op_host_uuid(void *p)
 {
@@ -303,6 +311,7 @@ static const QemuMigrationPeerOps peer_ops = {
     .nbd_stop = peer_op_nbd_stop,
     .recover = peer_op_recover,
     .pause = peer_op_pause,
+    .rtt_us = peer_op_rtt_us,
 };
 
 const QemuMigrationPeerOps *

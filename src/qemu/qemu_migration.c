@@ -324,6 +324,17 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
 #define DEFAULT_NBD_PORT_MIN 10809
 #define DEFAULT_NBD_PORT_MAX 10872
 #define DEFAULT_MIRROR_STALL_S 60
+/* The automatic stream buffer: a window for 10 Gb/s (1250 bytes a
+ * microsecond) at the round trip to the peer daemon, at least 32 KiB;
+ * above 4 MiB the kernel's autotuning does as well. */
+#define STREAM_BYTES_PER_US 1250
+#define STREAM_BUFFER_MIN (32 * 1024)
+#define STREAM_BUFFER_AUTO_MAX (4 * 1024 * 1024)
+#define STREAM_BUFFER_MAX (64 * 1024 * 1024)
+/* The fd name of the migration stream in both QEMUs (getfd). */
+#define STREAM_FD_NAME "migration-stream"
+/* How long the source daemon tries to connect the stream. */
+#define STREAM_CONNECT_WAIT_S 30
 #define MIRROR_END_WAIT_S 30    /* block-job-cancel -> the mirror gone */
 #define MAX_STORAGE_DISKS 256
 #define DEFAULT_POSTCOPY_STALL_S 10
@@ -361,6 +372,7 @@ struct _QemuMigration {
     unsigned int switchover_boost; /* nice levels; 0: off */
     unsigned int downtime_start_ms; /* the downtime ramp's first limit; 0: off */
     guint64 mirror_buf_size;        /* blockdev-mirror buf-size; 0: QEMU's */
+    guint64 stream_buffer;          /* the stream's socket buffers; 0: automatic */
     bool boost_warned;
     QemuMigrationEventFunc event_cb;
     void *opaque;
@@ -400,6 +412,10 @@ struct _Job {
     enum { SETTINGS_UNSENT, SETTINGS_SENT, SETTINGS_IN } settings;
     bool perform_waiting;  /* Perform is due once the settings are in */
     bool prepared;         /* the destination has a QEMU for us */
+    /* The migration stream's socket buffers in bytes (0: the kernel's).
+     * Source: offered in the cookie, then what the destination applied;
+     * destination: what the source asked for, 0 once declined. */
+    guint64 stream_buffer;
     bool prepare_pending;
     bool migrate_sent;
     bool cancel_sent;
@@ -1937,16 +1953,90 @@ src_migrate_done(QemuMonitor *mon, const HoError *err, void *opaque)
 }
 
 static void
-src_issue_migrate(Job *job, QemuMonitor *mon)
+src_send_migrate(Job *job, QemuMonitor *mon, const char *uri)
 {
     guint interval = job->mig->progress_interval_ms;
 
     job->migrate_sent = true;
     job->qstatus = QEMU_MIGRATION_STATUS_SETUP;
-    qemu_monitor_json_migrate(mon, job->uri, false, src_migrate_done, job_ref(job));
+    qemu_monitor_json_migrate(mon, uri, false, src_migrate_done, job_ref(job));
     if (job->args.timeout_s)
         job->timeout_src = job_timeout(job, job->args.timeout_s * 1000, src_timeout_fired);
     job->progress_src = job_timeout(job, interval, src_progress_tick);
+}
+
+/* getfd of the stream's socket (either side): the migrate or
+ * migrate-incoming queued behind it then fails too and reports the job's
+ * error; this only says why. */
+static void
+stream_getfd_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (err && job_live(job))
+        HO_WARN("domain '%s': cannot pass the migration stream's socket to QEMU: %s",
+                job->name, err->message);
+}
+
+/* The stream is connected: its buffers fixed, handed to QEMU (getfd),
+ * and `migrate fd:` right behind it on the same monitor. */
+static void
+src_stream_connected(GObject *client, GAsyncResult *res, gpointer opaque)
+{
+    g_autoptr(Job) job = opaque;
+    g_autoptr(GError) gerr = NULL;
+    g_autoptr(GSocketConnection) conn =
+        g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(client), res, &gerr);
+    QemuMonitor *mon;
+    int fd;
+
+    if (!job_live(job) || job->unwinding)
+        return; /* conn closes with its last reference */
+    mon = qemu_domain_obj_monitor(job->dom);
+    if (!conn) {
+        src_fail(job, ho_error_new(HO_ERR_SYSTEM,
+                                   _("cannot connect the migration stream of domain '%1$s' "
+                                     "to %2$s: %3$s"),
+                                   job->name, job->uri, gerr->message));
+        return;
+    }
+    fd = g_socket_get_fd(g_socket_connection_get_socket(conn));
+    if (ho_socket_set_nodelay(fd) < 0 ||
+        ho_socket_set_buffers(fd, (int)job->stream_buffer, 0) < 0 || !mon) {
+        src_fail(job, mon ? error_steal_or_unknown()
+                          : ho_error_new(HO_ERR_OPERATION_INVALID,
+                                         _("the monitor of domain '%1$s' is not available"),
+                                         job->name));
+        return;
+    }
+    HO_DEBUG("domain '%s': migration stream connected to %s, %" G_GUINT64_FORMAT
+             "-byte send buffer",
+             job->name, job->uri, job->stream_buffer);
+    /* getfd copies the fd into the message it queues. */
+    qemu_monitor_json_getfd(mon, STREAM_FD_NAME, fd, stream_getfd_done, job_ref(job));
+    src_send_migrate(job, mon, "fd:" STREAM_FD_NAME);
+}
+
+/* `migrate`: to the URI, or, when the destination fixed its receive
+ * buffer, over a connection this daemon makes with the matching send
+ * buffer (both ends must be small, or the larger one holds the backlog;
+ * and a small send buffer facing a large window stalls on delayed ACKs). */
+static void
+src_issue_migrate(Job *job, QemuMonitor *mon)
+{
+    GSocketClient *client;
+
+    if (!job->stream_buffer) {
+        src_send_migrate(job, mon, job->uri);
+        return;
+    }
+    client = g_socket_client_new();
+    g_socket_client_set_timeout(client, STREAM_CONNECT_WAIT_S);
+    g_main_context_push_thread_default(job->mig->ctx);
+    g_socket_client_connect_to_host_async(client, job->uri + strlen("tcp:"), 0, NULL,
+                                          src_stream_connected, job_ref(job));
+    g_main_context_pop_thread_default(job->mig->ctx);
+    g_object_unref(client);
 }
 
 static void
@@ -2583,6 +2673,7 @@ src_prepare_done(json_object *result, const HoError *err, void *opaque)
     const char *uri = NULL;
     const char *host_uuid = NULL;
     const char *hostname = NULL;
+    int64_t stream_buffer = 0;
 
     job->prepare_pending = false;
     if (!job_live(job)) {
@@ -2602,7 +2693,8 @@ src_prepare_done(json_object *result, const HoError *err, void *opaque)
     job->prepared = true;
     if (ho_json_get_string(result, "uri", &uri) < 0 ||
         ho_json_opt_string(result, "host_uuid", &host_uuid) < 0 ||
-        ho_json_opt_string(result, "hostname", &hostname) < 0) {
+        ho_json_opt_string(result, "hostname", &hostname) < 0 ||
+        ho_json_opt_int64(result, "stream_buffer", &stream_buffer) < 0) {
         HoError *perr = ho_error_steal();
 
         job_keep_error(job, ho_error_new(HO_ERR_RPC,
@@ -2634,6 +2726,12 @@ src_prepare_done(json_object *result, const HoError *err, void *opaque)
     }
     g_free(job->uri);
     job->uri = g_strdup(uri);
+    /* The destination fixed its receive buffer only if it says so; a
+     * small send buffer alone would stall on delayed ACKs. */
+    if (stream_buffer > 0 && (guint64)stream_buffer <= STREAM_BUFFER_MAX)
+        job->stream_buffer = (guint64)stream_buffer;
+    else
+        job->stream_buffer = 0;
     if (hostname && !job->peer_hostname)
         job->peer_hostname = g_strdup(hostname);
     if (job->disks && job->disks->len) {
@@ -3009,6 +3107,31 @@ job_new(QemuMigration *mig, bool src, const char *name, const char *uuid)
     return job;
 }
 
+/* The socket buffers to ask for (0: none, the kernel's autotuning).
+ * They bound how much of the stream can wait in the two kernels, and so
+ * how far the source may run ahead of the destination: an idle guest's
+ * zero pages take about 12 bytes each on the wire, so a few megabytes of
+ * buffers hold tens of milliseconds of the destination's work, and all of
+ * it lands inside the guest's pause (docs/bench.md, "The destination's
+ * backlog"). Only for one precopy stream: multifd and postcopy open more
+ * connections to the URI themselves. */
+static guint64
+src_stream_buffer(Job *job)
+{
+    int rtt;
+    guint64 bytes;
+
+    if (job->args.parallel || job->args.postcopy)
+        return 0;
+    if (job->mig->stream_buffer)
+        return job->mig->stream_buffer;
+    rtt = job->ops && job->ops->rtt_us ? job->ops->rtt_us(job->peer) : -1;
+    if (rtt < 0)
+        return 0;
+    bytes = MAX((guint64)rtt * STREAM_BYTES_PER_US, STREAM_BUFFER_MIN);
+    return bytes > STREAM_BUFFER_AUTO_MAX ? 0 : bytes;
+}
+
 static json_object *
 src_cookie(Job *job)
 {
@@ -3031,6 +3154,9 @@ src_cookie(Job *job)
         ho_json_add_string(cookie, "hostname", job->mig->hostname);
     ho_json_add_string(cookie, "qemu_version", version);
     ho_json_add(cookie, "args", qemu_migration_args_to_json(&job->args));
+    job->stream_buffer = src_stream_buffer(job);
+    if (job->stream_buffer)
+        ho_json_add_int64(cookie, "stream_buffer", (int64_t)job->stream_buffer);
     /* What the destination's QEMU must match; pause-before-switchover is
      * the source's alone. */
     ho_json_add_bool(wanted, "events", true);
@@ -3490,7 +3616,12 @@ dst_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
     hostport = ho_uri_format_hostport(job->public_host, job->port);
     g_free(job->uri);
     job->uri = g_strdup_printf("tcp:%s", hostport);
-    HO_INFO("domain '%s': incoming migration listens on %s", job->name, job->uri);
+    if (job->stream_buffer)
+        HO_INFO("domain '%s': incoming migration listens on %s, %" G_GUINT64_FORMAT
+                "-byte receive buffer",
+                job->name, job->uri, job->stream_buffer);
+    else
+        HO_INFO("domain '%s': incoming migration listens on %s", job->name, job->uri);
     obj = json_object_new_object();
     ho_json_add_string(obj, "uri", job->uri);
     if (job->mig->host_uuid)
@@ -3499,6 +3630,8 @@ dst_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
         ho_json_add_string(obj, "hostname", job->mig->hostname);
     if (job->disks)
         ho_json_add(obj, "nbd", dst_nbd_json(job));
+    if (job->stream_buffer)
+        ho_json_add_int64(obj, "stream_buffer", (int64_t)job->stream_buffer);
     dst_reply(job, obj, NULL);
 }
 
@@ -3541,29 +3674,67 @@ dst_port_taken(Job *self, int port)
     return false;
 }
 
-/* QEMU listens on its own socket (migrate-incoming tcp:...), not on an fd
- * we accept and pass with getfd: the stream then goes straight from the
- * network into QEMU with no copy through the daemon and no extra fd
- * juggling on the loop, and QEMU owns the channel it must re-establish
- * itself for postcopy recovery (migrate-recover) later. */
+/* Whether this QEMU listens on a socket passed to it: QEMU before 8.2
+ * reads "tcp:fd:NAME" as a listening socket (its socket address parser
+ * takes "fd:"); 8.2 and later take only a connected stream as fd (the
+ * source connects then with QEMU's own socket, as before). */
+static bool
+dst_stream_fd_ok(Job *job)
+{
+    const QemuCaps *caps = qemu_domain_obj_caps(job->dom);
+
+    return caps && qemu_caps_version(caps) < 8002000;
+}
+
+/* QEMU listens and accepts itself (migrate-incoming tcp:...), never on
+ * a connection we accept and pass: the stream then goes straight from the
+ * network into QEMU with no copy through the daemon, QEMU keeps listening
+ * if this daemon restarts, and it owns the channel it must re-establish
+ * itself for postcopy recovery (migrate-recover) later. When the source
+ * asked for a fixed stream buffer and this QEMU can take it, the
+ * listening socket is bound here with that receive buffer and passed with
+ * getfd ("tcp:fd:NAME"); QEMU still accepts on it. */
 static void
 dst_try_port(Job *job)
 {
     QemuMonitor *mon = qemu_domain_obj_monitor(job->dom);
     g_autofree char *hostport = NULL;
     g_autofree char *uri = NULL;
-
-    while (job->port < job->port_last &&
-           (dst_port_taken(job, job->port) || !dst_port_free(job->listen_host, job->port)))
-        job->port++;
-    hostport = ho_uri_format_hostport(job->listen_host, job->port);
-    uri = g_strdup_printf("tcp:%s", hostport);
+    int lfd = -1;
 
     if (!mon) {
         dst_fail(job, ho_error_new(HO_ERR_OPERATION_INVALID,
                                    _("the monitor of domain '%1$s' is not available"),
                                    job->name));
         return;
+    }
+    if (job->stream_buffer && !dst_stream_fd_ok(job))
+        job->stream_buffer = 0;
+    while (job->port < job->port_last) {
+        if (!dst_port_taken(job, job->port)) {
+            if (!job->stream_buffer && dst_port_free(job->listen_host, job->port))
+                break;
+            if (job->stream_buffer &&
+                (lfd = ho_socket_tcp_listen(job->listen_host, job->port, 1, NULL)) >= 0)
+                break;
+            ho_error_reset();
+        }
+        job->port++;
+    }
+    if (lfd >= 0) {
+        /* QEMU listens on (and accepts from) the socket bound here, whose
+         * connections inherit the receive buffer. */
+        if (ho_socket_set_buffers(lfd, 0, (int)job->stream_buffer) < 0) {
+            close(lfd);
+            dst_fail(job, error_steal_or_unknown());
+            return;
+        }
+        qemu_monitor_json_getfd(mon, STREAM_FD_NAME, lfd, stream_getfd_done, job_ref(job));
+        close(lfd);
+        uri = g_strdup("tcp:fd:" STREAM_FD_NAME);
+    } else {
+        hostport = ho_uri_format_hostport(job->listen_host, job->port);
+        uri = g_strdup_printf("tcp:%s", hostport);
     }
     qemu_monitor_json_migrate_incoming(mon, uri, dst_incoming_done, job_ref(job));
 }
@@ -4293,6 +4464,7 @@ qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie, QemuMigratio
     const char *name, *uuid, *xml, *machine, *host_uuid;
     const char *hostname = NULL;
     json_object *args_obj;
+    int64_t stream_buffer = 0;
     char def_uuid[37];
     const char *target;
 
@@ -4346,6 +4518,13 @@ qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie, QemuMigratio
     memset(&args, 0, sizeof(args));
     job->peer_host_uuid = g_strdup(host_uuid);
     job->peer_hostname = g_strdup(hostname);
+    if (ho_json_opt_int64(cookie, "stream_buffer", &stream_buffer) < 0) {
+        g_clear_pointer(&job, job_unref);
+        goto refuse;
+    }
+    /* Out of range: the kernel's buffers, as from a source without it. */
+    if (stream_buffer > 0 && (guint64)stream_buffer <= STREAM_BUFFER_MAX)
+        job->stream_buffer = (guint64)stream_buffer;
     if (storage_copy(&job->args) && dst_parse_disks(job, cookie) < 0) {
         g_clear_pointer(&job, job_unref);
         goto refuse;
@@ -4905,6 +5084,7 @@ qemu_migration_new(QemuDriver *drv, const QemuMigrationConfig *cfg,
     mig->switchover_boost = cfg ? cfg->switchover_boost : 0;
     mig->downtime_start_ms = cfg ? cfg->downtime_start_ms : 0;
     mig->mirror_buf_size = cfg ? cfg->mirror_buf_size : 0;
+    mig->stream_buffer = cfg ? cfg->stream_buffer : 0;
     mig->event_cb = event_cb;
     mig->opaque = opaque;
     mig->jobs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,

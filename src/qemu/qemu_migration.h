@@ -175,6 +175,14 @@ typedef struct {
      * buffer as the job ends, which is inside the guest's pause, and the
      * cost grows with its size. 0: QEMU's default (16 MiB). */
     guint64 mirror_buf_size;
+    /* Precopy over one stream: the socket buffers of the migration
+     * connection, in bytes, fixed on the destination's listening socket
+     * (receive) and on the connection the source daemon makes for its
+     * QEMU (send). They bound how far the source may run ahead of the
+     * destination. 0: automatic, a window for 10 Gb/s at the round-trip
+     * time to the peer daemon, at least 32 KiB; left to the kernel when
+     * that comes to more than 4 MiB or the round trip is unknown. */
+    guint64 stream_buffer;
 } QemuMigrationConfig;
 
 /* A job event: the domain (name and uuid), the event ("phase",
@@ -242,6 +250,9 @@ typedef struct {
     /* Postcopy: force the destination into postcopy-paused (migrate-pause
      * there). args consumed: {"uuid"}; reply {} or an error. May be NULL. */
     void (*pause)(void *peer, json_object *args, QemuMigrationReplyFunc cb, void *opaque);
+    /* The round-trip time to the peer daemon in microseconds, or -1 when
+     * unknown. May be NULL. */
+    int (*rtt_us)(void *peer);
 } QemuMigrationPeerOps;
 
 /* ---- source ---- */

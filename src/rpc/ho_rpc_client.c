@@ -1093,6 +1093,12 @@ ho_rpc_conn_get_hello(const HoRpcConn *conn)
     return conn->hello;
 }
 
+int
+ho_rpc_conn_rtt_us(const HoRpcConn *conn)
+{
+    return conn->fd >= 0 ? ho_socket_tcp_rtt_us(conn->fd) : -1;
+}
+
 bool
 ho_rpc_conn_is_open(const HoRpcConn *conn)
 {

@@ -66,6 +66,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(HoRpcConn, ho_rpc_conn_free)
 
 /* The hello result (borrowed): protocol, daemon, hostname, host_uuid. */
 json_object *ho_rpc_conn_get_hello(const HoRpcConn *conn);
+/* The round-trip time to the peer in microseconds, as the kernel
+ * measures it on a TCP connection; -1 on a UNIX socket or while
+ * resolving. */
+int ho_rpc_conn_rtt_us(const HoRpcConn *conn);
 /* Whether the connection is still open. */
 bool ho_rpc_conn_is_open(const HoRpcConn *conn);
 /* Event and close callbacks (either may be NULL). */

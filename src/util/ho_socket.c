@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -321,6 +322,42 @@ ho_socket_set_nodelay(int fd)
         return -1;
     }
     return 0;
+}
+
+static int
+socket_set_buffer(int fd, int force_opt, int opt, int bytes)
+{
+    if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof(bytes)) == 0)
+        return 0;
+    if (errno == EPERM && setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes)) == 0)
+        return 0;
+    ho_error_report_errno(HO_ERR_SYSTEM, errno,
+                          _("cannot set the %1$s buffer of fd %2$d to %3$d bytes"),
+                          opt == SO_SNDBUF ? "send" : "receive", fd, bytes);
+    return -1;
+}
+
+int
+ho_socket_set_buffers(int fd, int sndbuf, int rcvbuf)
+{
+    if (sndbuf > 0 && socket_set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf) < 0)
+        return -1;
+    if (rcvbuf > 0 && socket_set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf) < 0)
+        return -1;
+    return 0;
+}
+
+int
+ho_socket_tcp_rtt_us(int fd)
+{
+    struct tcp_info info;
+    socklen_t len = sizeof(info);
+
+    memset(&info, 0, sizeof(info));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_rttvar))
+        return -1;
+    return (int)MIN(info.tcpi_rtt, (guint32)G_MAXINT);
 }
 
 /* Room for the most fds we take in one message, correctly aligned. */

@@ -25,6 +25,15 @@ int ho_socket_tcp_connect(const char *host, int port);
 /* Turn Nagle's algorithm off (TCP_NODELAY). On a listening socket Linux
  * passes it on to every connection accept() returns. -1 on failure. */
 int ho_socket_set_nodelay(int fd);
+/* Fix the socket's send buffer (sndbuf > 0) and receive buffer (rcvbuf >
+ * 0) at that many bytes, turning the kernel's autotuning off for it. As
+ * root the net.core.[rw]mem_max caps do not apply (SO_*BUFFORCE); without
+ * the privilege the capped value is set. On a listening socket every
+ * connection accept() returns inherits them. -1 on failure. */
+int ho_socket_set_buffers(int fd, int sndbuf, int rcvbuf);
+/* The kernel's smoothed round-trip time of a connected TCP socket in
+ * microseconds (TCP_INFO), or -1 when fd is not one (a UNIX socket). */
+int ho_socket_tcp_rtt_us(int fd);
 /* Switch O_NONBLOCK; -1 on failure. */
 int ho_socket_set_nonblock(int fd, bool nonblock);
 
