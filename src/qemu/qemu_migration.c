@@ -2032,6 +2032,9 @@ src_issue_migrate(Job *job, QemuMonitor *mon)
     }
     client = g_socket_client_new();
     g_socket_client_set_timeout(client, STREAM_CONNECT_WAIT_S);
+    /* Straight to the destination, as QEMU itself would connect: never
+     * through a proxy the environment may name. */
+    g_socket_client_set_enable_proxy(client, FALSE);
     g_main_context_push_thread_default(job->mig->ctx);
     g_socket_client_connect_to_host_async(client, job->uri + strlen("tcp:"), 0, NULL,
                                           src_stream_connected, job_ref(job));
