@@ -117,6 +117,9 @@ struct _MockSide {
     GSource *delay_src;
     bool delay_over;
     GHashTable *ids; /* recorded id (JSON text) -> client's id, NULL for none */
+    GArray *fds;     /* int: fds the client passed (getfd), held open as QEMU
+                      * holds them (a listening socket keeps listening) until
+                      * the connection ends */
 };
 
 static void mock_pump(QemuMock *mock);
@@ -340,6 +343,15 @@ mock_find_side(QemuMock *mock, const char *name)
 }
 
 static void
+side_close_fds(MockSide *side)
+{
+    for (guint i = 0; side->fds && i < side->fds->len; i++)
+        close(g_array_index(side->fds, int, i));
+    if (side->fds)
+        g_array_set_size(side->fds, 0);
+}
+
+static void
 mock_side_free(gpointer p)
 {
     MockSide *side = p;
@@ -375,6 +387,9 @@ mock_side_free(gpointer p)
     g_free(side->path);
     g_free(side->schema_name);
     g_free(side->rbuf);
+    side_close_fds(side);
+    if (side->fds)
+        g_array_unref(side->fds);
     if (side->recs)
         g_array_unref(side->recs);
     if (side->in)
@@ -1485,6 +1500,7 @@ side_disconnect(MockSide *side, const char *why)
     side_drop_source(&side->out_src);
     close(side->fd);
     side->fd = -1;
+    side_close_fds(side);
     g_string_truncate(side->in, 0);
     g_string_truncate(side->out, 0);
 }
@@ -1613,8 +1629,15 @@ side_in_ready(gint fd, GIOCondition cond, gpointer opaque)
                                        HO_SOCKET_MAX_FDS, &nfds);
         char *nl;
 
-        for (size_t i = 0; n >= 0 && i < nfds; i++)
-            close(fds[i]);
+        for (size_t i = 0; i < nfds; i++) {
+            if (n < 0) {
+                close(fds[i]);
+                continue;
+            }
+            if (!side->fds)
+                side->fds = g_array_new(FALSE, FALSE, sizeof(int));
+            g_array_append_val(side->fds, fds[i]);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;

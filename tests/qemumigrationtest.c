@@ -149,6 +149,9 @@ typedef struct {
     /* QemuMigrationConfig.mirror_buf_size 0 (QEMU's own buffer) instead
      * of handoverd's default, MIRROR_BUF_SIZE. */
     bool qemu_mirror_buf;
+    /* The peer daemon's round trip in µs (peer op rtt_us); 0: unknown
+     * (-1), as over a UNIX socket: no stream buffer is asked for. */
+    int rtt_us;
 } Case;
 
 /* handoverd's migration_mirror_buf_size, which the storage transcripts
@@ -185,6 +188,14 @@ typedef struct {
     {                                                                                           \
         .name = n, .transcript = n ".jsonl", .src_emu = s, .dst_emu = d, STORAGE_ARGS,           \
         .outcome = OUT_COMPLETED, .src_phases = SRC_STORAGE_HAPPY, .dst_phases = DST_HAPPY,     \
+        .src_state = ABSENT, .dst_state = QEMU_DOMAIN_STATE_RUNNING,                            \
+    }
+
+/* A happy precopy migration whose peer daemon is rtt µs away. */
+#define STREAM_CASE(n, t, s, d, rtt)                                                            \
+    {                                                                                           \
+        .name = n, .transcript = t, .src_emu = s, .dst_emu = d, .rtt_us = rtt,                  \
+        .outcome = OUT_COMPLETED, .src_phases = SRC_HAPPY, .dst_phases = DST_HAPPY,             \
         .src_state = ABSENT, .dst_state = QEMU_DOMAIN_STATE_RUNNING,                            \
     }
 
@@ -643,6 +654,16 @@ static const Case cases[] = {
         .src_state = QEMU_DOMAIN_STATE_RUNNING,
         .dst_state = ABSENT,
     },
+    /* ---- the stream's buffers (migration_stream_buffer, automatic) ---- */
+    /* A known round trip: a 7.2 destination takes the buffer (getfd,
+     * tcp:fd:), and the source connects the stream itself. */
+    STREAM_CASE("stream-7.2-7.2", "stream-7.2-7.2.jsonl", "qemu-7.2", "qemu-7.2", 40),
+    /* A 10.0 destination declines it: QEMU's own listener and connection,
+     * as without a round trip. */
+    STREAM_CASE("stream-declined-7.2-10.0", "migrate-7.2-10.0.jsonl", "qemu-7.2", "qemu-10.0", 40),
+    /* A round trip whose window would pass 4 MiB (5 ms at 10 Gb/s): the
+     * kernel's buffers, QEMU's own connection. */
+    STREAM_CASE("stream-long-rtt-7.2-7.2", "migrate-7.2-7.2.jsonl", "qemu-7.2", "qemu-7.2", 5000),
     /* ---- storage copy (issue 5): two disks, vda qcow2 and vdb raw ---- */
     STORAGE_HAPPY("storage-7.2-7.2", "qemu-7.2", "qemu-7.2"),
     STORAGE_HAPPY("storage-10.0-10.0", "qemu-10.0", "qemu-10.0"),
@@ -1149,7 +1170,16 @@ peer_hostname(void *peer)
     return "dsthost";
 }
 
+static int
+peer_rtt_us(void *peer)
+{
+    Fx *f = peer;
+
+    return f->c->rtt_us ? f->c->rtt_us : -1;
+}
+
 static const QemuMigrationPeerOps peer_ops = {
+    .rtt_us = peer_rtt_us,
     .prepare = peer_prepare,
     .finish = peer_finish,
     .host_uuid = peer_host_uuid,

@@ -138,6 +138,26 @@ for sv,dv in [("7.2","7.2"),("10.0","10.0"),("7.2","10.0")]:
        "the source is asked for its final statistics and quit. ${port} is the migration port."]+HDR(sv,dv),
       assemble(sv,dv,happy(sv,dv)), {"src":"qemu-"+sv,"dst":"qemu-"+dv})
 
+# the stream's buffers (QemuMigrationConfig.stream_buffer, or the peer's
+# round trip): a 7.2 destination listens on a socket its daemon bound
+# (getfd, tcp:fd:NAME); the source daemon connects and passes the stream
+def stream(sv, dv):
+    out=[]
+    for o in happy(sv,dv):
+        m=o.get("msg",{})
+        if m.get("execute") in ("migrate-incoming","migrate") and dv=="7.2":
+            out.append({"ts":o["ts"],"side":o["side"],"dir":"send","msg":{"execute":"getfd","arguments":{"fdname":"migration-stream"},"id":"sfd"}})
+            out.append({"ts":o["ts"],"side":o["side"],"dir":"recv","msg":{"return":{},"id":"sfd"}})
+            m["arguments"]["uri"]=("tcp:" if o["side"]=="dst" else "")+"fd:migration-stream"
+        out.append(o)
+    return out
+write("stream-7.2-7.2.jsonl",
+  ["Precopy 7.2 -> 7.2 with a stream buffer agreed in Prepare: the destination",
+   "daemon binds the listening socket with that receive buffer and passes it",
+   "(getfd, migrate-incoming tcp:fd:NAME); the source daemon connects the stream",
+   "with the same send buffer and passes it (getfd, migrate fd:NAME)."]+HDR("7.2","7.2"),
+  assemble("7.2","7.2",stream("7.2","7.2")), {"src":"qemu-7.2","dst":"qemu-7.2"})
+
 # no pause-before-switchover: hand-edited from 7.2-7.2
 body=happy("7.2","7.2")
 nb=[]; cont_id=None
