@@ -1878,6 +1878,52 @@ storage_xml(const char *name, const char *uuid, const char *emulator, const char
     return guest_xml(name, uuid, emulator, "pc", disks);
 }
 
+/* The paths and destination XML of a storage test (storage_begin). */
+typedef struct {
+    char *src_qcow2;
+    char *src_raw;
+    char *dst_qcow2;
+    char *dst_raw;
+    char *dxml;
+} StoragePaths;
+
+static void
+storage_paths_clear(StoragePaths *p)
+{
+    g_free(p->src_qcow2);
+    g_free(p->src_raw);
+    g_free(p->dst_qcow2);
+    g_free(p->dst_raw);
+    g_free(p->dxml);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(StoragePaths, storage_paths_clear)
+
+/* The setup the storage migration tests share: both fixtures on ctx (the
+ * destination's with dbin's emulator), the source's two images made and
+ * the destination's chosen (p), the domain name (UUID3) defined and
+ * started on the source; its QEMU's pid in *spid. */
+static QemuDomainObj *
+storage_begin(Fx *fs, Fx *fd, GMainContext *ctx, const TestQemuBinary *sbin,
+              const TestQemuBinary *dbin, const char *name, StoragePaths *p, int *spid)
+{
+    g_autofree char *xml = NULL;
+    QemuDomainObj *dom;
+
+    fx_init_full(fs, sbin, ctx, NULL);
+    fx_init_full(fd, dbin, ctx, dbin->binary);
+    p->src_qcow2 = g_build_filename(fs->dir, "vda.qcow2", NULL);
+    p->src_raw = g_build_filename(fs->dir, "vdb.raw", NULL);
+    p->dst_qcow2 = g_build_filename(fd->dir, "vda.qcow2", NULL);
+    p->dst_raw = g_build_filename(fd->dir, "vdb.raw", NULL);
+    make_src_images(p->src_qcow2, p->src_raw);
+    xml = storage_xml(name, UUID3, sbin->binary, p->src_qcow2, p->src_raw);
+    p->dxml = storage_xml(name, UUID3, dbin->binary, p->dst_qcow2, p->dst_raw);
+    dom = define_ok(fs, xml);
+    *spid = start_ok(fs, dom, false);
+    return dom;
+}
+
 typedef struct {
     QemuMigration *mig;
     QemuDomainObj *dom;
@@ -2012,9 +2058,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     const TestQemuBinary *sbin = test_qemu_need(pair[0]);
     const TestQemuBinary *dbin = sbin ? test_qemu_need(pair[1]) : NULL;
     g_autoptr(GMainContext) ctx = NULL;
-    g_autofree char *xml = NULL;
-    g_autofree char *dxml = NULL;
-    g_autofree char *src_qcow2 = NULL, *src_raw = NULL, *dst_qcow2 = NULL, *dst_raw = NULL;
+    g_auto(StoragePaths) p = {0};
     g_autofree char *rec_src = NULL, *rec_dst = NULL;
     QemuMigrationConfig scfg = {0}, dcfg = {0};
     QemuMigrationArgs args = {0};
@@ -2030,17 +2074,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     if (!sbin || !dbin)
         return;
     ctx = g_main_context_new();
-    fx_init_full(&fs, sbin, ctx, NULL);
-    fx_init_full(&fd, dbin, ctx, dbin->binary);
-    src_qcow2 = g_build_filename(fs.dir, "vda.qcow2", NULL);
-    src_raw = g_build_filename(fs.dir, "vdb.raw", NULL);
-    dst_qcow2 = g_build_filename(fd.dir, "vda.qcow2", NULL);
-    dst_raw = g_build_filename(fd.dir, "vdb.raw", NULL);
-    make_src_images(src_qcow2, src_raw);
-    xml = storage_xml("copier", UUID3, sbin->binary, src_qcow2, src_raw);
-    dxml = storage_xml("copier", UUID3, dbin->binary, dst_qcow2, dst_raw);
-    w.dom = define_ok(&fs, xml);
-    spid = start_ok(&fs, w.dom, false);
+    w.dom = storage_begin(&fs, &fd, ctx, sbin, dbin, "copier", &p, &spid);
 
     scfg.host_uuid = "11111111-1111-1111-1111-111111111111";
     scfg.hostname = "src-host";
@@ -2073,7 +2107,7 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
     rec_dst = g_build_filename(fs.dir, "rec-dst.jsonl", NULL);
     args.live = true;
     args.copy_storage_all = true;
-    args.dxml = g_strdup(dxml);
+    args.dxml = g_strdup(p.dxml);
     args.record_path = g_strdup(rec_src);
     if (postcopy) {
         /* Precopy at 1 MiB/s cannot finish first: the switch comes in
@@ -2122,8 +2156,8 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
         g_assert_null(qemu_driver_lookup(fd.drv, "copier"));
         ho_error_reset();
         /* The images the destination created are gone. */
-        g_assert_false(g_file_test(dst_qcow2, G_FILE_TEST_EXISTS));
-        g_assert_false(g_file_test(dst_raw, G_FILE_TEST_EXISTS));
+        g_assert_false(g_file_test(p.dst_qcow2, G_FILE_TEST_EXISTS));
+        g_assert_false(g_file_test(p.dst_raw, G_FILE_TEST_EXISTS));
         /* The source has no mirror and no NBD client node left. */
         {
             QemuMonitor *mon = qemu_domain_obj_monitor(w.dom);
@@ -2143,9 +2177,9 @@ run_storage(const char *const *pair, const char *abort_at, bool postcopy)
         g_test_message("abort in %s: phases seen %u", abort_at, w.phases->len);
     } else {
         const char *cmp1[] = {"qemu-img", "compare", "-U", "-f", "qcow2", "-F", "qcow2",
-                              src_qcow2, dst_qcow2, NULL};
+                              p.src_qcow2, p.dst_qcow2, NULL};
         const char *cmp2[] = {"qemu-img", "compare", "-U", "-f", "raw", "-F", "raw",
-                              src_raw, dst_raw, NULL};
+                              p.src_raw, p.dst_raw, NULL};
         gint64 src_stop, src_stop_last, src_resume, src_resume_last, dst_resume,
             dst_resume_last;
         int dpid;
@@ -2256,8 +2290,8 @@ test_migrate_storage_nbd_busy(gconstpointer data)
     const char *const *pair = data;
     const TestQemuBinary *bin = test_qemu_need(pair[0]);
     g_autoptr(GMainContext) ctx = NULL;
-    g_autofree char *xml = NULL, *dxml = NULL, *want = NULL;
-    g_autofree char *src_qcow2 = NULL, *src_raw = NULL, *dst_qcow2 = NULL, *dst_raw = NULL;
+    g_autofree char *want = NULL;
+    g_auto(StoragePaths) p = {0};
     QemuMigrationConfig scfg = {0}, dcfg = {0};
     QemuMigrationArgs args = {0};
     QemuMigration *smig, *dmig;
@@ -2270,17 +2304,7 @@ test_migrate_storage_nbd_busy(gconstpointer data)
     if (!bin)
         return;
     ctx = g_main_context_new();
-    fx_init_full(&fs, bin, ctx, NULL);
-    fx_init_full(&fd, bin, ctx, bin->binary);
-    src_qcow2 = g_build_filename(fs.dir, "vda.qcow2", NULL);
-    src_raw = g_build_filename(fs.dir, "vdb.raw", NULL);
-    dst_qcow2 = g_build_filename(fd.dir, "vda.qcow2", NULL);
-    dst_raw = g_build_filename(fd.dir, "vdb.raw", NULL);
-    make_src_images(src_qcow2, src_raw);
-    xml = storage_xml("blocked", UUID3, bin->binary, src_qcow2, src_raw);
-    dxml = storage_xml("blocked", UUID3, bin->binary, dst_qcow2, dst_raw);
-    dom = define_ok(&fs, xml);
-    spid = start_ok(&fs, dom, false);
+    dom = storage_begin(&fs, &fd, ctx, bin, bin, "blocked", &p, &spid);
     busy = ho_socket_tcp_listen("127.0.0.1", 0, 1, &port);
     g_assert_cmpint(busy, >=, 0);
 
@@ -2297,7 +2321,7 @@ test_migrate_storage_nbd_busy(gconstpointer data)
     args.live = true;
     args.copy_storage_all = true;
     args.disks_port = port;
-    args.dxml = g_strdup(dxml);
+    args.dxml = g_strdup(p.dxml);
     if (qemu_migration_src_begin(smig, dom, &args, &storage_peer_ops, peer, mig_done_cb, &m) < 0)
         g_error("begin: %s", ho_error_last_message());
     if (!test_iterate_until(ctx, &m.done, START_TIMEOUT_MS))
@@ -2315,8 +2339,8 @@ test_migrate_storage_nbd_busy(gconstpointer data)
     fx_wait_event(&fd, "blocked stopped destroyed", OP_TIMEOUT_MS);
     g_assert_null(qemu_driver_lookup(fd.drv, "blocked"));
     ho_error_reset();
-    g_assert_false(g_file_test(dst_qcow2, G_FILE_TEST_EXISTS));
-    g_assert_false(g_file_test(dst_raw, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(p.dst_qcow2, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(p.dst_raw, G_FILE_TEST_EXISTS));
 
     close(busy);
     mig_test_end(&fs, &fd, smig, dmig, &args, &m, &fs, dom, spid);
@@ -2760,8 +2784,7 @@ test_migrate_fail_boosted(gconstpointer data)
 {
     const TestQemuBinary *bin = test_qemu_need_binary(data);
     g_autoptr(GMainContext) ctx = NULL;
-    g_autofree char *xml = NULL, *dxml = NULL;
-    g_autofree char *src_qcow2 = NULL, *src_raw = NULL, *dst_qcow2 = NULL, *dst_raw = NULL;
+    g_auto(StoragePaths) p = {0};
     QemuMigrationConfig scfg = {0}, dcfg = {0};
     QemuMigrationArgs args = {0};
     QemuMigration *smig, *dmig;
@@ -2782,17 +2805,7 @@ test_migrate_fail_boosted(gconstpointer data)
         return;
     }
     ctx = g_main_context_new();
-    fx_init_full(&fs, bin, ctx, NULL);
-    fx_init_full(&fd, bin, ctx, bin->binary);
-    src_qcow2 = g_build_filename(fs.dir, "vda.qcow2", NULL);
-    src_raw = g_build_filename(fs.dir, "vdb.raw", NULL);
-    dst_qcow2 = g_build_filename(fd.dir, "vda.qcow2", NULL);
-    dst_raw = g_build_filename(fd.dir, "vdb.raw", NULL);
-    make_src_images(src_qcow2, src_raw);
-    xml = storage_xml("breaker", UUID3, bin->binary, src_qcow2, src_raw);
-    dxml = storage_xml("breaker", UUID3, bin->binary, dst_qcow2, dst_raw);
-    dom = define_ok(&fs, xml);
-    spid = start_ok(&fs, dom, false);
+    dom = storage_begin(&fs, &fd, ctx, bin, bin, "breaker", &p, &spid);
     g_assert_cmpint(qemu_process_get_nice(spid, &before), ==, 0);
     w.phases = g_ptr_array_new_with_free_func(g_free);
 
@@ -2812,7 +2825,7 @@ test_migrate_fail_boosted(gconstpointer data)
     peer->nbd_relay = &w.nbd_relay;
     args.live = true;
     args.copy_storage_all = true;
-    args.dxml = g_strdup(dxml);
+    args.dxml = g_strdup(p.dxml);
     /* Raised to full speed by fail_event once the relay holds. */
     args.has_bandwidth = true;
     args.bandwidth_mib = 1;
@@ -2870,7 +2883,7 @@ test_migrate_fail_boosted(gconstpointer data)
     fx_wait_event(&fd, "breaker stopped destroyed", OP_TIMEOUT_MS);
     g_assert_null(qemu_driver_lookup(fd.drv, "breaker"));
     ho_error_reset();
-    g_assert_false(g_file_test(dst_qcow2, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(p.dst_qcow2, G_FILE_TEST_EXISTS));
 
     relay_free(w.nbd_relay);
     g_ptr_array_unref(w.phases);
