@@ -182,14 +182,20 @@ def figures(src, dst):
         if dcomp:
             f["dst_completed_after_src_ms"] = ms(dcomp["ts"] - comp_rec["ts"])
 
-    # Phases, on the recorder's clock.
-    inc = next((r for r, m in sends(dst, "migrate-incoming")), None)
-    inc_done = replies(dst).get(inc["msg"]["id"]) if inc else None
+    # Phases, on the recorder's clock. Prepare ends with the last answer
+    # from the destination before the source starts moving data (its
+    # first blockdev-mirror, else its migrate): the destination's
+    # migrate-incoming, or, where its daemon accepts the stream for a QEMU
+    # of 8.2 or later and sends migrate-incoming only then, its exports.
     ready = [r["ts"] for r, _ in events(src, "BLOCK_JOB_READY")]
     mirror0 = next((r["ts"] for r, _ in sends(src, "blockdev-mirror")), None)
+    migrate0 = next((r["ts"] for r, _ in sends(src, "migrate")), None)
+    data0 = mirror0 if mirror0 is not None else migrate0
+    dst_ready = max((ts for ts in replies(dst).values()
+                     if data0 is not None and start <= ts <= data0), default=None)
     ph = {}
-    if inc_done:
-        ph["prepare"] = ms(inc_done - start)
+    if dst_ready:
+        ph["prepare"] = ms(dst_ready - start)
     if mirror0 and ready:
         ph["disk_copy"] = ms(max(ready) - mirror0)
     if ready and pre_rec:
@@ -342,7 +348,7 @@ ROWS = [
     ("  of it the orchestrator", ("preswitch_own_ms",), "ms"),
     ("src completed -> dst cont sent", ("completed_to_cont_ms",), "ms"),
     ("wall time of the migrate command", ("wall_ms",), "ms"),
-    ("  prepare (job start -> migrate-incoming done)", ("phases_ms", "prepare"), "ms"),
+    ("  prepare (job start -> dst ready for the data)", ("phases_ms", "prepare"), "ms"),
     ("  disk copy (mirror -> all READY)", ("phases_ms", "disk_copy"), "ms"),
     ("  memory copy (READY -> pre-switchover)", ("phases_ms", "memory_copy"), "ms"),
     ("  switchover (pre-switchover -> dst RESUME)", ("phases_ms", "switchover"), "ms"),

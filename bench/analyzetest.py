@@ -39,6 +39,10 @@ def main():
     check("preswitch_own_ms", f["preswitch_own_ms"], 0.066)
     # src completed received at 3185376963, dst cont sent at 3185381971.
     check("completed_to_cont_ms", f["completed_to_cont_ms"], 5.008)
+    # The job opens at 3185168261; the destination's last answer before
+    # the first blockdev-mirror (sent at 3185307242) is migrate-incoming's,
+    # at 3185296200.
+    check("prepare", f["phases_ms"].get("prepare"), 127.939)
 
     # The daemons' /proc figures: CPU time to the microsecond, the larger
     # peak RSS of the two.

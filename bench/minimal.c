@@ -20,17 +20,18 @@
  *            events + late-block-activate, nbd-server-start (on a listening
  *            socket bound here with Nagle off and passed with getfd, as
  *            handover does; --nbd-qemu-listener for QEMU's own), a
- *            writable export per disk, migrate-incoming (on QEMU 7.2 on a
- *            listening socket bound here with a 32 KiB receive buffer,
- *            "tcp:fd:NAME", as handover does over loopback;
- *            --stream-buffer);
+ *            writable export per disk, migrate-incoming on a listening
+ *            socket bound here with a 32 KiB receive buffer, as handover
+ *            does over loopback (--stream-buffer): QEMU 7.2 listens on
+ *            it ("tcp:fd:NAME"); for a later QEMU the driver accepts the
+ *            stream at perform and sends migrate-incoming "fd:NAME" then;
  *   mirror   blockdev-add nbd + blockdev-mirror per disk, all READY (with
  *            buf-size 4 MiB, handoverd's default; --mirror-buf-size 0 for
  *            QEMU's own 16 MiB);
  *   perform  capabilities events + pause-before-switchover, unlimited
- *            bandwidth (as handover sets it), migrate (on QEMU 7.2 over
- *            a connection made here with the same send buffer and Nagle
- *            off, "fd:NAME"); at pre-switchover all
+ *            bandwidth (as handover sets it), migrate over a connection
+ *            made here with the same send buffer and Nagle off
+ *            ("fd:NAME"); at pre-switchover all
  *            mirrors cancelled at once, migrate-continue (and nbd-server-stop
  *            on the destination in parallel, late-block-activate);
  *   finish   cont on the destination once both sides reported completed;
@@ -64,6 +65,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <glib-unix.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
@@ -518,6 +520,8 @@ main(int argc, char **argv)
     gint64 mirror_buf_size = 4 * 1024 * 1024;
     gint64 stream_buffer_opt = -1;
     int stream_buffer;
+    bool stream_listener_ok;
+    int stream_lfd = -1;
     int port_base = 0;
     g_autofree char *accel = NULL;
     g_autofree char *kernel = NULL;
@@ -566,8 +570,8 @@ main(int argc, char **argv)
          "migration_mirror_buf_size; 0: QEMU's own)", "BYTES"},
         {"stream-buffer", 0, 0, G_OPTION_ARG_INT64, &stream_buffer_opt,
          "the migration stream's receive (destination) and send (source) socket buffers in "
-         "bytes, as handoverd's migration_stream_buffer (default 32768 on QEMU 7.2, what "
-         "handoverd picks over loopback; 0: the kernel's; QEMU 10.0 always the kernel's)",
+         "bytes, as handoverd's migration_stream_buffer (default 32768, what handoverd "
+         "picks over loopback; 0: the kernel's)",
          "BYTES"},
         {"keep-dst", 0, 0, G_OPTION_ARG_NONE, &keep_dst,
          "keep the destination images (DIR/minimal-vda.qcow2, ...)", NULL},
@@ -619,12 +623,10 @@ main(int argc, char **argv)
                    stream_buffer_opt);
         return 2;
     }
-    /* QEMU 8.2 and later take no listening socket as fd (handoverd keeps
-     * the kernel's buffers there too). */
-    if (!g_str_equal(qemu_name, "qemu-7.2"))
-        stream_buffer = 0;
-    else
-        stream_buffer = stream_buffer_opt < 0 ? 32768 : (int)stream_buffer_opt;
+    stream_buffer = stream_buffer_opt < 0 ? 32768 : (int)stream_buffer_opt;
+    /* QEMU 8.2 and later take no listening socket as fd: the driver
+     * accepts the stream for the destination, as handoverd does. */
+    stream_listener_ok = g_str_equal(qemu_name, "qemu-7.2");
     if ((src_ready && !src_serial) || (dst_ready && !dst_serial)) {
         g_printerr("minimal: --src-ready needs --src-serial, --dst-ready --dst-serial\n");
         return 2;
@@ -734,18 +736,23 @@ main(int argc, char **argv)
     }
     args = json_object_new_object();
     if (stream_buffer > 0) {
-        /* As handover with a destination QEMU before 8.2: the listening
-         * socket bound here with a fixed receive buffer (accepted
-         * connections inherit it), passed with getfd. */
-        int lfd = ho_socket_tcp_listen("127.0.0.1", port, 1, NULL);
-
-        if (lfd < 0 || ho_socket_set_buffers(lfd, 0, stream_buffer) < 0)
+        /* As handover: the listening socket bound here with a fixed
+         * receive buffer (accepted connections inherit it); QEMU 7.2
+         * listens on it (getfd), a later one gets the connection (below). */
+        stream_lfd = ho_socket_tcp_listen("127.0.0.1", port, 1, NULL);
+        if (stream_lfd < 0 || ho_socket_set_buffers(stream_lfd, 0, stream_buffer) < 0)
             fail("migration listener: %s", ho_error_last_message());
-        pending++;
-        qemu_monitor_json_getfd(dst.mon, "migration-stream", lfd, pending_done, &pending);
-        close(lfd);
-        send_async(&dst, "migrate-incoming",
-                   ho_json_add_string(args, "uri", "tcp:fd:migration-stream"), &pending);
+        if (stream_listener_ok) {
+            pending++;
+            qemu_monitor_json_getfd(dst.mon, "migration-stream", stream_lfd, pending_done,
+                                    &pending);
+            close(stream_lfd);
+            stream_lfd = -1;
+            send_async(&dst, "migrate-incoming",
+                       ho_json_add_string(args, "uri", "tcp:fd:migration-stream"), &pending);
+        } else {
+            json_object_put(args);
+        }
     } else {
         send_async(&dst, "migrate-incoming", ho_json_add_string(args, "uri", uri), &pending);
     }
@@ -797,6 +804,21 @@ main(int argc, char **argv)
         if (cfd < 0 || ho_socket_set_nodelay(cfd) < 0 ||
             ho_socket_set_buffers(cfd, stream_buffer, 0) < 0)
             fail("migration stream: %s", ho_error_last_message());
+        if (stream_lfd >= 0) {
+            /* The handshake is done: accept returns at once. */
+            int afd = accept(stream_lfd, NULL, NULL);
+            json_object *dargs = json_object_new_object();
+
+            if (afd < 0)
+                fail("migration stream: accept: %s", g_strerror(errno));
+            close(stream_lfd);
+            stream_lfd = -1;
+            pending++;
+            qemu_monitor_json_getfd(dst.mon, "migration-stream", afd, pending_done, &pending);
+            close(afd);
+            send_async(&dst, "migrate-incoming",
+                       ho_json_add_string(dargs, "uri", "fd:migration-stream"), &pending);
+        }
         pending++;
         qemu_monitor_json_getfd(src.mon, "migration-stream", cfd, pending_done, &pending);
         close(cfd);

@@ -343,18 +343,18 @@ check_recordings_handover(const Hosts *h, int from, gint64 since_us, gint64 *pau
     }
 }
 
-/* The migration stream: a destination QEMU before 8.2 listens on the
- * socket its daemon bound with the agreed receive buffer (getfd,
- * "tcp:fd:NAME"), and the source daemon connects the stream and passes
- * it to its QEMU ("fd:NAME"); a later one listens on its own socket and
- * the source QEMU connects itself (docs/handoverd.md,
- * migration_stream_buffer; the daemons here talk over TCP, so the
- * buffer is sized from their round trip). */
+/* The migration stream (docs/handoverd.md, migration_stream_buffer; the
+ * daemons here talk over TCP, so the buffer is sized from their round
+ * trip): the source daemon connects the stream and passes it to its QEMU
+ * ("fd:NAME"); a destination QEMU before 8.2 listens on the socket its
+ * daemon bound with the agreed receive buffer ("tcp:fd:NAME"), a later
+ * one is handed the connection its daemon accepted ("fd:NAME"). Both
+ * QEMUs got the fd with getfd. */
 static void
 check_stream(const Hosts *h, int from, gint64 since_us)
 {
     const char *dst_qemu = from ? h->pair->src : h->pair->dst;
-    bool fixed = g_str_equal(dst_qemu, "qemu-7.2");
+    bool listener = g_str_equal(dst_qemu, "qemu-7.2");
     g_autoptr(GPtrArray) incoming = test_recording_done_args(
         h->host[!from]->record_path, NULL, since_us, "migrate-incoming", NULL, NULL);
     g_autoptr(GPtrArray) migrate = test_recording_done_args(h->host[from]->record_path, NULL,
@@ -366,19 +366,14 @@ check_stream(const Hosts *h, int from, gint64 since_us)
     g_assert_cmpuint(migrate->len, ==, 1);
     g_assert_cmpint(ho_json_get_string(g_ptr_array_index(incoming, 0), "uri", &in_uri), ==, 0);
     g_assert_cmpint(ho_json_get_string(g_ptr_array_index(migrate, 0), "uri", &out_uri), ==, 0);
-    if (fixed) {
-        g_assert_cmpstr(in_uri, ==, "tcp:fd:migration-stream");
-        g_assert_cmpstr(out_uri, ==, "fd:migration-stream");
-        g_assert_cmpuint(test_recording_count_done(h->host[!from]->record_path, NULL, since_us,
-                                                   "getfd", "fdname", "migration-stream"),
-                         ==, 1);
-        g_assert_cmpuint(test_recording_count_done(h->host[from]->record_path, NULL, since_us,
-                                                   "getfd", "fdname", "migration-stream"),
-                         ==, 1);
-    } else {
-        g_assert_true(g_str_has_prefix(in_uri, "tcp:") && !g_str_has_prefix(in_uri, "tcp:fd:"));
-        g_assert_true(g_str_has_prefix(out_uri, "tcp:"));
-    }
+    g_assert_cmpstr(in_uri, ==, listener ? "tcp:fd:migration-stream" : "fd:migration-stream");
+    g_assert_cmpstr(out_uri, ==, "fd:migration-stream");
+    g_assert_cmpuint(test_recording_count_done(h->host[!from]->record_path, NULL, since_us,
+                                               "getfd", "fdname", "migration-stream"),
+                     ==, 1);
+    g_assert_cmpuint(test_recording_count_done(h->host[from]->record_path, NULL, since_us,
+                                               "getfd", "fdname", "migration-stream"),
+                     ==, 1);
     g_test_message("stream: destination migrate-incoming %s, source migrate %s", in_uri, out_uri);
 }
 

@@ -1,13 +1,16 @@
 /*
  * The migration orchestrator (DESIGN.md §2-§3). See qemu_migration.h.
  */
+#define _GNU_SOURCE /* accept4 */
 #define HO_LOG_MODULE "qemu.migration"
 
 #include "qemu_migration.h"
 
 #include <errno.h>
 #include <gio/gio.h>
+#include <glib-unix.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ho_error.h"
@@ -416,6 +419,10 @@ struct _Job {
      * Source: offered in the cookie, then what the destination applied;
      * destination: what the source asked for, 0 once declined. */
     guint64 stream_buffer;
+    /* Destination, QEMU 8.2 and later: the listening socket this daemon
+     * accepts the stream on (-1: none), and its watch. */
+    int stream_lfd;
+    GSource *stream_accept_src;
     bool prepare_pending;
     bool migrate_sent;
     bool cancel_sent;
@@ -1150,6 +1157,16 @@ src_stop_event(QemuMonitor *mon, const char *name, json_object *data, gint64 qem
 }
 
 static void
+dst_stream_listener_close(Job *job)
+{
+    clear_source(&job->stream_accept_src);
+    if (job->stream_lfd >= 0) {
+        close(job->stream_lfd);
+        job->stream_lfd = -1;
+    }
+}
+
+static void
 job_detach(Job *job)
 {
     clear_source(&job->timeout_src);
@@ -1159,6 +1176,7 @@ job_detach(Job *job)
     clear_source(&job->stall_src);
     clear_source(&job->recover_src);
     clear_source(&job->boost_src);
+    dst_stream_listener_close(job);
     if (job->mon && job->mig_sub) {
         qemu_monitor_unsubscribe(job->mon, job->mig_sub);
         job->mig_sub = 0;
@@ -3107,6 +3125,7 @@ job_new(QemuMigration *mig, bool src, const char *name, const char *uuid)
     job->start_us = ho_time_now_us();
     job->start_wall_ms = g_get_real_time() / 1000;
     job->qstatus = QEMU_MIGRATION_STATUS_NONE;
+    job->stream_lfd = -1;
     return job;
 }
 
@@ -3593,12 +3612,12 @@ dst_qemu_exited(QemuDomainObj *dom, const char *how, void *opaque)
 
 static void dst_try_port(Job *job);
 
+static void dst_listening(Job *job);
+
 static void
 dst_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
 {
     g_autoptr(Job) job = opaque;
-    g_autofree char *hostport = NULL;
-    json_object *obj;
 
     if (!job_live(job) || job->unwinding)
         return;
@@ -3616,6 +3635,16 @@ dst_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
                                    job->name, job->port, err->message));
         return;
     }
+    dst_listening(job);
+}
+
+/* Listening (QEMU, or this daemon for QEMU): Prepare's answer. */
+static void
+dst_listening(Job *job)
+{
+    g_autofree char *hostport = NULL;
+    json_object *obj;
+
     hostport = ho_uri_format_hostport(job->public_host, job->port);
     g_free(job->uri);
     job->uri = g_strdup_printf("tcp:%s", hostport);
@@ -3679,14 +3708,70 @@ dst_port_taken(Job *self, int port)
 
 /* Whether this QEMU listens on a socket passed to it: QEMU before 8.2
  * reads "tcp:fd:NAME" as a listening socket (its socket address parser
- * takes "fd:"); 8.2 and later take only a connected stream as fd (the
- * source connects then with QEMU's own socket, as before). */
+ * takes "fd:"); 8.2 and later take only a connected stream as fd, which
+ * this daemon then accepts for it (dst_stream_accept). */
 static bool
 dst_stream_fd_ok(Job *job)
 {
     const QemuCaps *caps = qemu_domain_obj_caps(job->dom);
 
     return caps && qemu_caps_version(caps) < 8002000;
+}
+
+static void
+dst_stream_incoming_done(QemuMonitor *mon, const HoError *err, void *opaque)
+{
+    g_autoptr(Job) job = opaque;
+
+    if (!job_live(job) || job->unwinding || !err)
+        return;
+    dst_fail(job, ho_error_new(err->code,
+                               _("cannot hand the incoming migration stream of domain '%1$s' "
+                                 "to QEMU: %2$s"),
+                               job->name, err->message));
+}
+
+/* QEMU 8.2 and later, the source connected: the connection, with the
+ * listener's receive buffer, goes to QEMU (getfd, migrate-incoming
+ * fd:NAME), and the listener closes. The first connection is taken, as
+ * QEMU's own listener would. */
+static gboolean
+dst_stream_accept(gint lfd, GIOCondition cond, gpointer opaque)
+{
+    Job *job = opaque;
+    QemuMonitor *mon = job->dom ? qemu_domain_obj_monitor(job->dom) : NULL;
+    int afd;
+    int e;
+
+    (void)cond;
+    if (!job_live(job) || job->unwinding) {
+        dst_stream_listener_close(job);
+        return G_SOURCE_REMOVE;
+    }
+    afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    e = errno;
+    if (afd < 0 && (e == EAGAIN || e == EINTR || e == ECONNABORTED))
+        return G_SOURCE_CONTINUE;
+    /* GLib holds its own reference to the job until this returns. */
+    dst_stream_listener_close(job);
+    if (afd < 0 || !mon) {
+        if (afd >= 0)
+            close(afd);
+        dst_fail(job, afd < 0 ? ho_error_new(HO_ERR_SYSTEM,
+                                              _("cannot accept the migration stream of domain "
+                                                "'%1$s': %2$s"),
+                                              job->name, g_strerror(e))
+                              : ho_error_new(HO_ERR_OPERATION_INVALID,
+                                             _("the monitor of domain '%1$s' is not available"),
+                                             job->name));
+        return G_SOURCE_REMOVE;
+    }
+    HO_DEBUG("domain '%s': migration stream accepted", job->name);
+    qemu_monitor_json_getfd(mon, STREAM_FD_NAME, afd, stream_getfd_done, job_ref(job));
+    close(afd);
+    qemu_monitor_json_migrate_incoming(mon, "fd:" STREAM_FD_NAME, dst_stream_incoming_done,
+                                       job_ref(job));
+    return G_SOURCE_REMOVE;
 }
 
 /* QEMU listens and accepts itself (migrate-incoming tcp:...), never on
@@ -3711,8 +3796,6 @@ dst_try_port(Job *job)
                                    job->name));
         return;
     }
-    if (job->stream_buffer && !dst_stream_fd_ok(job))
-        job->stream_buffer = 0;
     while (job->port < job->port_last) {
         if (!dst_port_taken(job, job->port)) {
             if (!job->stream_buffer && dst_port_free(job->listen_host, job->port))
@@ -3724,22 +3807,38 @@ dst_try_port(Job *job)
         }
         job->port++;
     }
-    if (lfd >= 0) {
-        /* QEMU listens on (and accepts from) the socket bound here, whose
-         * connections inherit the receive buffer. */
-        if (ho_socket_set_buffers(lfd, 0, (int)job->stream_buffer) < 0) {
-            close(lfd);
-            dst_fail(job, error_steal_or_unknown());
-            return;
-        }
-        qemu_monitor_json_getfd(mon, STREAM_FD_NAME, lfd, stream_getfd_done, job_ref(job));
-        close(lfd);
-        uri = g_strdup("tcp:fd:" STREAM_FD_NAME);
-    } else {
+    if (lfd < 0) {
         hostport = ho_uri_format_hostport(job->listen_host, job->port);
         uri = g_strdup_printf("tcp:%s", hostport);
+        qemu_monitor_json_migrate_incoming(mon, uri, dst_incoming_done, job_ref(job));
+        return;
     }
-    qemu_monitor_json_migrate_incoming(mon, uri, dst_incoming_done, job_ref(job));
+    /* Connections accepted from it inherit the receive buffer. */
+    if (ho_socket_set_buffers(lfd, 0, (int)job->stream_buffer) < 0) {
+        close(lfd);
+        dst_fail(job, error_steal_or_unknown());
+        return;
+    }
+    if (dst_stream_fd_ok(job)) {
+        /* QEMU listens on, and accepts from, the socket bound here. */
+        qemu_monitor_json_getfd(mon, STREAM_FD_NAME, lfd, stream_getfd_done, job_ref(job));
+        close(lfd);
+        qemu_monitor_json_migrate_incoming(mon, "tcp:fd:" STREAM_FD_NAME, dst_incoming_done,
+                                           job_ref(job));
+        return;
+    }
+    /* QEMU takes only a connection: this daemon accepts it. */
+    if (ho_socket_set_nonblock(lfd, true) < 0) {
+        close(lfd);
+        dst_fail(job, error_steal_or_unknown());
+        return;
+    }
+    job->stream_lfd = lfd;
+    job->stream_accept_src = g_unix_fd_source_new(lfd, G_IO_IN);
+    g_source_set_callback(job->stream_accept_src, G_SOURCE_FUNC(dst_stream_accept), job_ref(job),
+                          (GDestroyNotify)job_unref);
+    g_source_attach(job->stream_accept_src, job->mig->ctx);
+    dst_listening(job);
 }
 
 /* Where to listen and what to tell the source. */

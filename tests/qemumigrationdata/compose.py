@@ -140,23 +140,38 @@ for sv,dv in [("7.2","7.2"),("10.0","10.0"),("7.2","10.0")]:
 
 # the stream's buffers (QemuMigrationConfig.stream_buffer, or the peer's
 # round trip): a 7.2 destination listens on a socket its daemon bound
-# (getfd, tcp:fd:NAME); the source daemon connects and passes the stream
+# (getfd, tcp:fd:NAME), a 10.0 one gets the connection its daemon accepted
+# (getfd, fd:NAME, sent once the source connected: the mock keeps each
+# side's order only); the source daemon connects and passes the stream
 def stream(sv, dv):
     out=[]
     for o in happy(sv,dv):
         m=o.get("msg",{})
-        if m.get("execute") in ("migrate-incoming","migrate") and dv=="7.2":
+        if m.get("execute") in ("migrate-incoming","migrate"):
             out.append({"ts":o["ts"],"side":o["side"],"dir":"send","msg":{"execute":"getfd","arguments":{"fdname":"migration-stream"},"id":"sfd"}})
             out.append({"ts":o["ts"],"side":o["side"],"dir":"recv","msg":{"return":{},"id":"sfd"}})
-            m["arguments"]["uri"]=("tcp:" if o["side"]=="dst" else "")+"fd:migration-stream"
+            m["arguments"]["uri"]=("tcp:" if o["side"]=="dst" and dv=="7.2" else "")+"fd:migration-stream"
         out.append(o)
-    return out
-write("stream-7.2-7.2.jsonl",
-  ["Precopy 7.2 -> 7.2 with a stream buffer agreed in Prepare: the destination",
-   "daemon binds the listening socket with that receive buffer and passes it",
-   "(getfd, migrate-incoming tcp:fd:NAME); the source daemon connects the stream",
-   "with the same send buffer and passes it (getfd, migrate fd:NAME)."]+HDR("7.2","7.2"),
-  assemble("7.2","7.2",stream("7.2","7.2")), {"src":"qemu-7.2","dst":"qemu-7.2"})
+    if dv=="7.2": return out
+    # QEMU 10.0: the destination's getfd and migrate-incoming (with its
+    # reply and the setup event around it) come once the source daemon
+    # connected, which is right before it sends its own migrate.
+    k=[i for i,o in enumerate(out) if o["side"]=="dst" and o.get("msg",{}).get("execute")=="getfd"][0]
+    e=[i for i,o in enumerate(out) if o["side"]=="dst" and o["dir"]=="recv" and o["msg"].get("id")=="h3"][0]
+    block=out[k:e+1]; out=out[:k]+out[e+1:]
+    j=[i for i,o in enumerate(out) if o["side"]=="src" and o.get("msg",{}).get("execute")=="migrate"][0]
+    return out[:j+1]+block+out[j+1:]
+STREAM_DST={
+  "7.2":["daemon binds the listening socket with that receive buffer and passes it",
+         "(getfd, migrate-incoming tcp:fd:NAME);"],
+  "10.0":["takes no listening socket: its daemon accepts the source daemon's",
+          "connection and passes it (getfd, migrate-incoming fd:NAME);"]}
+for dv in ("7.2","10.0"):
+    write(f"stream-7.2-{dv}.jsonl",
+      [f"Precopy 7.2 -> {dv} with a stream buffer agreed in Prepare: the destination"]+
+      STREAM_DST[dv]+["the source daemon connects the stream with the same send buffer and",
+       "passes it (getfd, migrate fd:NAME)."]+HDR("7.2",dv),
+      assemble("7.2",dv,stream("7.2",dv)), {"src":"qemu-7.2","dst":"qemu-"+dv})
 
 # no pause-before-switchover: hand-edited from 7.2-7.2
 body=happy("7.2","7.2")
