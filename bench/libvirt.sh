@@ -305,6 +305,9 @@ libvirt_round() {
 libvirt_batch() {
     local q=$1 r=$2 n=$3 dir i t0 t1 rc=0 pids=() before_s before_d after_s after_d
     local srcimg=$work/libvirt/src/lib/images dstimg=$work/libvirt/dst/lib/images
+    # A scale guest has one small disk whatever --disks says (lv_domain_xml
+    # reads n_disks).
+    local n_disks=1
     dir=$work/libvirt-$q-x$n-$r
     mkdir -p "$dir"
     for ((i = 0; i < n; i++)); do
