@@ -371,8 +371,8 @@ check_stream(const Hosts *h, int from, gint64 since_us)
     g_assert_cmpuint(test_recording_count_done(h->host[!from]->record_path, NULL, since_us,
                                                "getfd", "fdname", "migration-stream"),
                      ==, 1);
-    g_assert_cmpuint(test_recording_count_done(h->host[from]->record_path, NULL, since_us,
-                                               "getfd", "fdname", "migration-stream"),
+    g_assert_cmpuint(test_recording_count_done(h->host[from]->record_path, NULL, since_us, "getfd",
+                                               "fdname", "migration-stream"),
                      ==, 1);
     g_test_message("stream: destination migrate-incoming %s, source migrate %s", in_uri, out_uri);
 }

@@ -192,11 +192,11 @@ typedef struct {
     }
 
 /* A happy precopy migration whose peer daemon is rtt µs away. */
-#define STREAM_CASE(n, t, s, d, rtt)                                                            \
-    {                                                                                           \
-        .name = n, .transcript = t, .src_emu = s, .dst_emu = d, .rtt_us = rtt,                  \
-        .outcome = OUT_COMPLETED, .src_phases = SRC_HAPPY, .dst_phases = DST_HAPPY,             \
-        .src_state = ABSENT, .dst_state = QEMU_DOMAIN_STATE_RUNNING,                            \
+#define STREAM_CASE(n, t, s, d, rtt)                                                              \
+    {                                                                                             \
+        .name = n, .transcript = t, .src_emu = s, .dst_emu = d, .rtt_us = rtt,                    \
+        .outcome = OUT_COMPLETED, .src_phases = SRC_HAPPY, .dst_phases = DST_HAPPY,               \
+        .src_state = ABSENT, .dst_state = QEMU_DOMAIN_STATE_RUNNING,                              \
     }
 
 static const Case cases[] = {

@@ -88,8 +88,7 @@ static const ConfKey conf_keys[] = {
     {"migration_mirror_buf_size", CONF_SIZE, CONF_OFF(migration_mirror_buf_size), 0,
      1024 * 1024 * 1024},
     /* Bytes; 0 sizes them from the round trip to the peer daemon. */
-    {"migration_stream_buffer", CONF_SIZE, CONF_OFF(migration_stream_buffer), 0,
-     64 * 1024 * 1024},
+    {"migration_stream_buffer", CONF_SIZE, CONF_OFF(migration_stream_buffer), 0, 64 * 1024 * 1024},
     {"host_uuid", CONF_UUID, CONF_OFF(host_uuid), 0, 0},
     {"default_emulator", CONF_EMULATOR, CONF_OFF(default_emulator), 0, 0},
     {"max_clients", CONF_UINT, CONF_OFF(max_clients), 1, 65536},

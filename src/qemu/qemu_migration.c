@@ -1992,8 +1992,8 @@ stream_getfd_done(QemuMonitor *mon, const HoError *err, void *opaque)
     g_autoptr(Job) job = opaque;
 
     if (err && job_live(job))
-        HO_WARN("domain '%s': cannot pass the migration stream's socket to QEMU: %s",
-                job->name, err->message);
+        HO_WARN("domain '%s': cannot pass the migration stream's socket to QEMU: %s", job->name,
+                err->message);
 }
 
 /* The stream is connected: its buffers fixed, handed to QEMU (getfd),
@@ -3758,9 +3758,9 @@ dst_stream_accept(gint lfd, GIOCondition cond, gpointer opaque)
         if (afd >= 0)
             close(afd);
         dst_fail(job, afd < 0 ? ho_error_new(HO_ERR_SYSTEM,
-                                              _("cannot accept the migration stream of domain "
-                                                "'%1$s': %2$s"),
-                                              job->name, g_strerror(e))
+                                             _("cannot accept the migration stream of domain "
+                                               "'%1$s': %2$s"),
+                                             job->name, g_strerror(e))
                               : ho_error_new(HO_ERR_OPERATION_INVALID,
                                              _("the monitor of domain '%1$s' is not available"),
                                              job->name));

@@ -179,10 +179,11 @@ typedef struct {
      * connection, in bytes, fixed on the destination's listening socket
      * (receive; QEMU before 8.2 listens on it, a later one is handed the
      * connection the destination daemon accepts) and on the connection
-     * the source daemon makes for its QEMU (send). They bound how far the source may run ahead of the
-     * destination. 0: automatic, a window for 10 Gb/s at the round-trip
-     * time to the peer daemon, at least 32 KiB; left to the kernel when
-     * that comes to more than 4 MiB or the round trip is unknown. */
+     * the source daemon makes for its QEMU (send). They bound how far
+     * the source may run ahead of the destination. 0: automatic, a
+     * window for 10 Gb/s at the round-trip time to the peer daemon, at
+     * least 32 KiB; left to the kernel when that comes to more than
+     * 4 MiB or the round trip is unknown. */
     guint64 stream_buffer;
 } QemuMigrationConfig;
 
