@@ -348,6 +348,14 @@ qemu_migration_args_to_json(const QemuMigrationArgs *args)
  * downtime ramp without --max-downtime. */
 #define QEMU_DEFAULT_DOWNTIME_MS 300
 
+/* A stream_buffer the peer sent (cookie or Prepare answer): out of
+ * range is the kernel's buffers (0), as from a peer without it. */
+static guint64
+stream_buffer_from_peer(int64_t bytes)
+{
+    return bytes > 0 && (guint64)bytes <= STREAM_BUFFER_MAX ? (guint64)bytes : 0;
+}
+
 typedef struct _Job Job;
 
 /* What the pending destination answer is. */
@@ -2749,10 +2757,7 @@ src_prepare_done(json_object *result, const HoError *err, void *opaque)
     job->uri = g_strdup(uri);
     /* The destination fixed its receive buffer only if it says so; a
      * small send buffer alone would stall on delayed ACKs. */
-    if (stream_buffer > 0 && (guint64)stream_buffer <= STREAM_BUFFER_MAX)
-        job->stream_buffer = (guint64)stream_buffer;
-    else
-        job->stream_buffer = 0;
+    job->stream_buffer = stream_buffer_from_peer(stream_buffer);
     if (hostname && !job->peer_hostname)
         job->peer_hostname = g_strdup(hostname);
     if (job->disks && job->disks->len) {
@@ -4624,9 +4629,7 @@ qemu_migration_dst_prepare(QemuMigration *mig, json_object *cookie, QemuMigratio
         g_clear_pointer(&job, job_unref);
         goto refuse;
     }
-    /* Out of range: the kernel's buffers, as from a source without it. */
-    if (stream_buffer > 0 && (guint64)stream_buffer <= STREAM_BUFFER_MAX)
-        job->stream_buffer = (guint64)stream_buffer;
+    job->stream_buffer = stream_buffer_from_peer(stream_buffer);
     if (storage_copy(&job->args) && dst_parse_disks(job, cookie) < 0) {
         g_clear_pointer(&job, job_unref);
         goto refuse;
